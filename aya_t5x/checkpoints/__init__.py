@@ -1,0 +1,1 @@
+"""Checkpoint formats: Hugging Face safetensors, legacy T5X (msgpack + TensorStore)."""

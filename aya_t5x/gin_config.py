@@ -1,0 +1,119 @@
+"""gin the T5X way: `--gin_file`, `--gin.NAME=value`, search paths, and errors that name the fix.
+
+The gin files shipped with aya_t5x (`gin/` in a checkout, `aya_t5x/gin/` once installed)
+are always on the search path, so `--gin_file models/mt5_xxl.gin` works from any folder
+and `--gin_file gin/models/mt5_xxl.gin` from the repository root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import gin
+from aya_t5x import model
+
+# Registered once at import: gin's registry is the one piece of module-level state.
+ConfiguredMT5Config = gin.external_configurable(model.MT5Config, module="aya_t5x")
+
+MODEL_SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
+
+
+class GinConfigError(ValueError):
+  """A gin file, binding or search path is wrong; the message says what to change."""
+
+
+def gin_root() -> Path:
+  """The folder of the gin files shipped with aya_t5x."""
+  package = Path(__file__).resolve().parent
+  for candidate in (package / "gin", package.parent / "gin"):
+    if (candidate / "models").is_dir():
+      return candidate
+  raise GinConfigError(f"aya_t5x's gin files are missing (looked in {package / 'gin'} and "
+                       f"{package.parent / 'gin'}); reinstall the package.")
+
+
+def resolve_gin_file(name: str, search_paths: Sequence[str] = ()) -> str:
+  """Finds a gin file as given, under a search path, or under the shipped gin folder."""
+  candidates = [Path(name)]
+  roots = [Path(p) for p in search_paths] + [gin_root()]
+  stripped = name.removeprefix("gin/")
+  for root in roots:
+    candidates += [root / name, root / stripped]
+  for candidate in candidates:
+    if candidate.is_file():
+      return str(candidate)
+  shipped = sorted(str(p.relative_to(gin_root())) for p in gin_root().rglob("*.gin"))
+  close = difflib.get_close_matches(stripped, shipped, n=3)
+  hint = f" Did you mean {', '.join(close)}?" if close else ""
+  raise GinConfigError(
+      f"gin file {name!r} not found as given, under --gin_search_paths "
+      f"{list(search_paths)} or under {gin_root()}.{hint}")
+
+
+def _suggestion(message: str) -> str:
+  """Turns gin's 'no configurable'/'no parameter' errors into a did-you-mean hint."""
+  configurables = {"MT5Config": ConfiguredMT5Config}
+  match = re.search(r"No configurable matching '([^']+)'", message)
+  if match:
+    close = difflib.get_close_matches(match.group(1).split(".")[-1], configurables, n=3)
+    return f"\n  Did you mean {', '.join(close)}?" if close else ""
+  match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
+                    message)
+  if match and match.group(1) in configurables:
+    params = inspect.signature(model.MT5Config).parameters
+    close = difflib.get_close_matches(match.group(2), params, n=3)
+    return (f"\n  Did you mean {', '.join(f'{match.group(1)}.{c}' for c in close)}?"
+            if close else f"\n  Its parameters are: {', '.join(params)}.")
+  return ""
+
+
+class _DropGinSearchMisses(logging.Filter):
+  """gin logs an ERROR for every search path an include is not under; only misses."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Path not found:")
+
+
+@contextlib.contextmanager
+def _quiet_search_misses():
+  drop = _DropGinSearchMisses()
+  root = logging.getLogger()
+  root.addFilter(drop)
+  try:
+    yield
+  finally:
+    root.removeFilter(drop)
+
+
+def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
+              search_paths: Sequence[str] = ()) -> None:
+  """Parses gin files and `NAME=value` bindings (later ones win), after a clean reset."""
+  gin.clear_config()
+  for path in [*search_paths, str(gin_root())]:
+    gin.add_config_file_search_path(os.fspath(path))
+  files = [resolve_gin_file(f, search_paths) for f in gin_files]
+  try:
+    with _quiet_search_misses():
+      gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)
+  except (OSError, ValueError, SyntaxError) as e:
+    message = str(e).strip()
+    raise GinConfigError(f"gin configuration error: {message}{_suggestion(message)}") from e
+
+
+def configured_model() -> model.MT5Config:
+  """The `MT5Config` the parsed gin files bind (a model size file is required)."""
+  try:
+    return ConfiguredMT5Config()
+  except TypeError as e:
+    if "required" in str(e):
+      raise GinConfigError(
+          "No model size configured: add a model gin file, for example --gin_file "
+          f"models/mt5_small.gin (sizes: {', '.join(MODEL_SIZES)}). ({e})") from e
+    raise

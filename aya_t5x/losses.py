@@ -1,0 +1,122 @@
+"""Cross-entropy with z-loss and label smoothing, and the loss normalisation modes of T5X.
+
+All arithmetic is float32 whatever the activation dtype. Packed batches are handled by
+segment ids, so that a packed batch and the same examples unpacked give the same loss.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class LossNormalization(enum.Enum):
+  """How the summed token losses of a batch are divided.
+
+  SUM: no division (T5X's pre-training default with a fixed factor of 1).
+  FIXED: divide by a constant (for example batch size x target length).
+  NUM_REAL_TARGET_TOKENS: divide by the number of non-padding target tokens.
+  AVERAGE_PER_SEQUENCE: average the tokens within each sequence, then average the
+    sequences; every example counts equally whatever its length (the Aya recipe).
+  """
+
+  SUM = "sum"
+  FIXED = "fixed"
+  NUM_REAL_TARGET_TOKENS = "num_real_target_tokens"
+  AVERAGE_PER_SEQUENCE = "average_per_sequence"
+
+  @classmethod
+  def parse(cls, value: LossNormalization | str) -> LossNormalization:
+    if isinstance(value, cls):
+      return value
+    try:
+      return cls(str(value).lower())
+    except ValueError:
+      raise ValueError(
+          f"Unknown loss normalization {value!r}; choose from "
+          f"{[m.value for m in cls]}.") from None
+
+
+def token_cross_entropy(logits: Array, targets: Array, *, z_loss: float = 0.0,
+                        label_smoothing: float = 0.0) -> tuple[Array, Array]:
+  """Per-token cross-entropy and z-loss, both float32 [batch, length].
+
+  Args:
+    logits: [batch, length, vocab].
+    targets: int [batch, length].
+    z_loss: coefficient of log(Z)^2, which keeps the softmax normaliser near 1
+      (1e-4 in the recipe).
+    label_smoothing: mass moved uniformly from the target to the other tokens; the
+      constant entropy of the smoothed distribution is subtracted, so a perfect model
+      still reaches 0.
+
+  Returns:
+    (loss, z_loss_term); `loss` already includes the z-loss term.
+  """
+  logits = logits.astype(jnp.float32)
+  vocab = logits.shape[-1]
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  log_probs = logits - log_z[..., None]
+  target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  if label_smoothing:
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1)
+    sum_log_prob_others = jnp.sum(log_probs, axis=-1) - target_log_prob
+    loss = -(confidence * target_log_prob + low * sum_log_prob_others)
+    normalizing_constant = -(
+        confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+    loss = loss - normalizing_constant
+  else:
+    loss = -target_log_prob
+  z_term = z_loss * jnp.square(log_z)
+  return loss + z_term, z_term
+
+
+def _segment_token_counts(weights: Array, segment_ids: Array) -> Array:
+  """For each token, the number of weighted tokens in its own segment [batch, length]."""
+  same = segment_ids[:, :, None] == segment_ids[:, None, :]
+  return jnp.einsum("bqk,bk->bq", same.astype(jnp.float32), weights)
+
+
+def normalized_loss(token_loss: Array, weights: Array, *,
+                    normalization: LossNormalization | str,
+                    segment_ids: Array | None = None,
+                    fixed_factor: float | None = None) -> tuple[Array, Array]:
+  """Reduces a per-token loss to the batch loss the optimiser sees.
+
+  Args:
+    token_loss: float [batch, length].
+    weights: float [batch, length], 0 on padding.
+    normalization: a `LossNormalization` or its value string.
+    segment_ids: int [batch, length] for packed batches (0 on padding); without them
+      each row is one sequence.
+    fixed_factor: the divisor for `FIXED`.
+
+  Returns:
+    (loss, denominator): the scalar loss and what the weighted sum was divided by (the
+    number of sequences for AVERAGE_PER_SEQUENCE, of tokens for NUM_REAL_TARGET_TOKENS).
+  """
+  mode = LossNormalization.parse(normalization)
+  weights = weights.astype(jnp.float32)
+  if mode is LossNormalization.AVERAGE_PER_SEQUENCE:
+    if segment_ids is None:
+      segment_ids = (weights > 0).astype(jnp.int32)
+    counts = _segment_token_counts(weights, segment_ids)
+    per_token = jnp.where(weights > 0, weights / jnp.maximum(counts, 1.0), 0.0)
+    # Each segment's weights now sum to 1, so their total is the number of sequences.
+    denominator = jnp.sum(per_token)
+    return jnp.sum(token_loss * per_token) / jnp.maximum(denominator, 1e-8), denominator
+  total = jnp.sum(token_loss * weights)
+  if mode is LossNormalization.SUM:
+    return total, jnp.float32(1.0)
+  if mode is LossNormalization.FIXED:
+    if not fixed_factor:
+      raise ValueError("LossNormalization.FIXED needs fixed_factor (for example "
+                       "batch_size * target_length).")
+    return total / fixed_factor, jnp.float32(fixed_factor)
+  denominator = jnp.sum(weights)
+  return total / jnp.maximum(denominator, 1e-8), denominator

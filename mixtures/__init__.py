@@ -1,0 +1,1 @@
+"""SeqIO mixture registrations: the weighting schemes (installed as aya_t5x.mixtures)."""

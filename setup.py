@@ -1,0 +1,30 @@
+"""Packaging for aya_t5x.
+
+Install through the pinned set: pip install -c requirements/constraints.txt .
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="aya_t5x",
+    version="0.1.0",
+    description="The Aya recipe: multilingual instruction tuning of mT5, T5X style, on JAX.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["aya_t5x", "aya_t5x.*"])
+    + ["aya_t5x.tasks", "aya_t5x.mixtures", "aya_t5x.gin"],
+    # tasks/, mixtures/ and gin/ live at the top of the repository where users look for
+    # them, and install under the aya_t5x namespace so that they never collide.
+    package_dir={"aya_t5x.tasks": "tasks", "aya_t5x.mixtures": "mixtures",
+                 "aya_t5x.gin": "gin"},
+    package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"]},
+    install_requires=[
+        "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
+        "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
+        "tensorstore", "safetensors", "msgpack", "sacrebleu", "rouge-score",
+    ],
+    extras_require={
+        # The reference implementation for equality tests, and the test tools.
+        "test": ["torch", "transformers", "pytest", "pytest-xdist", "ruff"],
+    },
+    entry_points={"console_scripts": ["aya-t5x=aya_t5x.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""The aya_t5x test suite."""

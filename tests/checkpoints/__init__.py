@@ -1,0 +1,1 @@
+"""Tests of aya_t5x.checkpoints."""

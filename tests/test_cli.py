@@ -1,0 +1,56 @@
+"""The aya-t5x command: model-info sizes, gin flags and their errors, a fast --help."""
+
+import subprocess
+import sys
+
+import pytest
+
+from aya_t5x import cli
+
+
+@pytest.mark.parametrize("size,published", [
+    ("small", "0.30B"), ("base", "0.58B"), ("large", "1.23B"), ("xl", "3.74B"),
+    ("xxl", "12.9B")])
+def test_model_info_gives_the_published_sizes(size, published, capsys):
+  assert cli.main(["model-info", "--gin_file", f"gin/models/mt5_{size}.gin"]) == 0
+  out = capsys.readouterr().out
+  assert f"parameters: {published} " in out
+  assert "token_embedder" in out and "GiB" in out
+
+
+def test_gin_binding_overrides_the_file(capsys):
+  assert cli.main(["model-info", "--gin_file", "models/mt5_small.gin",
+                   "--gin.MT5Config.num_decoder_layers=4"]) == 0
+  assert "layers=8/4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--gin.MT5Config.d_modle=4"], "Did you mean MT5Config.d_model"),
+    (["--gin.MT5Confg.d_model=4"], "Did you mean MT5Config"),
+    (["--gin_file", "models/mt5_smal.gin"], "mt5_small.gin"),
+    ([], "No model size configured"),
+])
+def test_gin_mistakes_name_the_fix(args, expected, capsys):
+  base = [] if "--gin_file" in args else ["--gin_file", "models/mt5_tiny.gin"]
+  if not args:
+    base = []
+  assert cli.main(["model-info", *base, *args]) == 2
+  assert expected in capsys.readouterr().err
+
+
+def test_binding_without_value_is_a_usage_error():
+  with pytest.raises(SystemExit):
+    cli.main(["model-info", "--gin.MT5Config.d_model"])
+
+
+def test_help_does_not_import_the_heavy_libraries():
+  code = ("import sys, contextlib, io\n"
+          "from aya_t5x import cli\n"
+          "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+          "  cli.main(['--help'])\n"
+          "heavy = [m for m in ('jax', 'flax', 'tensorflow', 'seqio', 'torch') "
+          "if m in sys.modules]\n"
+          "print(heavy)\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout
+  assert out.strip() == "[]"
