@@ -20,7 +20,7 @@ setup(
     install_requires=[
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
-        "tensorstore", "safetensors", "msgpack", "sacrebleu", "rouge-score",
+        "tensorstore", "safetensors", "msgpack", "sacrebleu", "rouge-score", "tqdm",
     ],
     extras_require={
         # The reference implementation for equality tests, and the test tools.

@@ -54,6 +54,17 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
 }
 
 
+# Rematerialisation of each layer in the backward pass: what the forward pass may keep.
+# 'none' keeps everything (fastest, most memory); 'full' keeps only the layer inputs;
+# 'dots' keeps matmul outputs without a batch dimension (T5X's usual trade-off).
+REMAT_POLICIES: dict[str, Callable | None] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "dots_saveable": jax.checkpoint_policies.checkpoint_dots,
+}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MT5Config:
   """Hyperparameters of one mT5 network; a model size is one gin file binding these.
@@ -77,6 +88,7 @@ class MT5Config:
   dtype: str = "float32"
   param_dtype: str = "float32"
   float32_attention_logits: bool = True
+  remat_policy: str = "none"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -96,6 +108,9 @@ class MT5Config:
         raise ValueError(
             f"MT5Config.{name}={getattr(self, name)!r} is not a dtype; use 'float32' or "
             "'bfloat16'.") from e
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; choose from "
+                       f"{sorted(REMAT_POLICIES)}.")
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"MT5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}.")
 
@@ -324,7 +339,7 @@ class EncoderLayer(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, *, deterministic: bool) -> Array:
+  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
     cfg = self.config
     h = RMSNorm(cfg, name="pre_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="attention")(h, h, bias, deterministic=deterministic)
@@ -340,7 +355,7 @@ class DecoderLayer(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array, *,
+  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
                deterministic: bool) -> Array:
     cfg = self.config
     h = RMSNorm(cfg, name="pre_self_attention_layer_norm")(x)
@@ -354,6 +369,18 @@ class DecoderLayer(nn.Module):
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
     h = MlpBlock(cfg, name="mlp")(h, deterministic=deterministic)
     return _residual(self, h, x, deterministic)
+
+
+def _maybe_remat(layer: type[nn.Module], config: MT5Config, static_argnums: tuple[int, ...]
+                 ) -> type[nn.Module]:
+  """The layer class, rematerialised under `config.remat_policy` unless it is 'none'.
+
+  `static_argnums` counts `self` as 0 and marks the `deterministic` flag.
+  """
+  if config.remat_policy == "none":
+    return layer
+  return nn.remat(layer, policy=REMAT_POLICIES[config.remat_policy],
+                  static_argnums=static_argnums, prevent_cse=True)
 
 
 def _positions_or_arange(positions: Array | None, length: int) -> Array:
@@ -380,8 +407,9 @@ class Encoder(nn.Module):
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    layer = _maybe_remat(EncoderLayer, cfg, static_argnums=(3,))
     for i in range(cfg.num_encoder_layers):
-      x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic=deterministic)
+      x = layer(cfg, name=f"layers_{i}")(x, bias, deterministic)
     x = RMSNorm(cfg, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
@@ -409,9 +437,9 @@ class Decoder(nn.Module):
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    layer = _maybe_remat(DecoderLayer, cfg, static_argnums=(5,))
     for i in range(cfg.num_decoder_layers):
-      x = DecoderLayer(cfg, name=f"layers_{i}")(
-          x, encoded, self_bias, cross_bias, deterministic=deterministic)
+      x = layer(cfg, name=f"layers_{i}")(x, encoded, self_bias, cross_bias, deterministic)
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     logits = Dense(cfg.vocab_size, ("embed", "vocab"),
