@@ -21,6 +21,9 @@ setup(
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
         "tensorstore", "safetensors", "msgpack", "sacrebleu", "rouge-score", "tqdm",
+        "tensorboardX",
+        # Data tooling: ISO 639 lookups, parquet/arrow sources, the mixture report's plot.
+        "iso639-lang", "pyarrow", "matplotlib",
     ],
     extras_require={
         # The reference implementation for equality tests, and the test tools.

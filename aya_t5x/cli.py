@@ -69,6 +69,18 @@ def _convert(args: argparse.Namespace) -> int:
   return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+  from aya_t5x import gin_config
+
+  _parse_gin(args)
+  result = gin_config.configured_train()
+  status = "stopped by SIGTERM at" if result.preempted else "finished at"
+  print(f"training {status} step {result.step}: " + ", ".join(
+      f"{k}={v:.4g}" for k, v in result.last_metrics.items()
+      if k in ("loss", "accuracy", "tokens_per_second", "mfu")))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="aya-t5x",
@@ -79,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Counts parameters from shapes alone (no allocation).")
   _add_gin_flags(info)
   info.set_defaults(handler=_model_info)
+
+  train = sub.add_parser(
+      "train", help="fine-tune mT5 on a SeqIO task or mixture (resumes if MODEL_DIR has "
+      "checkpoints)",
+      description="Fine-tune mT5. Combine gin files: a model size (models/), a run "
+                  "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
+                  "partitioning preset (partitioning/).")
+  _add_gin_flags(train)
+  train.set_defaults(handler=_train)
 
   convert = sub.add_parser(
       "convert", help="convert checkpoints between Hugging Face, T5X and aya_t5x",

@@ -17,10 +17,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gin
-from aya_t5x import model
+from aya_t5x import evaluators, input_pipeline, model, optim, partitioning, train, train_step
 
 # Registered once at import: gin's registry is the one piece of module-level state.
-ConfiguredMT5Config = gin.external_configurable(model.MT5Config, module="aya_t5x")
+# Each entry is the name a gin file uses; the values are the callables gin configures.
+CONFIGURABLES = {
+    "MT5Config": gin.external_configurable(model.MT5Config, module="aya_t5x"),
+    "train": gin.external_configurable(train.train, module="aya_t5x"),
+    "DatasetConfig": gin.external_configurable(input_pipeline.DatasetConfig,
+                                               module="aya_t5x"),
+    "Partitioner": gin.external_configurable(partitioning.Partitioner, module="aya_t5x"),
+    "preset_rules": gin.external_configurable(partitioning.preset_rules, module="aya_t5x"),
+    "LearningRateSchedule": gin.external_configurable(optim.LearningRateSchedule,
+                                                      module="aya_t5x"),
+    "AdafactorConfig": gin.external_configurable(optim.AdafactorConfig, module="aya_t5x"),
+    "LossConfig": gin.external_configurable(train_step.LossConfig, module="aya_t5x"),
+    "CheckpointConfig": gin.external_configurable(train.CheckpointConfig, module="aya_t5x"),
+    "TeacherForcedEvaluator": gin.external_configurable(evaluators.TeacherForcedEvaluator,
+                                                        module="aya_t5x"),
+}
+ConfiguredMT5Config = CONFIGURABLES["MT5Config"]
 
 MODEL_SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
 
@@ -59,15 +75,14 @@ def resolve_gin_file(name: str, search_paths: Sequence[str] = ()) -> str:
 
 def _suggestion(message: str) -> str:
   """Turns gin's 'no configurable'/'no parameter' errors into a did-you-mean hint."""
-  configurables = {"MT5Config": ConfiguredMT5Config}
   match = re.search(r"No configurable matching '([^']+)'", message)
   if match:
-    close = difflib.get_close_matches(match.group(1).split(".")[-1], configurables, n=3)
+    close = difflib.get_close_matches(match.group(1).split("/")[-1], CONFIGURABLES, n=3)
     return f"\n  Did you mean {', '.join(close)}?" if close else ""
   match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
                     message)
-  if match and match.group(1) in configurables:
-    params = inspect.signature(model.MT5Config).parameters
+  if match and match.group(1) in CONFIGURABLES:
+    params = inspect.signature(CONFIGURABLES[match.group(1)]).parameters
     close = difflib.get_close_matches(match.group(2), params, n=3)
     return (f"\n  Did you mean {', '.join(f'{match.group(1)}.{c}' for c in close)}?"
             if close else f"\n  Its parameters are: {', '.join(params)}.")
@@ -116,4 +131,25 @@ def configured_model() -> model.MT5Config:
       raise GinConfigError(
           "No model size configured: add a model gin file, for example --gin_file "
           f"models/mt5_small.gin (sizes: {', '.join(MODEL_SIZES)}). ({e})") from e
+    raise
+
+
+# The macros a run must set, and how to set them, for the error when one is missing.
+REQUIRED_MACROS = {
+    "model_dir": "--gin.MODEL_DIR=\"'/path/to/run'\"",
+    "model_config": "--gin_file models/mt5_small.gin (or another size)",
+    "train_data": "--gin_file runs/finetune.gin and --gin.MIXTURE_OR_TASK_NAME=\"'name'\"",
+    "train_steps": "--gin.TRAIN_STEPS=1000",
+}
+
+
+def configured_train(**overrides):
+  """Runs `train` with everything the parsed gin files bind; `overrides` win."""
+  try:
+    return CONFIGURABLES["train"](**overrides)
+  except TypeError as e:
+    missing = [name for name in REQUIRED_MACROS if f"'{name}'" in str(e)]
+    if "required" in str(e) and missing:
+      fixes = "; ".join(f"{name}: {REQUIRED_MACROS[name]}" for name in missing)
+      raise GinConfigError(f"The run is missing {', '.join(missing)}. Set {fixes}.") from e
     raise

@@ -82,11 +82,14 @@ def _segment_token_counts(weights: Array, segment_ids: Array) -> Array:
   return jnp.einsum("bqk,bk->bq", same.astype(jnp.float32), weights)
 
 
-def normalized_loss(token_loss: Array, weights: Array, *,
-                    normalization: LossNormalization | str,
-                    segment_ids: Array | None = None,
-                    fixed_factor: float | None = None) -> tuple[Array, Array]:
-  """Reduces a per-token loss to the batch loss the optimiser sees.
+def loss_numerator_and_denominator(
+    token_loss: Array, weights: Array, *, normalization: LossNormalization | str,
+    segment_ids: Array | None = None, fixed_factor: float | None = None
+) -> tuple[Array, Array]:
+  """The weighted loss sum and the divisor that together define the batch loss.
+
+  Kept apart so that gradient accumulation can add numerators and denominators over
+  microbatches and divide once, which gives exactly the loss of the whole batch.
 
   Args:
     token_loss: float [batch, length].
@@ -97,8 +100,9 @@ def normalized_loss(token_loss: Array, weights: Array, *,
     fixed_factor: the divisor for `FIXED`.
 
   Returns:
-    (loss, denominator): the scalar loss and what the weighted sum was divided by (the
-    number of sequences for AVERAGE_PER_SEQUENCE, of tokens for NUM_REAL_TARGET_TOKENS).
+    (numerator, denominator): the denominator is the number of sequences for
+    AVERAGE_PER_SEQUENCE, of real target tokens for NUM_REAL_TARGET_TOKENS, the fixed
+    factor for FIXED and 1 for SUM.
   """
   mode = LossNormalization.parse(normalization)
   weights = weights.astype(jnp.float32)
@@ -107,16 +111,25 @@ def normalized_loss(token_loss: Array, weights: Array, *,
       segment_ids = (weights > 0).astype(jnp.int32)
     counts = _segment_token_counts(weights, segment_ids)
     per_token = jnp.where(weights > 0, weights / jnp.maximum(counts, 1.0), 0.0)
-    # Each segment's weights now sum to 1, so their total is the number of sequences.
-    denominator = jnp.sum(per_token)
-    return jnp.sum(token_loss * per_token) / jnp.maximum(denominator, 1e-8), denominator
-  total = jnp.sum(token_loss * weights)
+    # Each sequence's weights now sum to 1, so their total is the number of sequences.
+    return jnp.sum(token_loss * per_token), jnp.sum(per_token)
+  numerator = jnp.sum(token_loss * weights)
   if mode is LossNormalization.SUM:
-    return total, jnp.float32(1.0)
+    return numerator, jnp.float32(1.0)
   if mode is LossNormalization.FIXED:
     if not fixed_factor:
       raise ValueError("LossNormalization.FIXED needs fixed_factor (for example "
                        "batch_size * target_length).")
-    return total / fixed_factor, jnp.float32(fixed_factor)
-  denominator = jnp.sum(weights)
-  return total / jnp.maximum(denominator, 1e-8), denominator
+    return numerator, jnp.float32(fixed_factor)
+  return numerator, jnp.sum(weights)
+
+
+def normalized_loss(token_loss: Array, weights: Array, *,
+                    normalization: LossNormalization | str,
+                    segment_ids: Array | None = None,
+                    fixed_factor: float | None = None) -> tuple[Array, Array]:
+  """The scalar batch loss and its denominator (see `loss_numerator_and_denominator`)."""
+  numerator, denominator = loss_numerator_and_denominator(
+      token_loss, weights, normalization=normalization, segment_ids=segment_ids,
+      fixed_factor=fixed_factor)
+  return numerator / jnp.maximum(denominator, 1e-8), denominator

@@ -1,0 +1,393 @@
+"""SeqIO tasks from sources and single files, and the task manifest `aya-t5x tasks add` keeps.
+
+`register_source_tasks(source, paths, vocabulary=...)` scans a source (validation,
+filters, counts; see `sources.scan`) and registers one SeqIO task per language
+(`aya_dataset.sw`) plus the source mixture (`aya_dataset`) whose rates follow a
+`mixing` strategy inside the source. A dataset named in `split_out` (Dolly, for a boost)
+gets tasks of its own (`aya_translated.dolly.sw`).
+
+`register_jsonl_task(name, path, language=..., inputs_key=..., targets_key=...)` is the
+one-step way to add a task from one file or folder, with an optional template. A
+task manifest (JSON) keeps such tasks between runs: `add_to_manifest` writes an entry
+(what `aya-t5x tasks add` does) and `load_manifest` registers them all.
+
+Every task registered here has a `TaskInfo` (source, language, datasets, sizes per
+split) that the mixture report reads; `task_info(name)` finds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gin
+from aya_t5x.data import filters as filters_lib
+from aya_t5x.data import languages, mixing, readers, sources
+from aya_t5x.data.templates import Template
+
+TASK_NAME = re.compile(r"^[\w.:]+$")  # what seqio accepts
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaskInfo:
+  """What the mixture tools need to know about a registered task."""
+
+  name: str
+  source: str
+  language: str                 # mT5 code; "" when the task mixes languages
+  datasets: tuple[str, ...]
+  sizes: Mapping[str, int]      # split -> examples after filtering
+  chars: Mapping[str, int]      # split -> characters of inputs + targets
+  group: str = ""               # the split-out dataset group ("dolly"), "" for the rest
+
+  @property
+  def resource_group(self) -> str:
+    language = languages.find_language(self.language) if self.language else None
+    return language.group if language else ""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SourceTasks:
+  """The tasks (and source mixture) registered for one source."""
+
+  source: str
+  prefix: str
+  tasks: tuple[TaskInfo, ...]
+  rates: Mapping[str, float]    # task -> rate inside the source (sums to 1)
+  mixture: str | None
+  index: sources.SourceIndex
+
+  @property
+  def report(self) -> sources.DataReport:
+    return self.index.report
+
+  @property
+  def train_size(self) -> int:
+    return sum(t.sizes.get("train", 0) for t in self.tasks)
+
+
+# Registries: task name -> TaskInfo, and source prefix -> (arguments, SourceTasks) so that
+# gin, which may evaluate a registration more than once, does not scan twice.
+_TASKS: dict[str, TaskInfo] = {}
+_SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
+
+
+def task_info(name: str) -> TaskInfo:
+  if name not in _TASKS:
+    close = difflib.get_close_matches(name, _TASKS, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise KeyError(f"no aya_t5x task {name!r}.{hint} Registered: "
+                   f"{', '.join(sorted(_TASKS)) or '(none)'}")
+  return _TASKS[name]
+
+
+def task_infos() -> tuple[TaskInfo, ...]:
+  return tuple(_TASKS[n] for n in sorted(_TASKS))
+
+
+def _slug(text: str) -> str:
+  return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "data"
+
+
+def _output_features(vocabulary) -> dict[str, Any]:
+  import seqio
+
+  return {"inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True, required=True),
+          "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True, required=True)}
+
+
+def _dataset_fn(index: sources.SourceIndex, language: str | None,
+                datasets: Sequence[str] | None, exclude: Sequence[str]):
+  def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
+    import tensorflow as tf
+
+    del shuffle_files, seed  # examples stream in file order; seqio shuffles after
+
+    def generate():
+      for example in sources.iterate(index, split=split, language=language, datasets=datasets,
+                                     exclude_datasets=exclude):
+        yield {"inputs": example.inputs, "targets": example.targets}
+
+    spec = tf.TensorSpec(shape=(), dtype=tf.string)
+    return tf.data.Dataset.from_generator(generate,
+                                          output_signature={"inputs": spec, "targets": spec})
+
+  return dataset_fn
+
+
+def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary,
+              datasets: Sequence[str] | None, exclude: Sequence[str]) -> None:
+  import seqio
+
+  splits = [s for s in sources.SPLITS if info.sizes.get(s)]
+  if info.name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(info.name)
+  seqio.TaskRegistry.add(
+      info.name,
+      source=seqio.FunctionDataSource(
+          _dataset_fn(index, info.language or None, datasets, exclude), splits=splits,
+          num_input_examples=dict(info.sizes), caching_permitted=False),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features=_output_features(vocabulary),
+      metric_fns=[])
+  _TASKS[info.name] = info
+
+
+def _matching(datasets: Sequence[str], pattern: str) -> list[str]:
+  needle = _slug(pattern)
+  return [d for d in datasets if needle in _slug(d)]
+
+
+def register_source_tasks(source: str | sources.SourceSpec, paths: sources.PathsArg, *,
+                          vocabulary, prefix: str | None = None, tolerant: bool = False,
+                          filters: Sequence[Any] | None = None,
+                          split_out: Sequence[str] = (),
+                          boosts: Mapping[str, float] | None = None,
+                          strategy: str = "proportional",
+                          strategy_kwargs: Mapping[str, Any] | None = None) -> SourceTasks:
+  """Scans a source and registers its SeqIO tasks and source mixture.
+
+  Args:
+    source: a registered source name (see `aya_t5x.tasks`) or a `SourceSpec`.
+    paths: a file or folder, or {split: path}.
+    vocabulary: the `seqio.Vocabulary` of inputs and targets.
+    prefix: task name prefix (the source name by default).
+    tolerant: skip and count malformed records instead of raising.
+    filters: replaces the source's filters (`()` keeps everything).
+    split_out: dataset name patterns (case-insensitive substrings) that get tasks of
+      their own, so that a boost or a report can single them out.
+    boosts: {pattern: factor} multiplying the rate of split-out groups (patterns not
+      in `split_out` are split out too).
+    strategy, strategy_kwargs: the `mixing` strategy inside the source.
+  """
+  spec = sources.get_source(source) if isinstance(source, str) else source
+  prefix = prefix or spec.name
+  if not TASK_NAME.match(prefix):
+    raise ValueError(f"task name {prefix!r}: use letters, digits, '_', '.' and ':' only")
+  boosts = dict(boosts or {})
+  key = (spec, repr(paths), id(vocabulary), tolerant, repr(filters), tuple(split_out),
+         tuple(sorted(boosts.items())), strategy, repr(strategy_kwargs))
+  if prefix in _SOURCE_TASKS and _SOURCE_TASKS[prefix][0] == key:
+    return _SOURCE_TASKS[prefix][1]
+  index = sources.scan(spec, paths, tolerant=tolerant, filters=filters)
+  all_datasets = sorted({d for _, _, d in index.counts})
+  groups: dict[str, list[str]] = {}
+  for pattern in dict.fromkeys([*split_out, *boosts]):
+    matched = [d for d in _matching(all_datasets, pattern)
+               if not any(d in g for g in groups.values())]
+    if matched:
+      groups[_slug(pattern)] = matched
+  grouped = [d for g in groups.values() for d in g]
+
+  def sizes_of(language: str | None, datasets: Sequence[str]):
+    sizes: dict[str, int] = {}
+    chars: dict[str, int] = {}
+    for (split, lang, dataset), n in index.counts.items():
+      if dataset in datasets and language in (None, lang):
+        sizes[split] = sizes.get(split, 0) + n
+        chars[split] = chars.get(split, 0) + index.chars[(split, lang, dataset)]
+    return sizes, chars
+
+  langs = sorted({lang for _, lang, _ in index.counts}) if spec.multilingual else [None]
+  infos: list[tuple[TaskInfo, list[str] | None, list[str]]] = []
+  for language in langs:
+    suffix = f".{language}" if language else ""
+    rest = [d for d in all_datasets if d not in grouped]
+    for group, datasets in [("", rest), *groups.items()]:
+      sizes, chars = sizes_of(language, datasets)
+      if not sizes:
+        continue
+      name = f"{prefix}.{group}{suffix}" if group else f"{prefix}{suffix}"
+      info = TaskInfo(name=name, source=spec.name, language=language or _only_language(index),
+                      datasets=tuple(d for d in datasets if sizes_of(language, [d])[0]),
+                      sizes=sizes, chars=chars, group=group)
+      infos.append((info, datasets if group else None, [] if group else grouped))
+  if not infos:
+    raise ValueError(f"source {spec.name} at {paths}: no examples left after filtering.\n"
+                     f"{index.report.format()}")
+  for info, datasets, exclude in infos:
+    _add_task(info, index, vocabulary, datasets, exclude)
+
+  trained = {info.name: info.sizes.get("train", 0) for info, _, _ in infos
+             if info.sizes.get("train")}
+  task_boosts = {info.name: boosts.get(info.group, 1.0) for info, _, _ in infos
+                 if info.name in trained and info.group}
+  rates = (mixing.get_strategy(strategy)(trained, boosts=task_boosts, **(strategy_kwargs or {}))
+           if trained else {})
+  mixture = None
+  if len(infos) > 1 and rates:
+    import seqio
+
+    mixture = prefix
+    if mixture in seqio.MixtureRegistry.names():
+      seqio.MixtureRegistry.remove(mixture)
+    seqio.MixtureRegistry.add(mixture, [(name, rate) for name, rate in rates.items()])
+  result = SourceTasks(source=spec.name, prefix=prefix, tasks=tuple(i for i, _, _ in infos),
+                       rates=rates, mixture=mixture, index=index)
+  _SOURCE_TASKS[prefix] = (key, result)
+  return result
+
+
+def _only_language(index: sources.SourceIndex) -> str:
+  found = {lang for _, lang, _ in index.counts}
+  return found.pop() if len(found) == 1 else ""
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def jsonl_spec(name: str, *, language: str | None = None, inputs_key: str = "inputs",
+               targets_key: str = "targets", language_key: str | None = None,
+               dataset: str | None = None, template: Template | None = None,
+               max_chars: int = sources.DEFAULT_MAX_CHARS) -> sources.SourceSpec:
+  """The `SourceSpec` of a user's file: fields by name, or a template over its fields."""
+  if language is None and language_key is None:
+    raise ValueError(f"task {name}: give the language (--language) or the field that holds "
+                     "it (--language_key)")
+  if language is not None:
+    language = languages.get_language(language).code
+  if template is not None:
+    fields = [sources.Field(name=f, type=(str, int, float, bool)) for f in template.fields]
+  else:
+    fields = [sources.Field(name=inputs_key), sources.Field(name=targets_key)]
+  if language_key:
+    fields.append(sources.Field(name=language_key))
+  return sources.SourceSpec(
+      name=name, title=name, schema=tuple(fields), inputs_field=inputs_key,
+      targets_field=targets_key, language_field=language_key,
+      default_language=language or "en", default_dataset=dataset or name,
+      multilingual=language_key is not None, template=template, max_chars=max_chars,
+      filters=lambda: (filters_lib.KeepMT5Languages(),))
+
+
+def register_jsonl_task(name: str, path: str | os.PathLike | Mapping[str, str], *, vocabulary,
+                        language: str | None = None, inputs_key: str = "inputs",
+                        targets_key: str = "targets", language_key: str | None = None,
+                        template: Template | None = None, tolerant: bool = False,
+                        dataset: str | None = None) -> SourceTasks:
+  """Registers a SeqIO task from one file or folder in one step.
+
+  Args:
+    name: the task name (with `language_key`, the prefix of one task per language).
+    path: a JSONL/parquet/arrow file or folder, or {split: path}.
+    vocabulary: the `seqio.Vocabulary` of inputs and targets.
+    language: the language of every record (any code or name; see `languages`).
+    inputs_key, targets_key: the record fields that hold prompt and completion.
+    language_key: the field that holds each record's language, for multilingual files.
+    template: a `Template` that builds inputs and targets from the record's fields
+      (then `inputs_key`/`targets_key` are not read).
+    tolerant: skip and count malformed records instead of raising.
+    dataset: the dataset name reports show (the task name by default).
+  """
+  spec = jsonl_spec(name, language=language, inputs_key=inputs_key, targets_key=targets_key,
+                    language_key=language_key, dataset=dataset, template=template)
+  sources.register_source(spec, overwrite=True)
+  return register_source_tasks(spec, path, vocabulary=vocabulary, tolerant=tolerant)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+MANIFEST_KEYS = {"name", "path", "language", "inputs_key", "targets_key", "language_key",
+                 "template", "tolerant", "dataset"}
+
+
+def _check_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+  unknown = set(entry) - MANIFEST_KEYS
+  if unknown:
+    raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; fields are "
+                     f"{', '.join(sorted(MANIFEST_KEYS))}")
+  for required in ("name", "path"):
+    if not isinstance(entry.get(required), str) or not entry[required]:
+      raise ValueError(f"{where}: field {required!r} is required (a string)")
+  if not TASK_NAME.match(entry["name"]):
+    raise ValueError(f"{where}: field 'name' {entry['name']!r}: use letters, digits, '_', "
+                     "'.' and ':' only")
+  template = entry.get("template")
+  if template is not None and not (isinstance(template, dict) and
+                                   {"inputs", "targets"} <= set(template)):
+    raise ValueError(f"{where}: field 'template' must be {{\"inputs\": ..., \"targets\": ...}}")
+  return dict(entry)
+
+
+def _check_fields_present(spec: sources.SourceSpec, path: str, probe: int = 20) -> None:
+  """Reads the first records and raises if the spec's fields are not there (a typo)."""
+  for count, (location, record) in enumerate(readers.iter_records(path)):
+    if count >= probe:
+      break
+    if isinstance(record, readers.MalformedRecord):
+      continue
+    missing = [f.name for f in spec.schema if f.required and f.name not in record]
+    if missing:
+      raise ValueError(f"{location}: the record has no field {missing[0]!r} (fields: "
+                       f"{', '.join(sorted(record))}); fix --inputs_key/--targets_key/"
+                       "--language_key or the template")
+    return
+
+
+def _spec_of(entry: Mapping[str, Any]) -> sources.SourceSpec:
+  template = entry.get("template")
+  return jsonl_spec(
+      entry["name"], language=entry.get("language"),
+      inputs_key=entry.get("inputs_key") or "inputs",
+      targets_key=entry.get("targets_key") or "targets",
+      language_key=entry.get("language_key"), dataset=entry.get("dataset"),
+      template=Template(id=entry["name"], **template) if template else None)
+
+
+def read_manifest(manifest: str | os.PathLike) -> list[dict[str, Any]]:
+  """The entries of a task manifest (empty when the file does not exist yet)."""
+  path = Path(manifest)
+  if not path.exists():
+    return []
+  try:
+    data = json.loads(path.read_text(encoding="utf-8"))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}:{e.lineno}: broken JSON ({e.msg}); the manifest is "
+                     '{"tasks": [...]}') from None
+  if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+    raise ValueError(f"{path}: a manifest is a JSON object {{\"tasks\": [...]}}")
+  return [_check_entry(e, f"{path}: task {i}") for i, e in enumerate(data["tasks"])]
+
+
+def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
+                    replace: bool = False) -> dict[str, Any]:
+  """Checks a task entry against its data and writes it into the manifest (created if new)."""
+  entry = _check_entry({k: v for k, v in entry.items() if v is not None}, "task")
+  spec = _spec_of(entry)
+  _check_fields_present(spec, entry["path"])
+  entries = read_manifest(manifest)
+  names = [e["name"] for e in entries]
+  if entry["name"] in names:
+    if not replace:
+      raise ValueError(f"{manifest}: a task {entry['name']!r} exists already; pass --replace "
+                       "to overwrite it")
+    entries[names.index(entry["name"])] = entry
+  else:
+    entries.append(entry)
+  path = Path(manifest)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Written beside and moved into place, so that an interrupted write loses nothing.
+  tmp = path.with_suffix(path.suffix + ".tmp")
+  tmp.write_text(json.dumps({"tasks": entries}, indent=2, ensure_ascii=False) + "\n",
+                 encoding="utf-8")
+  tmp.replace(path)
+  return entry
+
+
+@gin.configurable(module="aya_t5x.data.registration")
+def load_manifest(manifest: str = gin.REQUIRED, vocabulary=gin.REQUIRED) -> list[SourceTasks]:
+  """Registers every task of a manifest; returns what each registered."""
+  return [register_jsonl_task(
+      e["name"], e["path"], vocabulary=vocabulary, language=e.get("language"),
+      inputs_key=e.get("inputs_key") or "inputs", targets_key=e.get("targets_key") or "targets",
+      language_key=e.get("language_key"), tolerant=bool(e.get("tolerant")),
+      dataset=e.get("dataset"),
+      template=Template(id=e["name"], **e["template"]) if e.get("template") else None)
+      for e in read_manifest(manifest)]

@@ -1,0 +1,76 @@
+"""Evaluators the trainer runs every N steps: their contract, and the teacher-forced train-eval.
+
+An evaluator is anything with a `name` and `run(params, context)` that yields
+`(metric_name, value)` pairs; the trainer owns the schedule and the logging. The
+evaluation suite (rank classification, generation metrics) plugs in through the same
+contract, chosen by gin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any, Iterable, Protocol
+
+import jax
+from jax.sharding import Mesh
+
+from aya_t5x import input_pipeline
+from aya_t5x.model import MT5Config
+from aya_t5x.partitioning import Partitioner
+from aya_t5x.train_step import LossConfig, eval_metrics, make_eval_step
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalContext:
+  """What an evaluator may use besides the parameters."""
+
+  config: MT5Config
+  mesh: Mesh
+  partitioner: Partitioner
+  param_shardings: Any
+  loss: LossConfig
+  step: int
+
+
+class Evaluator(Protocol):
+  name: str
+
+  def run(self, params: Any, context: EvalContext) -> Iterable[tuple[str, float]]:
+    ...
+
+
+@dataclasses.dataclass(kw_only=True)
+class TeacherForcedEvaluator:
+  """Loss and token accuracy on a validation split, dropout off (T5X's `train_eval`).
+
+  Attributes:
+    dataset: the split to read (usually `num_epochs=1`, no shuffling).
+    num_batches: at most this many batches per evaluation (None: the whole split).
+    name: prefix of the reported metrics.
+  """
+
+  dataset: input_pipeline.DatasetConfig
+  num_batches: int | None = None
+  name: str = "train_eval"
+  _compiled: Any = dataclasses.field(default=None, init=False, repr=False)
+
+  def run(self, params: Any, context: EvalContext) -> Iterable[tuple[str, float]]:
+    if self._compiled is None:
+      step = make_eval_step(context.config, context.loss)
+      self._compiled = jax.jit(
+          step, in_shardings=(context.param_shardings,
+                              context.partitioner.batch_sharding(context.mesh)))
+    batches = input_pipeline.build_dataset(self.dataset).as_numpy_iterator()
+    totals: dict[str, float] = {}
+    sharding = context.partitioner.batch_sharding(context.mesh)
+    with jax.set_mesh(context.mesh), context.partitioner.rules_context():
+      for batch in itertools.islice(batches, self.num_batches):
+        sums = self._compiled(params, input_pipeline.global_batch(batch, sharding))
+        for key, value in jax.device_get(sums).items():
+          totals[key] = totals.get(key, 0.0) + float(value)
+    if not totals:
+      raise ValueError(f"{self.name}: the split {self.dataset.split!r} of "
+                       f"{self.dataset.mixture_or_task_name!r} gave no full batch of "
+                       f"{self.dataset.batch_size}; lower the eval batch size.")
+    yield from eval_metrics(totals).items()

@@ -1,0 +1,228 @@
+"""The training loop: fine-tune mT5 on a SeqIO task or mixture, sharded over a device mesh.
+
+`train(...)` reads top to bottom: validate, mesh, model and optimizer, state (restored,
+imported or initialised, always already sharded), data, compiled step, loop (log, eval,
+checkpoint, preemption), finish. Every choice is a component passed in by gin; the loop
+itself has no flags.
+
+    aya-t5x train --gin_file models/mt5_small.gin --gin_file runs/finetune.gin \
+      --gin.MIXTURE_OR_TASK_NAME="'my_mixture'" --gin.MODEL_DIR="'/tmp/run'"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+
+from aya_t5x import input_pipeline, metric_writers, optim, throughput, train_state
+from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+from aya_t5x.evaluators import EvalContext, Evaluator
+from aya_t5x.model import MT5Config
+from aya_t5x.partitioning import Partitioner
+from aya_t5x.train_step import LossConfig, make_train_step
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CheckpointConfig:
+  """How often to save, how many to keep, whether saves overlap training."""
+
+  every_steps: int = 1000
+  keep: int | None = 3
+  async_save: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a finished (or preempted) run reached."""
+
+  step: int
+  state: Any
+  last_metrics: dict[str, float]
+  preempted: bool
+
+
+class TrainingDiverged(FloatingPointError):
+  """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+@contextlib.contextmanager
+def _preemption_flag():
+  """Yields a dict whose 'requested' turns True on SIGTERM (a preemption notice)."""
+  flag = {"requested": False}
+
+  def handler(signum, frame):
+    flag["requested"] = True
+
+  try:
+    previous = signal.signal(signal.SIGTERM, handler)
+  except ValueError:  # not the main thread: no signal handling possible
+    yield flag
+    return
+  try:
+    yield flag
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline.DatasetConfig,
+          train_steps: int, partitioner: Partitioner = Partitioner(),
+          schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
+          optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
+          loss: LossConfig = LossConfig(), checkpoint: CheckpointConfig = CheckpointConfig(),
+          num_microbatches: int = 1, log_every: int = 100, eval_every: int = 0,
+          evaluators: Sequence[Evaluator] = (), initial_checkpoint_path: str | None = None,
+          seed: int = 0, devices: Sequence[jax.Device] | None = None,
+          show_progress: bool = True) -> TrainResult:
+  """Fine-tunes for `train_steps` steps (counted from this fine-tuning's start).
+
+  Resumes from the latest checkpoint in `model_dir` if there is one; otherwise starts
+  from `initial_checkpoint_path` (aya_t5x, T5X or Hugging Face) or from random weights.
+  """
+  # ------------------------------------------------------------------ validate, mesh
+  if train_steps < 1:
+    raise ValueError(f"TRAIN_STEPS must be positive, got {train_steps}.")
+  mesh = partitioner.mesh(devices)
+  partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
+  is_chief = jax.process_index() == 0
+  model_dir = str(Path(model_dir).absolute())
+
+  # ------------------------------------------------------- model, optimizer, layout
+  tx = optim.make_optimizer(schedule, optimizer)
+  layout = train_state.state_layout(model_config, tx, partitioner, mesh)
+
+  # ------------------------------------------------------------------------- state
+  checkpointer = TrainCheckpointer(model_dir, save_every_steps=checkpoint.every_steps,
+                                   keep=checkpoint.keep, async_save=checkpoint.async_save)
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state, data_state = checkpointer.restore(latest, layout.abstract)
+    if data_state.get("mixture_or_task_name") != train_data.mixture_or_task_name:
+      raise ValueError(
+          f"{checkpointer.directory} holds a run on {data_state.get('mixture_or_task_name')!r}"
+          f", not {train_data.mixture_or_task_name!r}; use a new MODEL_DIR, or pass the "
+          "checkpoint as INITIAL_CHECKPOINT_PATH to fine-tune it on another mixture.")
+    position = int(data_state["position"])
+    origin = f"resumed from {checkpointer.directory / str(latest)}"
+  else:
+    params = None
+    if initial_checkpoint_path:
+      from aya_t5x.checkpoints import formats
+
+      params, _ = formats.load_params(initial_checkpoint_path, model_config)
+    state = train_state.init_state(model_config, tx, layout, mesh, jax.random.key(seed),
+                                   params)
+    position = 0
+    origin = f"initialised from {initial_checkpoint_path or 'random weights'}"
+  start_step = int(state.step)
+
+  # -------------------------------------------------------------------------- data
+  batches = input_pipeline.BatchIterator(train_data, position=position)
+  batch_sharding = partitioner.batch_sharding(mesh)
+
+  # ----------------------------------------------------------------- compiled step
+  step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
+                            num_microbatches=num_microbatches)
+  compiled_step = jax.jit(step_fn, in_shardings=(layout.shardings, batch_sharding),
+                          out_shardings=(layout.shardings, None), donate_argnums=(0,))
+
+  # ------------------------------------------------------------- metrics, progress
+  lengths = train_data.task_feature_lengths
+  flops_per_step = throughput.train_flops_per_step(
+      model_config, train_data.batch_size, lengths["inputs"], lengths["targets"])
+  peak, peak_source = throughput.device_peak_flops(dtype=model_config.activation_dtype)
+  writer = metric_writers.MetricWriter(model_dir, enabled=is_chief)
+  progress = metric_writers.Progress(total=train_steps, initial=start_step,
+                                     enabled=is_chief and show_progress)
+  progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
+                   f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
+                   f"({peak_source})")
+  context = EvalContext(config=model_config, mesh=mesh, partitioner=partitioner,
+                        param_shardings=layout.shardings.params, loss=loss, step=start_step)
+
+  # -------------------------------------------------------------------------- loop
+  def check_finite(step: int, metrics: dict) -> None:
+    value = float(metrics["loss"])
+    if not math.isfinite(value):
+      good = [s for s in checkpointer.all_steps() if s < step]
+      raise TrainingDiverged(
+          f"Loss is {value} at step {step}: training stopped. The last good checkpoint is "
+          f"step {good[-1] if good else 'none'} in {checkpointer.directory}; lower the "
+          "learning rate or check the data of that step, then rerun to resume.")
+
+  pending: tuple[int, dict] | None = None  # the previous step's metrics, checked lazily
+  interval_sums: dict[str, Any] = {}
+  interval_start, interval_steps = time.perf_counter(), 0
+  last_metrics: dict[str, float] = {}
+  preempted = False
+  step = start_step
+  with _preemption_flag() as preemption, jax.set_mesh(mesh), partitioner.rules_context():
+    while step < train_steps:
+      batch = input_pipeline.global_batch(next(batches), batch_sharding)
+      state, metrics = compiled_step(state, batch)
+      step += 1
+      if pending is not None:
+        check_finite(*pending)
+      pending = (step, metrics)
+      interval_sums = jax.tree.map(lambda a, b: a + b, interval_sums, metrics) \
+          if interval_sums else metrics
+      interval_steps += 1
+
+      if step % log_every == 0 or step == train_steps:
+        check_finite(step, metrics)
+        elapsed = time.perf_counter() - interval_start
+        last_metrics = {k: float(v) / interval_steps
+                        for k, v in jax.device_get(interval_sums).items()}
+        last_metrics.update(_rates(interval_steps, elapsed, train_data, flops_per_step,
+                                   peak * mesh.size))
+        # Real examples (several per row when packed) per second.
+        last_metrics["sequences_per_second"] = (
+            last_metrics["sequences"] * last_metrics["steps_per_second"])
+        writer.write(step, last_metrics, prefix="train/")
+        progress.update(step, {k: last_metrics[k] for k in
+                               ("loss", "accuracy", "tokens_per_second", "mfu")})
+        interval_sums, interval_steps = {}, 0
+        interval_start = time.perf_counter()
+
+      if eval_every and (step % eval_every == 0 or step == train_steps):
+        for evaluator in evaluators:
+          results = dict(evaluator.run(state.params,
+                                       dataclasses.replace(context, step=step)))
+          writer.write(step, results, prefix=f"{evaluator.name}/")
+          progress.message(f"step {step} {evaluator.name}: " + " ".join(
+              f"{k}={metric_writers.format_value(v)}" for k, v in results.items()))
+
+      if preemption["requested"] or step % checkpoint.every_steps == 0:
+        check_finite(step, metrics)
+        checkpointer.save(step, state, batches.state(), force=preemption["requested"])
+      if preemption["requested"]:
+        preempted = True
+        progress.message(f"SIGTERM received: saved step {step}, stopping.")
+        break
+
+    # ---------------------------------------------------------------------- finish
+    if not preempted:
+      check_finite(step, metrics)
+      if checkpointer.latest_step() != step:
+        checkpointer.save(step, state, batches.state(), force=True)
+  checkpointer.close()
+  progress.close()
+  writer.close()
+  return TrainResult(step=step, state=state, last_metrics=last_metrics, preempted=preempted)
+
+
+def _rates(steps: int, seconds: float, data: input_pipeline.DatasetConfig,
+           flops_per_step: float, total_peak: float) -> dict[str, float]:
+  """Throughput over an interval: tokens (padded, as computed), sequences and MFU."""
+  lengths = data.task_feature_lengths
+  per_step_tokens = data.batch_size * (lengths["inputs"] + lengths["targets"])
+  seconds = max(seconds, 1e-9)
+  return {"tokens_per_second": steps * per_step_tokens / seconds,
+          "steps_per_second": steps / seconds,
+          "mfu": steps * flops_per_step / seconds / total_peak}

@@ -1,0 +1,160 @@
+"""The pure train and eval steps: `train_step(state, batch) -> (state, metrics)`.
+
+Both take the feature-converted batch of SeqIO's `EncDecFeatureConverter` (packed or
+not). Gradient accumulation splits the batch into microbatches, adds loss numerators,
+denominators and gradients, and divides once, so the update equals the one computed on
+the whole batch. Dropout keys derive from (seed, step, microbatch), so a resumed run
+draws the same masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from aya_t5x import losses
+from aya_t5x.model import MT5, MT5Config
+
+Batch = dict[str, jax.Array]
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a checkpoint must hold to continue training bit for bit."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LossConfig:
+  """How token losses become the scalar the optimiser sees (T5X names and defaults)."""
+
+  normalization: str = "num_real_target_tokens"
+  z_loss: float = 1e-4
+  label_smoothing: float = 0.0
+  fixed_factor: float | None = None
+
+  def __post_init__(self):
+    losses.LossNormalization.parse(self.normalization)
+
+
+def _loss_terms(model: MT5, loss: LossConfig, params: Any, batch: Batch, rng: jax.Array,
+                enable_dropout: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(loss numerator, sums for metrics) of one (micro)batch."""
+  logits = model.apply(
+      {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
+      encoder_segment_ids=batch.get("encoder_segment_ids"),
+      decoder_segment_ids=batch.get("decoder_segment_ids"),
+      encoder_positions=batch.get("encoder_positions"),
+      decoder_positions=batch.get("decoder_positions"),
+      enable_dropout=enable_dropout, rngs={"dropout": rng})
+  targets = batch["decoder_target_tokens"]
+  weights = batch.get("decoder_loss_weights")
+  weights = (targets > 0) if weights is None else weights
+  weights = weights.astype(jnp.float32)
+  token_loss, z_term = losses.token_cross_entropy(
+      logits, targets, z_loss=loss.z_loss, label_smoothing=loss.label_smoothing)
+  numerator, denominator = losses.loss_numerator_and_denominator(
+      token_loss, weights, normalization=loss.normalization,
+      segment_ids=batch.get("decoder_segment_ids"), fixed_factor=loss.fixed_factor)
+  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32) * weights
+  segments = batch.get("decoder_segment_ids")
+  if segments is None:
+    sequences = jnp.sum(jnp.any(weights > 0, axis=-1))
+  else:  # packed: count distinct nonzero segment ids per row
+    starts = (segments > 0) & (segments != jnp.pad(segments, ((0, 0), (1, 0)))[:, :-1])
+    sequences = jnp.sum(starts)
+  sums = {"denominator": denominator, "z_loss": jnp.sum(z_term * weights),
+          "correct": jnp.sum(correct), "tokens": jnp.sum(weights),
+          "sequences": sequences.astype(jnp.float32)}
+  return numerator, sums
+
+
+def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
+  """[B, ...] -> [M, B / M, ...], microbatch i taking rows i, i + M, i + 2M, ...
+
+  Strided rows keep every microbatch spread over all data-parallel devices (each device
+  holds a contiguous block of rows), so accumulation moves no data between devices.
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // num_microbatches, num_microbatches) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, batch)
+
+
+def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
+                    schedule: Callable[[jax.Array], jax.Array], loss: LossConfig, *,
+                    seed: int, num_microbatches: int = 1
+                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """Builds the pure train step for `config`; jit it with shardings and donation."""
+  model = MT5(config)
+  enable_dropout = config.dropout_rate > 0
+
+  def numerator_and_grads(params, batch, rng):
+    grad_fn = jax.value_and_grad(
+        lambda p: _loss_terms(model, loss, p, batch, rng, enable_dropout), has_aux=True)
+    (numerator, sums), grads = grad_fn(params)
+    return numerator, sums, grads
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    rng = jax.random.fold_in(jax.random.key(seed), state.step)
+    if num_microbatches == 1:
+      numerator, sums, grads = numerator_and_grads(state.params, batch, rng)
+    else:
+      micro = _split_microbatches(batch, num_microbatches)
+
+      def accumulate(carry, inputs):
+        index, microbatch = inputs
+        n, s, g = numerator_and_grads(state.params, microbatch,
+                                      jax.random.fold_in(rng, index))
+        return jax.tree.map(jnp.add, carry, (n, s, g)), None
+
+      zeros = jax.eval_shape(numerator_and_grads, state.params,
+                             jax.tree.map(lambda x: x[0], micro), rng)
+      zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros)
+      (numerator, sums, grads), _ = jax.lax.scan(
+          accumulate, zeros, (jnp.arange(num_microbatches), micro))
+    denominator = jnp.maximum(sums["denominator"], 1e-8)
+    grads = jax.tree.map(lambda g: g / denominator, grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = _metrics(numerator, sums)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["learning_rate"] = schedule(state.step)
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(config: MT5Config, loss: LossConfig
+                   ) -> Callable[[Any, Batch], Metrics]:
+  """Teacher-forced loss and accuracy on a batch, dropout off: `eval_step(params, batch)`."""
+  model = MT5(config)
+
+  def eval_step(params: Any, batch: Batch) -> Metrics:
+    numerator, sums = _loss_terms(model, loss, params, batch, jax.random.key(0), False)
+    return {"loss_numerator": numerator, **sums}
+
+  return eval_step
+
+
+def _metrics(numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics:
+  tokens = jnp.maximum(sums["tokens"], 1.0)
+  return {"loss": numerator / jnp.maximum(sums["denominator"], 1e-8),
+          "z_loss": sums["z_loss"] / tokens, "accuracy": sums["correct"] / tokens,
+          "target_tokens": sums["tokens"], "sequences": sums["sequences"]}
+
+
+def eval_metrics(totals: dict[str, float]) -> dict[str, float]:
+  """Turns summed `eval_step` outputs over a split into loss and accuracy."""
+  return {"loss": totals["loss_numerator"] / max(totals["denominator"], 1e-8),
+          "accuracy": totals["correct"] / max(totals["tokens"], 1.0),
+          "target_tokens": totals["tokens"], "sequences": totals["sequences"]}

@@ -1,0 +1,83 @@
+"""The language table against independent references: TFDS's mC4 list, ISO 639, Joshi groups."""
+
+import ast
+import collections
+import inspect
+
+import pytest
+from iso639 import Lang
+
+from aya_t5x.data import languages
+
+
+def _tfds_mc4_languages() -> list[str]:
+  # Read the list from TFDS's source without importing TFDS's c4 builder (slow, needs beam).
+  import tensorflow_datasets.text.c4 as c4_module
+
+  source = inspect.getsource(c4_module)
+  start = source.index("MC4_LANGUAGES = [")
+  end = source.index("]", start)
+  return ast.literal_eval(source[start + len("MC4_LANGUAGES = "):end + 1])
+
+
+def test_table_is_mc4s_101_languages():
+  mc4 = [code for code in _tfds_mc4_languages() if not code.endswith("-Latn")]
+  table = languages.all_languages()
+  assert len(table) == 101
+  assert sorted(lang.mc4_code for lang in table) == sorted(mc4)
+
+
+def test_iso_codes_agree_with_iso639():
+  for lang in languages.all_languages():
+    iso = Lang(lang.iso639_3)
+    assert iso.pt1 == lang.iso639_1, lang
+    assert Lang(lang.code).pt3 == lang.iso639_3, lang
+
+
+def test_groups_follow_joshi_classes_and_the_paper_counts():
+  counts = collections.Counter(lang.group for lang in languages.all_languages())
+  # Aya: 101 languages "of which over 50% are considered as lower-resourced".
+  assert counts == {"HR": 24, "MR": 26, "LR": 51}
+  for lang in languages.all_languages():
+    assert lang.group == languages.group_of(lang.joshi_class)
+  # Joshi et al.'s class 5 ("the winners") as listed in the paper.
+  winners = {lang.code for lang in languages.all_languages() if lang.joshi_class == 5}
+  assert winners == {"ar", "zh", "en", "fr", "de", "ja", "es"}
+
+
+@pytest.mark.parametrize("query, code", [
+    ("sw", "sw"), ("swa", "sw"), ("swh", "sw"), ("Swahili", "sw"), ("swahili", "sw"),
+    ("fre", "fr"), ("fra", "fr"), ("iw", "he"), ("heb", "he"), ("arb_Arab", "ar"),
+    ("ary", "ar"), ("zh-Hans", "zh"), ("cmn_Hani", "zh"), ("zsm_Latn", "ms"), ("pt-BR", "pt"),
+    ("tgl_Latn", "fil"), ("nob", "no"), ("pes_Arab", "fa"), ("npi_Deva", "ne"),
+    ("Standard Arabic", "ar"), ("Scottish Gaelic", "gd"), ("ceb", "ceb"), ("haw", "haw"),
+])
+def test_lookup_by_any_code_or_name(query, code):
+  assert languages.get_language(query).code == code
+
+
+def test_unknown_codes_suggest_the_closest():
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("swahilli")
+  assert "sw (Swahili)" in str(e.value)
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("que")  # Quechua: a real language, not one of mT5's
+  assert "outside mT5's 101" in str(e.value)
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("xx")
+  assert "not a known language" in str(e.value) and "languages.csv" in str(e.value)
+
+
+def test_languages_in_group():
+  assert {lang.code for lang in languages.languages_in_group("HR")} >= {"en", "hi", "vi"}
+  assert "sw" in {lang.code for lang in languages.languages_in_group("LR")}
+  with pytest.raises(ValueError, match="HR, MR, LR"):
+    languages.languages_in_group("high")
+
+
+def test_malformed_table_names_file_and_line(tmp_path):
+  bad = tmp_path / "languages.csv"
+  bad.write_text(languages.TABLE.read_text(encoding="utf-8").replace(",5,HR,", ",5,LR,", 1),
+                 encoding="utf-8")
+  with pytest.raises(ValueError, match=r"languages.csv:4: group LR does not match"):
+    languages._read_table(bad)
