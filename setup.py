@@ -16,7 +16,8 @@ setup(
     # them, and install under the aya_t5x namespace so that they never collide.
     package_dir={"aya_t5x.tasks": "tasks", "aya_t5x.mixtures": "mixtures",
                  "aya_t5x.gin": "gin"},
-    package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"]},
+    package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"],
+                  "aya_t5x.data": ["*.csv"]},
     install_requires=[
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",

@@ -17,7 +17,8 @@ class CommandError(Exception):
   """A user error with a message that says what to change; printed without a traceback."""
 
 
-def _add_gin_flags(parser: argparse.ArgumentParser) -> None:
+def add_gin_flags(parser: argparse.ArgumentParser) -> None:
+  """The T5X gin flags, for every subcommand that reads gin (data commands too)."""
   parser.add_argument("--gin_file", action="append", default=[], metavar="FILE",
                       help="gin file; repeat to combine (model size, run, mixture, ...)")
   parser.add_argument("--gin_search_paths", default="", metavar="DIR[,DIR]",
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   info = sub.add_parser("model-info", help="parameter count and bytes of a gin model",
                         description="Counts parameters from shapes alone (no allocation).")
-  _add_gin_flags(info)
+  add_gin_flags(info)
   info.set_defaults(handler=_model_info)
 
   train = sub.add_parser(
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
       description="Fine-tune mT5. Combine gin files: a model size (models/), a run "
                   "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
                   "partitioning preset (partitioning/).")
-  _add_gin_flags(train)
+  add_gin_flags(train)
   train.set_defaults(handler=_train)
 
   convert = sub.add_parser(
@@ -111,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                        required=True)
   convert.add_argument("src", help="source checkpoint folder")
   convert.add_argument("dst", help="destination folder (created)")
-  _add_gin_flags(convert)
+  add_gin_flags(convert)
   convert.set_defaults(handler=_convert)
+
+  from aya_t5x.data import commands as data_commands
+
+  data_commands.add_commands(sub)
   return parser
 
 

@@ -21,21 +21,20 @@ from aya_t5x import evaluators, input_pipeline, model, optim, partitioning, trai
 
 # Registered once at import: gin's registry is the one piece of module-level state.
 # Each entry is the name a gin file uses; the values are the callables gin configures.
-CONFIGURABLES = {
-    "MT5Config": gin.external_configurable(model.MT5Config, module="aya_t5x"),
-    "train": gin.external_configurable(train.train, module="aya_t5x"),
-    "DatasetConfig": gin.external_configurable(input_pipeline.DatasetConfig,
-                                               module="aya_t5x"),
-    "Partitioner": gin.external_configurable(partitioning.Partitioner, module="aya_t5x"),
-    "preset_rules": gin.external_configurable(partitioning.preset_rules, module="aya_t5x"),
-    "LearningRateSchedule": gin.external_configurable(optim.LearningRateSchedule,
-                                                      module="aya_t5x"),
-    "AdafactorConfig": gin.external_configurable(optim.AdafactorConfig, module="aya_t5x"),
-    "LossConfig": gin.external_configurable(train_step.LossConfig, module="aya_t5x"),
-    "CheckpointConfig": gin.external_configurable(train.CheckpointConfig, module="aya_t5x"),
-    "TeacherForcedEvaluator": gin.external_configurable(evaluators.TeacherForcedEvaluator,
-                                                        module="aya_t5x"),
+_UNWRAPPED = {
+    "MT5Config": model.MT5Config,
+    "train": train.train,
+    "DatasetConfig": input_pipeline.DatasetConfig,
+    "Partitioner": partitioning.Partitioner,
+    "preset_rules": partitioning.preset_rules,
+    "LearningRateSchedule": optim.LearningRateSchedule,
+    "AdafactorConfig": optim.AdafactorConfig,
+    "LossConfig": train_step.LossConfig,
+    "CheckpointConfig": train.CheckpointConfig,
+    "TeacherForcedEvaluator": evaluators.TeacherForcedEvaluator,
 }
+CONFIGURABLES = {name: gin.external_configurable(fn, module="aya_t5x")
+                 for name, fn in _UNWRAPPED.items()}
 ConfiguredMT5Config = CONFIGURABLES["MT5Config"]
 
 MODEL_SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
@@ -82,7 +81,7 @@ def _suggestion(message: str) -> str:
   match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
                     message)
   if match and match.group(1) in CONFIGURABLES:
-    params = inspect.signature(CONFIGURABLES[match.group(1)]).parameters
+    params = inspect.signature(_UNWRAPPED[match.group(1)]).parameters
     close = difflib.get_close_matches(match.group(2), params, n=3)
     return (f"\n  Did you mean {', '.join(f'{match.group(1)}.{c}' for c in close)}?"
             if close else f"\n  Its parameters are: {', '.join(params)}.")
@@ -107,6 +106,35 @@ def _quiet_search_misses():
     root.removeFilter(drop)
 
 
+def _referenced_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
+  """Every `%MACRO` the gin files (and their includes) refer to."""
+  seen, names, pending = set(), set(), list(files)
+  while pending:
+    path = pending.pop()
+    if path in seen:
+      continue
+    seen.add(path)
+    text = Path(path).read_text(encoding="utf-8")
+    names.update(re.findall(r"%([A-Za-z_][A-Za-z0-9_.]*)", text))
+    for include in re.findall(r"^\s*include\s+['\"]([^'\"]+)['\"]", text, re.MULTILINE):
+      pending.append(resolve_gin_file(include, search_paths))
+  return names
+
+
+def _check_macro_bindings(bindings: Sequence[str], files: Sequence[str],
+                          search_paths: Sequence[str]) -> None:
+  """A macro set on the command line that no file uses is a typo (gin accepts it)."""
+  referenced = _referenced_macros(files, search_paths)
+  for binding in bindings:
+    name = binding.split("=", 1)[0].strip()
+    if re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and name not in referenced:
+      close = difflib.get_close_matches(name, referenced, n=3)
+      hint = f" Did you mean {', '.join(close)}?" if close else ""
+      raise GinConfigError(
+          f"--gin.{binding}: no gin file uses the macro {name}, so it would have no "
+          f"effect.{hint}")
+
+
 def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
               search_paths: Sequence[str] = ()) -> None:
   """Parses gin files and `NAME=value` bindings (later ones win), after a clean reset."""
@@ -114,6 +142,7 @@ def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
   for path in [*search_paths, str(gin_root())]:
     gin.add_config_file_search_path(os.fspath(path))
   files = [resolve_gin_file(f, search_paths) for f in gin_files]
+  _check_macro_bindings(gin_bindings, files, search_paths)
   try:
     with _quiet_search_misses():
       gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)

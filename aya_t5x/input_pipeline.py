@@ -14,7 +14,7 @@ import difflib
 import importlib
 import os
 import sys
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -105,17 +105,23 @@ def _hide_accelerators_from_tensorflow() -> None:
       pass
 
 
+def check_dataset_config(config: DatasetConfig) -> None:
+  """Fails fast (before anything compiles) if `config` cannot give batches."""
+  import_task_modules(config.module)
+  _check_registered(config.mixture_or_task_name)
+  hosts = jax.process_count()
+  if config.batch_size % hosts:
+    raise DataConfigError(f"batch size {config.batch_size} does not divide over {hosts} "
+                          "hosts.")
+
+
 def build_dataset(config: DatasetConfig):
   """The host-local, feature-converted, batched `tf.data.Dataset` of `config`."""
   import seqio
 
   _hide_accelerators_from_tensorflow()
-  import_task_modules(config.module)
-  _check_registered(config.mixture_or_task_name)
+  check_dataset_config(config)
   hosts, host = jax.process_count(), jax.process_index()
-  if config.batch_size % hosts:
-    raise DataConfigError(f"batch size {config.batch_size} does not divide over {hosts} "
-                          "hosts.")
   dataset = seqio.get_dataset(
       config.mixture_or_task_name, dict(config.task_feature_lengths),
       feature_converter=seqio.EncDecFeatureConverter(pack=config.use_packing),

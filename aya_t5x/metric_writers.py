@@ -10,8 +10,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 class MetricWriter:

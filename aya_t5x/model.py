@@ -24,6 +24,10 @@ carry `nn.with_logical_constraint`; the mapping from logical to mesh axes lives 
 Packed inputs: segment ids keep attention inside one example (pad tokens are segment 0),
 and positions, when given, restart at 0 in each example, so that the relative position
 bias sees each example's own offsets.
+
+Incremental decoding (`MT5.decode(..., decode=True)`) keeps the decoder's `cache_index` and
+each attention layer's `cached_key`/`cached_value` [batch, length, heads, kv] in the flax
+'cache' collection; the encoder-decoder keys are projected once per sequence.
 """
 
 from __future__ import annotations
@@ -275,12 +279,14 @@ class MultiHeadAttention(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, queries_in: Array, keys_in: Array, bias: Array, *,
-               deterministic: bool) -> Array:
+  def __call__(self, queries_in: Array, keys_in: Array | None, bias: Array, *,
+               deterministic: bool, decode: bool = False, cache_index: Array | None = None,
+               cache_length: int | None = None) -> Array:
     """Attends `queries_in` [b, q, embed] to `keys_in` [b, k, embed] with `bias`.
 
     `bias` is additive and broadcastable to [b, heads, q, k] (masks plus relative
-    positions, float32).
+    positions, float32). With `decode=True` the keys come from the 'cache' collection
+    (see `_cached_keys_values`).
     """
     cfg = self.config
     fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
@@ -294,8 +300,11 @@ class MultiHeadAttention(nn.Module):
       return nn.with_logical_constraint(x, ("batch", "length", "heads", "kv"))
 
     query = project("query", queries_in, query_init)
-    key = project("key", keys_in, fan_in)
-    value = project("value", keys_in, fan_in)
+    if decode:
+      key, value = self._cached_keys_values(project, fan_in, keys_in, cache_index, cache_length)
+    else:
+      key = project("key", keys_in, fan_in)
+      value = project("value", keys_in, fan_in)
 
     if cfg.float32_attention_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
@@ -307,6 +316,37 @@ class MultiHeadAttention(nn.Module):
     attended = attended.reshape(attended.shape[:2] + (cfg.joined_kv,))
     attended = nn.with_logical_constraint(attended, ("batch", "length", "joined_kv"))
     return Dense(cfg.d_model, ("joined_kv", "embed"), fan_in, cfg, name="out")(attended)
+
+  def _cached_keys_values(self, project: Callable, init: Initializer, keys_in: Array | None,
+                          cache_index: Array | None, cache_length: int | None
+                          ) -> tuple[Array, Array]:
+    """Keys and values [b, k, heads, kv] for incremental decoding.
+
+    Self-attention (`cache_index` given) writes the new keys and values at `cache_index`
+    into zero-initialised buffers of `cache_length` positions and attends over the whole
+    buffer (the caller's bias hides unwritten positions), so every step has static shapes.
+    Cross-attention (`cache_index` None) projects the encoder output when given (the first
+    call) and reads it back afterwards: it does not change while a sequence is decoded.
+    """
+    axes = ("batch", "length", "heads", "kv")
+    if cache_index is None:
+      if keys_in is not None:
+        for name in ("key", "value"):
+          self.put_variable("cache", f"cached_{name}",
+                            nn.with_logical_constraint(project(name, keys_in, init), axes))
+      elif not self.has_variable("cache", "cached_key"):
+        raise ValueError("Cross-attention has no cache yet: the first decode=True call must "
+                         "pass the encoder output.")
+      return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
+    cached = []
+    for name in ("key", "value"):
+      new = project(name, keys_in, init)
+      buffer = self.variable("cache", f"cached_{name}", jnp.zeros,
+                             (new.shape[0], cache_length) + new.shape[2:], new.dtype)
+      buffer.value = nn.with_logical_constraint(
+          jax.lax.dynamic_update_slice(buffer.value, new, (0, cache_index, 0, 0)), axes)
+      cached.append(buffer.value)
+    return cached[0], cached[1]
 
 
 class MlpBlock(nn.Module):
@@ -355,16 +395,18 @@ class DecoderLayer(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
-               deterministic: bool) -> Array:
+  def __call__(self, x: Array, encoded: Array | None, self_bias: Array, cross_bias: Array,
+               deterministic: bool, decode: bool = False, cache_index: Array | None = None,
+               max_decode_length: int | None = None) -> Array:
     cfg = self.config
     h = RMSNorm(cfg, name="pre_self_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="self_attention")(
-        h, h, self_bias, deterministic=deterministic)
+        h, h, self_bias, deterministic=deterministic, decode=decode, cache_index=cache_index,
+        cache_length=max_decode_length)
     x = _residual(self, h, x, deterministic)
     h = RMSNorm(cfg, name="pre_cross_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="encoder_decoder_attention")(
-        h, encoded, cross_bias, deterministic=deterministic)
+        h, encoded, cross_bias, deterministic=deterministic, decode=decode)
     x = _residual(self, h, x, deterministic)
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
     h = MlpBlock(cfg, name="mlp")(h, deterministic=deterministic)
@@ -421,10 +463,18 @@ class Decoder(nn.Module):
   shared_embedding: nn.Module
 
   @nn.compact
-  def __call__(self, encoded: Array, encoder_tokens: Array, tokens: Array,
+  def __call__(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
                encoder_segment_ids: Array | None, segment_ids: Array | None,
-               positions: Array | None, *, deterministic: bool) -> Array:
+               positions: Array | None, *, deterministic: bool, decode: bool = False,
+               max_decode_length: int | None = None) -> Array:
     cfg = self.config
+    if decode:
+      packed = any(a is not None for a in (segment_ids, encoder_segment_ids, positions))
+      if max_decode_length is None or packed:
+        raise ValueError("decode=True needs max_decode_length (the cache's length) and an "
+                         "unpacked batch: no segment ids or positions (the cache index is "
+                         "the position).")
+      return self._decode_incrementally(encoded, encoder_tokens, tokens, max_decode_length)
     positions = _positions_or_arange(positions, tokens.shape[1])
     self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
         positions, positions)
@@ -440,6 +490,35 @@ class Decoder(nn.Module):
     layer = _maybe_remat(DecoderLayer, cfg, static_argnums=(5,))
     for i in range(cfg.num_decoder_layers):
       x = layer(cfg, name=f"layers_{i}")(x, encoded, self_bias, cross_bias, deterministic)
+    return self._logits(x, deterministic)
+
+  def _decode_incrementally(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
+                            max_decode_length: int) -> Array:
+    """Logits for `tokens` [b, n] continuing the cached sequence (n = 0 creates the cache).
+
+    Queries sit at cache_index + 0 ... n - 1 and keys at every buffer position, which gives
+    the relative position buckets and causal mask of the teacher-forced pass.
+    """
+    cfg = self.config
+    index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+    query_positions = index.value + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
+    key_positions = jnp.arange(max_decode_length, dtype=jnp.int32)[None]
+    self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
+        query_positions, key_positions)
+    future = key_positions[:, None, :] > query_positions[:, :, None]
+    self_bias = self_bias + jnp.where(future, _MASKED_BIAS, 0.0).astype(jnp.float32)[:, None]
+    cross_bias = attention_mask_bias(encoder_tokens > 0, query_length=tokens.shape[1])
+    x = nn.with_logical_constraint(self.shared_embedding(tokens), ("batch", "length", "embed"))
+    for i in range(cfg.num_decoder_layers):
+      # No remat: nothing is differentiated while decoding.
+      x = DecoderLayer(cfg, name=f"layers_{i}")(
+          x, encoded, self_bias, cross_bias, True, decode=True, cache_index=index.value,
+          max_decode_length=max_decode_length)
+    index.value = index.value + tokens.shape[1]
+    return self._logits(x, deterministic=True)
+
+  def _logits(self, x: Array, deterministic: bool) -> Array:
+    cfg = self.config
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     logits = Dense(cfg.vocab_size, ("embed", "vocab"),
@@ -470,15 +549,23 @@ class MT5(nn.Module):
     return self.encoder(encoder_input_tokens, encoder_segment_ids, encoder_positions,
                         deterministic=not enable_dropout)
 
-  def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
-             encoder_segment_ids: Array | None = None,
+  def decode(self, encoded: Array | None, encoder_input_tokens: Array,
+             decoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
              decoder_segment_ids: Array | None = None,
-             decoder_positions: Array | None = None, *, enable_dropout: bool = False
-             ) -> Array:
-    """Float32 logits [batch, target_length, vocab] for the decoder inputs."""
+             decoder_positions: Array | None = None, *, enable_dropout: bool = False,
+             decode: bool = False, max_decode_length: int | None = None) -> Array:
+    """Float32 logits [batch, target_length, vocab] for the decoder inputs.
+
+    With `decode=True` (apply with `mutable=['cache']`) the decoder inputs continue the
+    sequence held in the cache, one token per call when decoding: a first call with
+    `decoder_input_tokens` of shape [batch, 0] and the encoder output creates the cache
+    for `max_decode_length` positions; later calls pass `encoded=None` and the same
+    `max_decode_length`. Logits equal the teacher-forced pass at the same positions.
+    """
     return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                         encoder_segment_ids, decoder_segment_ids, decoder_positions,
-                        deterministic=not enable_dropout)
+                        deterministic=not enable_dropout, decode=decode,
+                        max_decode_length=max_decode_length)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                encoder_segment_ids: Array | None = None,

@@ -16,8 +16,9 @@ import dataclasses
 import math
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 
@@ -90,6 +91,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     raise ValueError(f"TRAIN_STEPS must be positive, got {train_steps}.")
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
+  input_pipeline.check_dataset_config(train_data)
   is_chief = jax.process_index() == 0
   model_dir = str(Path(model_dir).absolute())
 

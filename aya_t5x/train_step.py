@@ -10,7 +10,8 @@ draws the same masks as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax

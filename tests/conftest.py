@@ -1,12 +1,18 @@
 """Shared fixtures: CPU only, 8 simulated devices, and Hugging Face reference models."""
 
 import os
+import tempfile
 
 # Must be set before jax initialises its backends (pytest imports conftest first).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Many tests (and the training subprocesses they start) compile the same tiny programs;
+# a persistent compilation cache shared by them saves minutes on 2 cores.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "aya_t5x_tests_jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -17,8 +17,10 @@ Strategies are registered by name (`register_strategy` / `get_strategy`).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Mapping
+from typing import Any
 
 Rates = dict[str, float]
 Strategy = Callable[..., Rates]
@@ -118,3 +120,46 @@ def epochs(rates: Mapping[str, float], sizes: Mapping[str, float], examples: flo
   """How many passes over each task's data `examples` draws at these rates."""
   return {name: (rate * examples / sizes[name]) if sizes.get(name) else float("inf")
           for name, rate in rates.items()}
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MixturePlan:
+  """A weighted mixture worked out: what each source and task gets of the budget.
+
+  `source_weights` are the scheme's percentages; `task_rates` the resulting share of
+  each task (summing to 1). `source_tasks` holds what the scan of each source found
+  (`registration.SourceTasks`); without data (`source_sizes` only, for example the
+  published sizes of RECIPE.md §3) a plan is per source only.
+  """
+
+  name: str
+  scheme: str
+  source_weights: Mapping[str, float]
+  task_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  source_tasks: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  source_sizes: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  strategy: str = "proportional"
+
+  def size_of(self, source: str) -> float:
+    if source in self.source_tasks:
+      return float(self.source_tasks[source].train_size)
+    return float(self.source_sizes.get(source, 0))
+
+
+def compose(source_weights: Mapping[str, float], source_rates: Mapping[str, Mapping[str, float]]
+            ) -> Rates:
+  """Task rates of a mixture: each source's weight spread by its rates inside the source."""
+  missing = set(source_weights) ^ set(source_rates)
+  if missing:
+    raise ValueError(f"sources without both a weight and rates: {', '.join(sorted(missing))}")
+  total = float(sum(source_weights.values()))
+  rates: Rates = {}
+  for source, weight in source_weights.items():
+    for task, rate in source_rates[source].items():
+      if task in rates:
+        raise ValueError(f"task {task!r} appears in two sources")
+      rates[task] = weight / total * rate
+  return rates

@@ -22,7 +22,7 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class TaskInfo:
   sizes: Mapping[str, int]      # split -> examples after filtering
   chars: Mapping[str, int]      # split -> characters of inputs + targets
   group: str = ""               # the split-out dataset group ("dolly"), "" for the rest
+  exclude: tuple[str, ...] = ()  # datasets of the language that other tasks hold
 
   @property
   def resource_group(self) -> str:
@@ -102,16 +103,14 @@ def _output_features(vocabulary) -> dict[str, Any]:
           "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True, required=True)}
 
 
-def _dataset_fn(index: sources.SourceIndex, language: str | None,
-                datasets: Sequence[str] | None, exclude: Sequence[str]):
+def _dataset_fn(info: TaskInfo, index: sources.SourceIndex):
   def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None):
     import tensorflow as tf
 
     del shuffle_files, seed  # examples stream in file order; seqio shuffles after
 
     def generate():
-      for example in sources.iterate(index, split=split, language=language, datasets=datasets,
-                                     exclude_datasets=exclude):
+      for example in examples_of(info, index, split):
         yield {"inputs": example.inputs, "targets": example.targets}
 
     spec = tf.TensorSpec(shape=(), dtype=tf.string)
@@ -121,8 +120,15 @@ def _dataset_fn(index: sources.SourceIndex, language: str | None,
   return dataset_fn
 
 
-def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary,
-              datasets: Sequence[str] | None, exclude: Sequence[str]) -> None:
+def examples_of(info: TaskInfo, index: sources.SourceIndex, split: str = "train"
+                ) -> Iterator[sources.Example]:
+  """The examples of one task (what its SeqIO source yields, before tokenization)."""
+  return sources.iterate(index, split=split, language=info.language or None,
+                         datasets=info.datasets if info.group else None,
+                         exclude_datasets=info.exclude)
+
+
+def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary) -> None:
   import seqio
 
   splits = [s for s in sources.SPLITS if info.sizes.get(s)]
@@ -131,7 +137,7 @@ def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary,
   seqio.TaskRegistry.add(
       info.name,
       source=seqio.FunctionDataSource(
-          _dataset_fn(index, info.language or None, datasets, exclude), splits=splits,
+          _dataset_fn(info, index), splits=splits,
           num_input_examples=dict(info.sizes), caching_permitted=False),
       preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
       output_features=_output_features(vocabulary),
@@ -142,6 +148,66 @@ def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary,
 def _matching(datasets: Sequence[str], pattern: str) -> list[str]:
   needle = _slug(pattern)
   return [d for d in datasets if needle in _slug(d)]
+
+
+def plan_source_tasks(source: str | sources.SourceSpec, paths: sources.PathsArg, *,
+                      prefix: str | None = None, tolerant: bool = False,
+                      filters: Sequence[Any] | None = None, split_out: Sequence[str] = (),
+                      boosts: Mapping[str, float] | None = None,
+                      strategy: str = "proportional",
+                      strategy_kwargs: Mapping[str, Any] | None = None) -> SourceTasks:
+  """Scans a source and works out its tasks and rates, without registering anything.
+
+  Arguments as `register_source_tasks`; the mixture report uses this directly, so that
+  it needs no vocabulary.
+  """
+  spec = sources.get_source(source) if isinstance(source, str) else source
+  prefix = prefix or spec.name
+  if not TASK_NAME.match(prefix):
+    raise ValueError(f"task name {prefix!r}: use letters, digits, '_', '.' and ':' only")
+  boosts = dict(boosts or {})
+  index = sources.scan(spec, paths, tolerant=tolerant, filters=filters)
+  all_datasets = sorted({d for _, _, d in index.counts})
+  groups: dict[str, list[str]] = {}
+  for pattern in dict.fromkeys([*split_out, *boosts]):
+    matched = [d for d in _matching(all_datasets, pattern)
+               if not any(d in g for g in groups.values())]
+    if matched:
+      groups[_slug(pattern)] = matched
+  grouped = tuple(d for g in groups.values() for d in g)
+
+  def sizes_of(language: str | None, datasets: Sequence[str]):
+    sizes: dict[str, int] = {}
+    chars: dict[str, int] = {}
+    for (split, lang, dataset), n in index.counts.items():
+      if dataset in datasets and language in (None, lang):
+        sizes[split] = sizes.get(split, 0) + n
+        chars[split] = chars.get(split, 0) + index.chars[(split, lang, dataset)]
+    return sizes, chars
+
+  langs = sorted({lang for _, lang, _ in index.counts}) if spec.multilingual else [None]
+  infos: list[TaskInfo] = []
+  for language in langs:
+    suffix = f".{language}" if language else ""
+    rest = [d for d in all_datasets if d not in grouped]
+    for group, datasets in [("", rest), *groups.items()]:
+      sizes, chars = sizes_of(language, datasets)
+      if not sizes:
+        continue
+      infos.append(TaskInfo(
+          name=f"{prefix}.{group}{suffix}" if group else f"{prefix}{suffix}",
+          source=spec.name, language=language or _only_language(index),
+          datasets=tuple(d for d in datasets if sizes_of(language, [d])[0]),
+          sizes=sizes, chars=chars, group=group, exclude=() if group else grouped))
+  if not infos:
+    raise ValueError(f"source {spec.name} at {paths}: no examples left after filtering.\n"
+                     f"{index.report.format()}")
+  trained = {i.name: i.sizes["train"] for i in infos if i.sizes.get("train")}
+  task_boosts = {i.name: boosts.get(i.group, 1.0) for i in infos if i.name in trained and i.group}
+  rates = (mixing.get_strategy(strategy)(trained, boosts=task_boosts, **(strategy_kwargs or {}))
+           if trained else {})
+  return SourceTasks(source=spec.name, prefix=prefix, tasks=tuple(infos), rates=rates,
+                     mixture=prefix if len(infos) > 1 and rates else None, index=index)
 
 
 def register_source_tasks(source: str | sources.SourceSpec, paths: sources.PathsArg, *,
@@ -167,71 +233,29 @@ def register_source_tasks(source: str | sources.SourceSpec, paths: sources.Paths
     strategy, strategy_kwargs: the `mixing` strategy inside the source.
   """
   spec = sources.get_source(source) if isinstance(source, str) else source
-  prefix = prefix or spec.name
-  if not TASK_NAME.match(prefix):
-    raise ValueError(f"task name {prefix!r}: use letters, digits, '_', '.' and ':' only")
-  boosts = dict(boosts or {})
   key = (spec, repr(paths), id(vocabulary), tolerant, repr(filters), tuple(split_out),
-         tuple(sorted(boosts.items())), strategy, repr(strategy_kwargs))
+         repr(boosts), strategy, repr(strategy_kwargs))
+  prefix = prefix or spec.name
   if prefix in _SOURCE_TASKS and _SOURCE_TASKS[prefix][0] == key:
     return _SOURCE_TASKS[prefix][1]
-  index = sources.scan(spec, paths, tolerant=tolerant, filters=filters)
-  all_datasets = sorted({d for _, _, d in index.counts})
-  groups: dict[str, list[str]] = {}
-  for pattern in dict.fromkeys([*split_out, *boosts]):
-    matched = [d for d in _matching(all_datasets, pattern)
-               if not any(d in g for g in groups.values())]
-    if matched:
-      groups[_slug(pattern)] = matched
-  grouped = [d for g in groups.values() for d in g]
+  planned = plan_source_tasks(spec, paths, prefix=prefix, tolerant=tolerant, filters=filters,
+                              split_out=split_out, boosts=boosts, strategy=strategy,
+                              strategy_kwargs=strategy_kwargs)
+  register_planned(planned, vocabulary)
+  _SOURCE_TASKS[prefix] = (key, planned)
+  return planned
 
-  def sizes_of(language: str | None, datasets: Sequence[str]):
-    sizes: dict[str, int] = {}
-    chars: dict[str, int] = {}
-    for (split, lang, dataset), n in index.counts.items():
-      if dataset in datasets and language in (None, lang):
-        sizes[split] = sizes.get(split, 0) + n
-        chars[split] = chars.get(split, 0) + index.chars[(split, lang, dataset)]
-    return sizes, chars
 
-  langs = sorted({lang for _, lang, _ in index.counts}) if spec.multilingual else [None]
-  infos: list[tuple[TaskInfo, list[str] | None, list[str]]] = []
-  for language in langs:
-    suffix = f".{language}" if language else ""
-    rest = [d for d in all_datasets if d not in grouped]
-    for group, datasets in [("", rest), *groups.items()]:
-      sizes, chars = sizes_of(language, datasets)
-      if not sizes:
-        continue
-      name = f"{prefix}.{group}{suffix}" if group else f"{prefix}{suffix}"
-      info = TaskInfo(name=name, source=spec.name, language=language or _only_language(index),
-                      datasets=tuple(d for d in datasets if sizes_of(language, [d])[0]),
-                      sizes=sizes, chars=chars, group=group)
-      infos.append((info, datasets if group else None, [] if group else grouped))
-  if not infos:
-    raise ValueError(f"source {spec.name} at {paths}: no examples left after filtering.\n"
-                     f"{index.report.format()}")
-  for info, datasets, exclude in infos:
-    _add_task(info, index, vocabulary, datasets, exclude)
-
-  trained = {info.name: info.sizes.get("train", 0) for info, _, _ in infos
-             if info.sizes.get("train")}
-  task_boosts = {info.name: boosts.get(info.group, 1.0) for info, _, _ in infos
-                 if info.name in trained and info.group}
-  rates = (mixing.get_strategy(strategy)(trained, boosts=task_boosts, **(strategy_kwargs or {}))
-           if trained else {})
-  mixture = None
-  if len(infos) > 1 and rates:
+def register_planned(planned: SourceTasks, vocabulary) -> None:
+  """Registers the SeqIO tasks (and source mixture) of a plan."""
+  for info in planned.tasks:
+    _add_task(info, planned.index, vocabulary)
+  if planned.mixture:
     import seqio
 
-    mixture = prefix
-    if mixture in seqio.MixtureRegistry.names():
-      seqio.MixtureRegistry.remove(mixture)
-    seqio.MixtureRegistry.add(mixture, [(name, rate) for name, rate in rates.items()])
-  result = SourceTasks(source=spec.name, prefix=prefix, tasks=tuple(i for i, _, _ in infos),
-                       rates=rates, mixture=mixture, index=index)
-  _SOURCE_TASKS[prefix] = (key, result)
-  return result
+    if planned.mixture in seqio.MixtureRegistry.names():
+      seqio.MixtureRegistry.remove(planned.mixture)
+    seqio.MixtureRegistry.add(planned.mixture, list(planned.rates.items()))
 
 
 def _only_language(index: sources.SourceIndex) -> str:
@@ -331,7 +355,8 @@ def _check_fields_present(spec: sources.SourceSpec, path: str, probe: int = 20) 
     return
 
 
-def _spec_of(entry: Mapping[str, Any]) -> sources.SourceSpec:
+def spec_of_entry(entry: Mapping[str, Any]) -> sources.SourceSpec:
+  """The `SourceSpec` of a manifest entry (what `load_manifest` registers)."""
   template = entry.get("template")
   return jsonl_spec(
       entry["name"], language=entry.get("language"),
@@ -360,7 +385,7 @@ def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
                     replace: bool = False) -> dict[str, Any]:
   """Checks a task entry against its data and writes it into the manifest (created if new)."""
   entry = _check_entry({k: v for k, v in entry.items() if v is not None}, "task")
-  spec = _spec_of(entry)
+  spec = spec_of_entry(entry)
   _check_fields_present(spec, entry["path"])
   entries = read_manifest(manifest)
   names = [e["name"] for e in entries]

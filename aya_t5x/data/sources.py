@@ -203,7 +203,7 @@ def _check_field(record: Mapping[str, Any], field: Field, location: Location) ->
     types = field.type if isinstance(field.type, tuple) else (field.type,)
     wanted = " or ".join(t.__name__ for t in types)
     raise MalformedRecord(location, field.name, f"expected {wanted}, got "
-                          f"{type(value).__name__} {str(value)[:40]!r}")
+                          f"{type(value).__name__} {repr(value)[:40]}")
   if field.nonempty and isinstance(value, str) and not value.strip():
     raise MalformedRecord(location, field.name, "empty string")
 

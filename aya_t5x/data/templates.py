@@ -186,12 +186,34 @@ def _near_duplicates(instructions: Mapping[str, str], threshold: float) -> dict[
   return dropped
 
 
-def prune_templates(templates: Sequence[Template], rules: PruningRules = PruningRules()
+def _short_target(template: Template, samples: Sequence[Mapping[str, Any]],
+                  rules: PruningRules) -> bool:
+  """Whether the template's targets are empty or very short.
+
+  Measured on the rendered targets of `samples` (records the template fits) when
+  there are any; otherwise only a target without placeholders can be judged.
+  """
+  rendered = []
+  for record in samples:
+    try:
+      rendered.append(template.render(record)[1])
+    except TemplateError:
+      continue
+  if rendered:
+    short = sum(word_count(t) < rules.min_target_words for t in rendered)
+    return short / len(rendered) >= rules.short_share
+  return not placeholders(template.targets) and \
+      word_count(template.targets) < rules.min_target_words
+
+
+def prune_templates(templates: Sequence[Template], rules: PruningRules = PruningRules(),
+                    samples: Sequence[Mapping[str, Any]] = ()
                     ) -> tuple[list[Template], PruningReport]:
   """Applies the pruning rules to `Template` objects (per language); returns the kept ones.
 
-  A template's target is short when its fixed text has fewer than `min_target_words`
-  words around at most one placeholder (the whole target is then a bare label).
+  `samples` are records of the data the templates serve: a target is judged short from
+  what the template makes of them (a bare `{{label}}` is short for yes/no labels and
+  fine for long answers).
   """
   report = PruningReport()
   kept: list[Template] = []
@@ -204,9 +226,7 @@ def prune_templates(templates: Sequence[Template], rules: PruningRules = Pruning
     survivors = {}
     for index, template in enumerate(group_templates):
       key = template.id or f"{language}#{index}"
-      fixed = _PLACEHOLDER.sub(" ", template.targets)
-      if len(placeholders(template.targets)) <= 1 and \
-          word_count(fixed) + len(placeholders(template.targets)) < rules.min_target_words:
+      if _short_target(template, samples, rules):
         report.removed[key] = "empty or very short target"
         continue
       survivors[key] = template

@@ -60,7 +60,6 @@ def test_mt5_vocabulary_checks_its_size(small_vocabulary):
 
 def test_vocabulary_macro_in_gin(small_vocabulary):
   import gin
-
   from aya_t5x import gin_config
 
   gin_config.parse_gin(["mixtures/vocabulary.gin"],

@@ -1,0 +1,303 @@
+"""The `tasks` and `mixture` subcommands of `aya-t5x` (wired in by `aya_t5x.cli`).
+
+    aya-t5x tasks add NAME --path FILE --language sw [--inputs_key q --targets_key a]
+    aya-t5x tasks list [--manifest aya_tasks.json]
+    aya-t5x tasks inspect NAME [--path DATA] [--vocabulary SPM] [-n 3]
+    aya-t5x mixture report SCHEME_OR_MIXTURE --steps S --batch B [--source NAME=PATH ...]
+
+Handlers import the heavy libraries (seqio, tensorflow, matplotlib) only when they need
+them, and raise ValueError / FileNotFoundError with messages that name the file, line or
+field and the fix (the CLI prints those without a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Any
+
+from aya_t5x.cli import add_gin_flags as _add_gin_flags
+
+DEFAULT_MANIFEST = "aya_tasks.json"
+
+
+def _as_value_error(error: KeyError) -> ValueError:
+  return ValueError(error.args[0] if error.args else str(error))
+
+
+# ----------------------------------------------------------------------------- tasks add
+
+
+def _tasks_add(args: argparse.Namespace) -> int:
+  from aya_t5x.data import registration
+
+  template = None
+  if args.template_inputs or args.template_targets:
+    if not (args.template_inputs and args.template_targets):
+      raise ValueError("--template_inputs and --template_targets go together: give both")
+    template = {"inputs": args.template_inputs, "targets": args.template_targets}
+  entry = {"name": args.name, "path": args.path, "language": args.language,
+           "inputs_key": args.inputs_key, "targets_key": args.targets_key,
+           "language_key": args.language_key, "template": template,
+           "dataset": args.dataset, "tolerant": args.tolerant or None}
+  try:
+    entry = registration.add_to_manifest(args.manifest, entry, replace=args.replace)
+  except KeyError as e:  # an unknown language
+    raise _as_value_error(e) from None
+  # Scan it now, so that a bad file shows up here rather than at training time.
+  spec = registration.spec_of_entry(entry)
+  from aya_t5x.data import sources
+
+  index = sources.scan(spec, entry["path"], tolerant=bool(entry.get("tolerant")))
+  print(f"added task {entry['name']} to {args.manifest}")
+  print(index.report.format())
+  print(f"Register it with aya_t5x.data.registration.load_manifest({str(args.manifest)!r}, "
+        "vocabulary) or --gin.aya_t5x.data.registration.load_manifest.manifest=...")
+  return 0
+
+
+# ----------------------------------------------------------------------------- tasks list
+
+
+def _tasks_list(args: argparse.Namespace) -> int:
+  from aya_t5x import tasks
+  from aya_t5x.data import registration, sources
+
+  print("Sources (aya_t5x.tasks; register with a path, see docs/data.md):")
+  for spec in tasks.TRAINING_SOURCES:
+    print(f"  {spec.name:<18} {spec.title} — fields: {', '.join(spec.field_names())}")
+  others = [n for n in sources.source_names() if n not in {s.name for s in
+                                                          tasks.TRAINING_SOURCES}]
+  for name in others:
+    print(f"  {name:<18} (registered in this process)")
+  entries = registration.read_manifest(args.manifest)
+  print(f"Tasks in {args.manifest}:" if entries else f"No tasks in {args.manifest} "
+        "(add one with `aya-t5x tasks add`).")
+  for entry in entries:
+    where = entry.get("language") or f"language from field {entry.get('language_key')}"
+    print(f"  {entry['name']:<24} {entry['path']} ({where})")
+  if args.registered:
+    import seqio
+
+    names = sorted(seqio.TaskRegistry.names())
+    print(f"SeqIO tasks registered in this process: {len(names)}")
+    for name in names:
+      print(f"  {name}")
+  return 0
+
+
+# ----------------------------------------------------------------------------- tasks inspect
+
+
+def _spec_and_paths(args: argparse.Namespace):
+  from aya_t5x import tasks  # noqa: F401  (registers the six source specs)
+  from aya_t5x.data import registration, sources
+
+  for entry in registration.read_manifest(args.manifest):
+    if entry["name"] == args.name:
+      return registration.spec_of_entry(entry), args.path or entry["path"], \
+          bool(entry.get("tolerant"))
+  try:
+    spec = sources.get_source(args.name)
+  except KeyError as e:
+    names = [e["name"] for e in registration.read_manifest(args.manifest)]
+    raise ValueError(f"{_as_value_error(e)} Tasks in {args.manifest}: "
+                     f"{', '.join(names) or '(none)'}") from None
+  if not args.path:
+    raise ValueError(f"{args.name} is a source: give its data with --path FILE_OR_FOLDER")
+  return spec, args.path, False
+
+
+def _lengths(values: list[int]) -> str:
+  if not values:
+    return "-"
+  return (f"mean {statistics.fmean(values):.1f}, median {statistics.median(values):g}, "
+          f"max {max(values)}")
+
+
+def _tasks_inspect(args: argparse.Namespace) -> int:
+  from aya_t5x.data import sources
+
+  spec, paths, tolerant = _spec_and_paths(args)
+  index = sources.scan(spec, paths, tolerant=tolerant or args.tolerant)
+  vocabulary = None
+  if args.vocabulary:
+    from aya_t5x.data import vocabulary as vocab_lib
+
+    vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
+  print(index.report.format())
+  split = args.split
+  langs = index.languages(split)
+  print(f"{split}: {index.count(split=split)} examples in {len(langs)} language(s): "
+        + ", ".join(f"{lang} {index.count(split=split, language=lang)}" for lang in langs))
+  shown = 0
+  chars_in, chars_out, tokens_in, tokens_out = [], [], [], []
+  for example in sources.iterate(index, split=split, language=args.language):
+    if len(chars_in) >= args.sample:
+      break
+    chars_in.append(len(example.inputs))
+    chars_out.append(len(example.targets))
+    ids_in = ids_out = None
+    if vocabulary is not None:
+      ids_in = vocabulary.encode(example.inputs) + [vocabulary.eos_id]
+      ids_out = vocabulary.encode(example.targets) + [vocabulary.eos_id]
+      tokens_in.append(len(ids_in))
+      tokens_out.append(len(ids_out))
+    if shown < args.num_examples:
+      shown += 1
+      print(f"\n--- example {shown} ({example.location}; language {example.language}, "
+            f"dataset {example.dataset})")
+      raw = {k: (v if not isinstance(v, str) or len(v) < 200 else v[:200] + "...")
+             for k, v in example.fields.items()}
+      print(f"raw:       {raw}")
+      print(f"inputs:    {example.inputs}")
+      print(f"targets:   {example.targets}")
+      if ids_in is not None:
+        print(f"tokenized: inputs {ids_in[:48]}{' ...' if len(ids_in) > 48 else ''} "
+              f"({len(ids_in)} tokens)")
+        print(f"           targets {ids_out[:48]}{' ...' if len(ids_out) > 48 else ''} "
+              f"({len(ids_out)} tokens)")
+  print(f"\nlengths over {len(chars_in)} examples:")
+  print(f"  inputs  characters: {_lengths(chars_in)}")
+  print(f"  targets characters: {_lengths(chars_out)}")
+  if vocabulary is not None:
+    print(f"  inputs  tokens:     {_lengths(tokens_in)}")
+    print(f"  targets tokens:     {_lengths(tokens_out)}")
+  return 0
+
+
+# ----------------------------------------------------------------------------- mixture report
+
+
+def _parse_sources(items: list[str]) -> dict[str, str]:
+  parsed = {}
+  for item in items:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+      raise ValueError(f"--source {item!r}: write it as NAME=PATH, e.g. aya_dataset=/data/aya")
+    parsed[name] = path
+  return parsed
+
+
+def _plan(args: argparse.Namespace):
+  from aya_t5x import mixtures
+
+  if args.gin_file or getattr(args, "gin_bindings", None):
+    from aya_t5x import gin_config
+
+    search = [p for p in args.gin_search_paths.split(",") if p]
+    gin_config.parse_gin(args.gin_file, getattr(args, "gin_bindings", []), search)
+    try:
+      name = mixtures.aya_mixture()
+    except KeyError as e:  # an unknown scheme or source named in the gin files
+      raise _as_value_error(e) from None
+    plan = mixtures.aya.registered_plan(name)
+    if args.name not in (name, name.removeprefix("aya_")):
+      raise ValueError(f"the gin files configure mixture {name}, not {args.name}")
+    return plan
+  try:
+    mixtures.get_scheme(args.name)
+  except KeyError as e:
+    raise _as_value_error(e) from None
+  if args.source:
+    return mixtures.plan_aya_mixture(
+        args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,
+        allow_missing_sources=args.allow_missing_sources)
+  return mixtures.published_plan(args.name)
+
+
+def _mixture_report(args: argparse.Namespace) -> int:
+  from aya_t5x.data import report
+
+  plan = _plan(args)
+  vocabulary = None
+  if args.vocabulary:
+    from aya_t5x.data import vocabulary as vocab_lib
+
+    vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
+  result = report.mixture_report(plan, steps=args.steps, batch=args.batch,
+                                 examples_per_sequence=args.examples_per_sequence,
+                                 warn_epochs=args.warn_epochs, vocabulary=vocabulary)
+  paths = report.write_report(result, args.out)
+  print(report.format_markdown(result))
+  print("wrote " + ", ".join(str(p) for p in paths.values()))
+  return 0
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+def add_commands(subparsers: Any) -> None:
+  """Adds `tasks {add,list,inspect}` and `mixture report` to an argparse subparsers object."""
+  tasks = subparsers.add_parser("tasks", help="add, list and inspect data tasks",
+                                description="SeqIO tasks from the Aya sources and your files.")
+  actions = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+
+  add = actions.add_parser(
+      "add", help="register a task from a JSONL/parquet/arrow file in one step",
+      description="Checks the file against the fields you name and writes the task into a "
+                  "manifest that training loads (aya_t5x.data.registration.load_manifest).")
+  add.add_argument("name", help="task name (letters, digits, '_', '.', ':')")
+  add.add_argument("--path", required=True, help="data file or folder")
+  add.add_argument("--language", help="language of every record: any code or name")
+  add.add_argument("--language_key", help="field holding each record's language instead")
+  add.add_argument("--inputs_key", default="inputs", help="field of the prompt")
+  add.add_argument("--targets_key", default="targets", help="field of the completion")
+  add.add_argument("--template_inputs", help="prompt template with {{field}} placeholders")
+  add.add_argument("--template_targets", help="completion template with {{field}} placeholders")
+  add.add_argument("--dataset", help="dataset name in reports (the task name by default)")
+  add.add_argument("--tolerant", action="store_true",
+                   help="skip and count malformed records instead of failing")
+  add.add_argument("--manifest", default=DEFAULT_MANIFEST, help="task manifest (JSON)")
+  add.add_argument("--replace", action="store_true", help="overwrite a task of that name")
+  add.set_defaults(handler=_tasks_add)
+
+  listing = actions.add_parser("list", help="list sources and registered tasks")
+  listing.add_argument("--manifest", default=DEFAULT_MANIFEST)
+  listing.add_argument("--registered", action="store_true",
+                       help="also list the SeqIO tasks registered in this process")
+  listing.set_defaults(handler=_tasks_list)
+
+  inspect = actions.add_parser(
+      "inspect", help="show raw, templated and tokenized examples and their lengths",
+      description="NAME is a task of the manifest, or a source (aya_dataset, xp3x, ...) "
+                  "with --path.")
+  inspect.add_argument("name")
+  inspect.add_argument("--path", help="data (required for a source)")
+  inspect.add_argument("--manifest", default=DEFAULT_MANIFEST)
+  inspect.add_argument("--vocabulary", help="SentencePiece model, to show token ids")
+  inspect.add_argument("--split", default="train", choices=("train", "validation", "test"))
+  inspect.add_argument("--language", help="only this language (mT5 code)")
+  inspect.add_argument("-n", "--num_examples", type=int, default=3)
+  inspect.add_argument("--sample", type=int, default=1000,
+                       help="examples measured for the length statistics")
+  inspect.add_argument("--tolerant", action="store_true")
+  inspect.set_defaults(handler=_tasks_inspect)
+
+  mixture = subparsers.add_parser("mixture", help="mixture tools")
+  mixture_actions = mixture.add_subparsers(dest="mixture_command", required=True,
+                                           metavar="ACTION")
+  rep = mixture_actions.add_parser(
+      "report", help="shares, HR/MR/LR split and epochs of a mixture at a step budget",
+      description="NAME is a scheme (human_heavy, translation_heavy, template_heavy). With "
+                  "--source NAME=PATH (or the gin files of gin/mixtures/) the sources are "
+                  "scanned; without, the report uses the published sizes (per source).")
+  rep.add_argument("name")
+  rep.add_argument("--steps", type=int, required=True)
+  rep.add_argument("--batch", type=int, required=True, help="sequences per step")
+  rep.add_argument("--examples_per_sequence", type=float, default=1.0,
+                   help="examples packed in one sequence (the recipe's packing: about 3.3)")
+  rep.add_argument("--warn_epochs", type=float, default=10.0,
+                   help="warn when a source or task repeats more often than this")
+  rep.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                   help="data of a source; repeat for each")
+  rep.add_argument("--allow_missing_sources", action="store_true",
+                   help="share the weight of sources without --source among the others")
+  rep.add_argument("--strategy", default="proportional",
+                   choices=("proportional", "temperature", "unimax"))
+  rep.add_argument("--vocabulary", help="SentencePiece model, to count tokens "
+                                        "(characters without it)")
+  rep.add_argument("--tolerant", action="store_true")
+  rep.add_argument("--out", default="mixture_report", help="folder for .md, .json and .png")
+  _add_gin_flags(rep)
+  rep.set_defaults(handler=_mixture_report)

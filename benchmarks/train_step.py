@@ -1,0 +1,164 @@
+"""Times the jitted aya_t5x train step and, in the same run, the PyTorch reference step.
+
+The peer is Hugging Face transformers' `MT5ForConditionalGeneration` with its Adafactor
+(the same algorithm: factored second moments, decay 0.8, update clipping 1.0, parameter
+scaling) at the same configuration and numerics. Prints one JSON line.
+
+    python benchmarks/train_step.py --gin_file models/mt5_small.gin --vocab_size 32128 \
+        --batch 8 --inputs 256 --targets 128            # the CPU comparison of BENCHMARKS.md
+    python benchmarks/train_step.py --gin_file models/mt5_base.gin --batch 64 \
+        --inputs 1024 --targets 1024 --dtype bfloat16 --no_torch   # one GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def random_batch(rng: np.random.Generator, vocab: int, batch: int, inputs: int,
+                 targets: int) -> dict[str, np.ndarray]:
+  encoder = rng.integers(2, vocab, (batch, inputs)).astype(np.int32)
+  target = rng.integers(2, vocab, (batch, targets)).astype(np.int32)
+  decoder = np.concatenate([np.zeros((batch, 1), np.int32), target[:, :-1]], axis=1)
+  return {"encoder_input_tokens": encoder, "decoder_input_tokens": decoder,
+          "decoder_target_tokens": target}
+
+
+def time_jax(config, batch, steps: int, warmup: int) -> dict:
+  import jax
+
+  from aya_t5x import optim, partitioning, train_state, train_step
+
+  schedule = optim.LearningRateSchedule(base_learning_rate=1e-3)
+  tx = optim.make_optimizer(schedule)
+  part = partitioning.Partitioner()
+  mesh = part.mesh(jax.devices()[:1])
+  layout = train_state.state_layout(config, tx, part, mesh)
+  state = train_state.init_state(config, tx, layout, mesh, jax.random.key(0))
+  loss = train_step.LossConfig(normalization="num_real_target_tokens", z_loss=0.0)
+  step = train_step.make_train_step(config, tx, schedule, loss, seed=0)
+  sharding = part.batch_sharding(mesh)
+  with jax.set_mesh(mesh), part.rules_context():
+    compiled = jax.jit(step, in_shardings=(layout.shardings, sharding),
+                       out_shardings=(layout.shardings, None), donate_argnums=0)
+    device_batch = jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
+    start = time.perf_counter()
+    state, metrics = compiled(state, device_batch)
+    jax.block_until_ready(metrics)
+    compile_seconds = time.perf_counter() - start
+    for _ in range(warmup - 1):
+      state, metrics = compiled(state, device_batch)
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+      start = time.perf_counter()
+      state, metrics = compiled(state, device_batch)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - start)
+  return {"step_seconds": float(np.median(times)), "compile_seconds": compile_seconds,
+          "loss": float(metrics["loss"]), "device": jax.devices()[0].device_kind}
+
+
+def time_torch(config, batch, steps: int, warmup: int) -> dict:
+  import torch
+  import transformers
+  from transformers.optimization import Adafactor
+
+  from aya_t5x.checkpoints import hf
+
+  torch.manual_seed(0)
+  model = transformers.MT5ForConditionalGeneration(
+      transformers.MT5Config(**hf.hf_config_dict(config)))
+  model.train()
+  optimizer = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True,
+                        relative_step=False, warmup_init=False, clip_threshold=1.0,
+                        decay_rate=-0.8, beta1=None)
+  inputs = torch.from_numpy(batch["encoder_input_tokens"]).long()
+  decoder = torch.from_numpy(batch["decoder_input_tokens"]).long()
+  labels = torch.from_numpy(batch["decoder_target_tokens"]).long()
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    out = model(input_ids=inputs, decoder_input_ids=decoder, labels=labels)
+    out.loss.backward()
+    optimizer.step()
+    return out.loss
+
+  for _ in range(warmup):
+    step()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    loss = step()
+    times.append(time.perf_counter() - start)
+  return {"step_seconds": float(np.median(times)), "loss": float(loss),
+          "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--gin_file", default="models/mt5_small.gin")
+  parser.add_argument("--vocab_size", type=int, default=None)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--inputs", type=int, default=256)
+  parser.add_argument("--targets", type=int, default=128)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  parser.add_argument("--remat", default="none")
+  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--also_bfloat16", action="store_true",
+                      help="also time the aya_t5x step with bfloat16 activations")
+  args = parser.parse_args()
+
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from aya_t5x import gin_config, throughput
+
+  bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",
+              f"MT5Config.remat_policy='{args.remat}'"]
+  if args.vocab_size:
+    bindings.append(f"MT5Config.vocab_size={args.vocab_size}")
+  gin_config.parse_gin([args.gin_file], bindings)
+  config = gin_config.configured_model()
+  batch = random_batch(np.random.default_rng(0), config.vocab_size, args.batch,
+                       args.inputs, args.targets)
+  tokens = args.batch * (args.inputs + args.targets)
+  flops = throughput.train_flops_per_step(config, args.batch, args.inputs, args.targets)
+  peak, peak_source = throughput.device_peak_flops(dtype=config.activation_dtype)
+
+  def figures(result):
+    return {**result, "tokens_per_second": tokens / result["step_seconds"],
+            "mfu": flops / result["step_seconds"] / peak}
+
+  record = {
+      "what": "train_step", "model": os.path.basename(args.gin_file),
+      "config": {"vocab": config.vocab_size, "batch": args.batch, "inputs": args.inputs,
+                 "targets": args.targets, "dtype": args.dtype, "remat": args.remat},
+      "machine": f"{platform.machine()} {os.cpu_count()} cores",
+      "peak_flops_per_second": peak, "peak_source": peak_source,
+      "model_flops_per_step": flops,
+      "aya_t5x": figures(time_jax(config, batch, args.steps, args.warmup)),
+  }
+  if args.also_bfloat16 and args.dtype != "bfloat16":
+    bf16 = dataclasses.replace(config, dtype="bfloat16")
+    bf16_peak, _ = throughput.device_peak_flops(dtype=bf16.activation_dtype)
+    result = time_jax(bf16, batch, args.steps, args.warmup)
+    record["aya_t5x_bfloat16"] = {**result,
+                                  "tokens_per_second": tokens / result["step_seconds"],
+                                  "mfu": flops / result["step_seconds"] / bf16_peak}
+  if not args.no_torch:
+    record["pytorch"] = figures(time_torch(config, batch, args.steps, args.warmup))
+    record["speedup_vs_pytorch"] = (record["aya_t5x"]["tokens_per_second"]
+                                    / record["pytorch"]["tokens_per_second"])
+  print(json.dumps(record))
+
+
+if __name__ == "__main__":
+  main()

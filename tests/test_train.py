@@ -1,0 +1,193 @@
+"""The training loop end to end on a real SeqIO task: resume, preemption, divergence, config errors.
+
+Runs go through gin exactly as `aya-t5x train` does; the killed and preempted runs are
+real subprocesses of the CLI.
+"""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aya_t5x import cli, gin_config, partitioning, testing, train_state
+from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+from aya_t5x.optim import LearningRateSchedule, make_optimizer
+from aya_t5x.train import TrainingDiverged
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = testing.TINY
+
+
+def gin_args(model_dir, steps, *extra):
+  """The flags of a tiny run on the fixture task, as a user would type them."""
+  return [
+      "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
+      "--gin_file", "partitioning/fsdp.gin",
+      f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+      "--gin.MIXTURE_OR_TASK_NAME='test_reverse'",
+      "--gin.MIXTURE_OR_TASK_MODULE='tests.fixture_tasks'",
+      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
+      "--gin.BATCH_SIZE=16", "--gin.DROPOUT_RATE=0.1", "--gin.LEARNING_RATE=0.01",
+      f"--gin.MT5Config.vocab_size={TINY.vocab_size}", f"--gin.MT5Config.d_model={TINY.d_model}",
+      f"--gin.MT5Config.d_kv={TINY.d_kv}", f"--gin.MT5Config.d_ff={TINY.d_ff}",
+      "--gin.LossConfig.normalization='average_per_sequence'",
+      "--gin.CheckpointConfig.every_steps=4", "--gin.CheckpointConfig.keep=None",
+      "--gin.train.log_every=2", *extra]
+
+
+def run_in_process(model_dir, steps, *extra, **overrides):
+  args = cli.build_parser().parse_known_args(["train", *gin_args(model_dir, steps, *extra)])
+  parsed, bindings = args
+  gin_config.parse_gin(parsed.gin_file, cli._split_gin_bindings(bindings))
+  return gin_config.configured_train(show_progress=False, **overrides)
+
+
+def start_subprocess(model_dir, steps, *extra):
+  return subprocess.Popen(
+      [sys.executable, "-m", "aya_t5x.cli", "train", *gin_args(model_dir, steps, *extra)],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def committed_steps(model_dir):
+  folder = Path(model_dir) / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
+      if folder.exists() else []
+
+
+def wait_for_checkpoint(process, model_dir, timeout=240):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if committed_steps(model_dir):
+      return
+    if process.poll() is not None:
+      raise AssertionError(f"training exited early:\n{process.stdout.read()}")
+    time.sleep(0.05)
+  process.kill()
+  raise AssertionError("no checkpoint appeared in time")
+
+
+def assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+  """8 steps under FSDP on 8 devices, checkpoints at 4 and 8."""
+  model_dir = tmp_path_factory.mktemp("base")
+  result = run_in_process(model_dir, 8, "--gin.EVAL_EVERY_STEPS=4", "--gin.EVAL_BATCHES=2")
+  return model_dir, result
+
+
+def test_run_writes_metrics_checkpoints_and_learns(base_run):
+  model_dir, result = base_run
+  assert result.step == 8 and not result.preempted
+  assert committed_steps(model_dir) == [4, 8]
+  lines = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  train_lines = [line for line in lines if "train/loss" in line]
+  assert [line["step"] for line in train_lines] == [2, 4, 6, 8]
+  for key in ("loss", "accuracy", "learning_rate", "grad_norm", "tokens_per_second",
+              "sequences_per_second", "mfu", "z_loss"):
+    assert all(np.isfinite(line[f"train/{key}"]) for line in train_lines), key
+  assert train_lines[-1]["train/loss"] < train_lines[0]["train/loss"]
+  assert train_lines[0]["train/learning_rate"] == pytest.approx(0.01)
+  assert 0 < train_lines[-1]["train/mfu"] < 1
+  evals = [line for line in lines if "train_eval/loss" in line]
+  assert [line["step"] for line in evals] == [4, 8]
+  assert list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_sigkill_then_resume_equals_uninterrupted_bit_for_bit(tmp_path):
+  killed = tmp_path / "killed"
+  process = start_subprocess(killed, 100_000)
+  wait_for_checkpoint(process, killed)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  resumed_from = committed_steps(killed)[-1]
+  final = resumed_from + 3
+  resumed = run_in_process(killed, final)
+  reference = run_in_process(tmp_path / "reference", final)
+  assert resumed.step == reference.step == final
+  assert_trees_equal(resumed.state.params, reference.state.params)
+  assert_trees_equal(resumed.state.opt_state, reference.state.opt_state)
+
+
+def test_sigterm_leaves_a_restorable_checkpoint_at_the_step_reached(tmp_path):
+  model_dir = tmp_path / "preempted"
+  process = start_subprocess(model_dir, 100_000, "--gin.CheckpointConfig.every_steps=1000")
+  metrics = model_dir / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and not (metrics.exists() and "train/loss" in metrics.read_text()):
+    assert process.poll() is None, process.stdout.read()
+    time.sleep(0.05)
+  time.sleep(0.5)  # let it run some more steps
+  process.send_signal(signal.SIGTERM)
+  output, _ = process.communicate(timeout=120)
+  assert process.returncode == 0, output
+  assert "SIGTERM received" in output
+  (step,) = committed_steps(model_dir)
+  assert 0 < step < 1000  # saved where it stopped, not at a scheduled step
+  resumed = run_in_process(model_dir, step + 1)
+  assert resumed.step == step + 1
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(base_run, tmp_path):
+  model_dir = tmp_path / "diverging"
+  shutil.copytree(base_run[0], model_dir)
+  # Full label smoothing makes the loss NaN (0 * log 0) from the first step after resuming.
+  with pytest.raises(TrainingDiverged, match=r"at step 9.*last good checkpoint is step 8"):
+    run_in_process(model_dir, 12, "--gin.LossConfig.label_smoothing=1.0")
+  assert committed_steps(model_dir) == [4, 8]
+  resumed = run_in_process(model_dir, 9)  # the good checkpoint still restores and trains
+  assert resumed.step == 9
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(resumed.state.params))
+
+
+@pytest.mark.parametrize("preset,num_partitions,devices", [
+    ("data_parallel", 1, 1), ("megatron", 2, 8)])
+def test_checkpoint_restores_into_another_mesh(base_run, preset, num_partitions, devices):
+  model_dir, result = base_run
+  part = partitioning.Partitioner(num_partitions=num_partitions,
+                                  logical_axis_rules=partitioning.preset_rules(preset))
+  mesh = part.mesh(jax.devices()[:devices])
+  tx = make_optimizer(LearningRateSchedule(base_learning_rate=0.01))
+  layout = train_state.state_layout(TINY, tx, part, mesh)
+  checkpointer = TrainCheckpointer(model_dir, save_every_steps=4)
+  state, data = checkpointer.restore(8, layout.abstract)
+  assert data["position"] == 8
+  assert_trees_equal(state.params, result.state.params)
+  kernel = state.params["decoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
+  assert len(kernel.sharding.device_set) == devices
+
+
+def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path):
+  from aya_t5x import model
+  from aya_t5x.checkpoints import hf
+
+  params = jax.tree.map(np.asarray, model.init_params(TINY, jax.random.key(11)))
+  hf.save_hf_checkpoint(params, TINY, tmp_path / "hf")
+  result = run_in_process(tmp_path / "run", 1, "--gin.LEARNING_RATE=0.0",
+                          f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'hf'}'")
+  assert_trees_equal(result.state.params, params)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--gin.Partitioner.num_partitions=3"], "does not divide 8 devices"),
+    (["--gin.BATCH_SIZE=12"], "multiple of 8"),
+    (["--gin.preset_rules.name='zero3'"], "Unknown partitioning preset 'zero3'"),
+    (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], "lacks ['targets']"),
+    (["--gin.MIXTURE_OR_TASK_NAME='test_revers'"], "Did you mean test_reverse"),
+    (["--gin.TRAIN_STEP=3"], "TRAIN_STEP"),
+])
+def test_bad_configuration_fails_before_compiling(tmp_path, capsys, extra, message):
+  model_dir = tmp_path / "bad"
+  assert cli.main(["train", *gin_args(model_dir, 4), *extra]) == 2
+  assert message in capsys.readouterr().err
+  assert not committed_steps(model_dir)
