@@ -18,9 +18,11 @@ $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+DEMO_DIR ?= demo_output
+
 demo: $(STAMP)
-	$(BIN)/aya-t5x model-info --gin_file models/mt5_tiny.gin
-	$(BIN)/aya-t5x model-info --gin_file models/mt5_xxl.gin
+	$(BIN)/aya-t5x train --gin_file models/mt5_tiny.gin --gin_file runs/finetune.gin \
+	  --gin_file demo/numbers.gin --gin.MODEL_DIR="'$(DEMO_DIR)'"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -273,7 +273,8 @@ def beam_search(params: dict, config: MT5Config, encoder_input_tokens: Array, *,
   highest_penalty = brevity_penalty(length, length_penalty_alpha)
 
   def gather_beams(x: Array, index: Array) -> Array:
-    return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+    x = jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+    return nn.with_logical_constraint(x, ("batch", None, "length")[:x.ndim])
 
   def not_done(s: _BeamState) -> Array:
     # Log-likelihoods only fall and, with alpha >= 0, the penalty is largest at full

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -237,8 +238,8 @@ def test_beam_search_finds_the_best_sequence_under_its_length_penalty():
   scored = decoding.score(params, config, np.repeat(inputs, n, 0), np.tile(sequences, (3, 1)),
                           np.tile(weights, (3, 1))).log_likelihood
   log_likelihood = np.asarray(scored).reshape(3, n)
-  # With every live prefix kept (4 after step 1, then 4 x 5 candidates), beam search is
-  # exhaustive, so it must return the exact optimum.
+  # 20 beams keep every live prefix (4, then 16), and all 4 x 5 continuations of the second
+  # step rank inside the beam, so the search is exhaustive: it must find the exact optimum.
   got = decoding.beam_search(params, config, inputs, num_beams=20, max_decode_length=length,
                              length_penalty_alpha=alpha)
   best = np.argmax(log_likelihood / ((5 + lengths) / 6) ** alpha, axis=1)
@@ -260,8 +261,6 @@ def test_options_reject_bad_values():
 
 def test_sharded_decoding_gives_the_same_tokens():
   """On a 4 x 2 (data, model) mesh with megatron-style rules the logical constraints apply."""
-  import flax.linen as nn
-
   config, _, params, inputs = setup = build(testing.TINY)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "model"))
   rules = (("batch", "data"), ("heads", "model"), ("vocab", "model"), ("mlp", "model"),
