@@ -31,7 +31,16 @@ def random_batch(rng: np.random.Generator, vocab: int, batch: int, inputs: int,
           "decoder_target_tokens": target}
 
 
-def time_jax(config, batch, steps: int, warmup: int) -> dict:
+def initial_params(config) -> dict:
+  """aya_t5x's initialisation, as host arrays: both sides start from these weights."""
+  import jax
+
+  from aya_t5x import model
+
+  return jax.tree.map(np.asarray, model.init_params(config, jax.random.key(0)))
+
+
+def time_jax(config, batch, steps: int, warmup: int, params: dict) -> dict:
   import jax
 
   from aya_t5x import optim, partitioning, train_state, train_step
@@ -41,7 +50,7 @@ def time_jax(config, batch, steps: int, warmup: int) -> dict:
   part = partitioning.Partitioner()
   mesh = part.mesh(jax.devices()[:1])
   layout = train_state.state_layout(config, tx, part, mesh)
-  state = train_state.init_state(config, tx, layout, mesh, jax.random.key(0))
+  state = train_state.init_state(config, tx, layout, mesh, jax.random.key(0), params)
   loss = train_step.LossConfig(normalization="num_real_target_tokens", z_loss=0.0)
   step = train_step.make_train_step(config, tx, schedule, loss, seed=0)
   sharding = part.batch_sharding(mesh)
@@ -53,6 +62,7 @@ def time_jax(config, batch, steps: int, warmup: int) -> dict:
     state, metrics = compiled(state, device_batch)
     jax.block_until_ready(metrics)
     compile_seconds = time.perf_counter() - start
+    first_loss = float(metrics["loss"])
     for _ in range(warmup - 1):
       state, metrics = compiled(state, device_batch)
     jax.block_until_ready(metrics)
@@ -63,19 +73,23 @@ def time_jax(config, batch, steps: int, warmup: int) -> dict:
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - start)
   return {"step_seconds": float(np.median(times)), "compile_seconds": compile_seconds,
-          "loss": float(metrics["loss"]), "device": jax.devices()[0].device_kind}
+          "first_loss": first_loss, "device": jax.devices()[0].device_kind}
 
 
-def time_torch(config, batch, steps: int, warmup: int) -> dict:
+def time_torch(config, batch, steps: int, warmup: int, params: dict) -> dict:
   import torch
   import transformers
   from transformers.optimization import Adafactor
 
   from aya_t5x.checkpoints import hf
 
-  torch.manual_seed(0)
+  # XLA flushes denormals to zero on CPU; without the same setting PyTorch's backward
+  # matmuls through near-zero softmax gradients run tens of times slower.
+  torch.set_flush_denormal(True)
   model = transformers.MT5ForConditionalGeneration(
       transformers.MT5Config(**hf.hf_config_dict(config)))
+  model.load_state_dict({k: torch.from_numpy(v) for k, v in
+                         hf.params_to_hf_state_dict(params, config).items()}, strict=False)
   model.train()
   optimizer = Adafactor(model.parameters(), lr=1e-3, scale_parameter=True,
                         relative_step=False, warmup_init=False, clip_threshold=1.0,
@@ -91,15 +105,16 @@ def time_torch(config, batch, steps: int, warmup: int) -> dict:
     optimizer.step()
     return out.loss
 
-  for _ in range(warmup):
+  first_loss = float(step())
+  for _ in range(warmup - 1):
     step()
   times = []
   for _ in range(steps):
     start = time.perf_counter()
     loss = step()
     times.append(time.perf_counter() - start)
-  return {"step_seconds": float(np.median(times)), "loss": float(loss),
-          "threads": torch.get_num_threads()}
+  return {"step_seconds": float(np.median(times)), "first_loss": first_loss,
+          "last_loss": float(loss), "threads": torch.get_num_threads()}
 
 
 def main() -> None:
@@ -119,6 +134,10 @@ def main() -> None:
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from aya_t5x import xla_flags
+
+  # The same XLA defaults as the aya-t5x command (AYA_T5X_XLA_DEFAULTS=0 turns them off).
+  xla_flags.apply_defaults()
   from aya_t5x import gin_config, throughput
 
   bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",
@@ -130,6 +149,7 @@ def main() -> None:
   batch = random_batch(np.random.default_rng(0), config.vocab_size, args.batch,
                        args.inputs, args.targets)
   tokens = args.batch * (args.inputs + args.targets)
+  params = initial_params(config)
   flops = throughput.train_flops_per_step(config, args.batch, args.inputs, args.targets)
   peak, peak_source = throughput.device_peak_flops(dtype=config.activation_dtype)
 
@@ -142,19 +162,20 @@ def main() -> None:
       "config": {"vocab": config.vocab_size, "batch": args.batch, "inputs": args.inputs,
                  "targets": args.targets, "dtype": args.dtype, "remat": args.remat},
       "machine": f"{platform.machine()} {os.cpu_count()} cores",
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "peak_flops_per_second": peak, "peak_source": peak_source,
       "model_flops_per_step": flops,
-      "aya_t5x": figures(time_jax(config, batch, args.steps, args.warmup)),
+      "aya_t5x": figures(time_jax(config, batch, args.steps, args.warmup, params)),
   }
   if args.also_bfloat16 and args.dtype != "bfloat16":
     bf16 = dataclasses.replace(config, dtype="bfloat16")
     bf16_peak, _ = throughput.device_peak_flops(dtype=bf16.activation_dtype)
-    result = time_jax(bf16, batch, args.steps, args.warmup)
+    result = time_jax(bf16, batch, args.steps, args.warmup, params)
     record["aya_t5x_bfloat16"] = {**result,
                                   "tokens_per_second": tokens / result["step_seconds"],
                                   "mfu": flops / result["step_seconds"] / bf16_peak}
   if not args.no_torch:
-    record["pytorch"] = figures(time_torch(config, batch, args.steps, args.warmup))
+    record["pytorch"] = figures(time_torch(config, batch, args.steps, args.warmup, params))
     record["speedup_vs_pytorch"] = (record["aya_t5x"]["tokens_per_second"]
                                     / record["pytorch"]["tokens_per_second"])
   print(json.dumps(record))
