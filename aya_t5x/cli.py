@@ -122,9 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from aya_t5x import xla_flags
-
-  xla_flags.apply_defaults()
   parser = build_parser()
   args, extra = parser.parse_known_args(argv)
   try:

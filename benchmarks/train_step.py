@@ -40,7 +40,8 @@ def initial_params(config) -> dict:
   return jax.tree.map(np.asarray, model.init_params(config, jax.random.key(0)))
 
 
-def time_jax(config, batch, steps: int, warmup: int, params: dict) -> dict:
+def prepare_jax(config, batch, warmup: int, params: dict):
+  """Compiles and warms the aya_t5x step; returns (run_one_step, facts)."""
   import jax
 
   from aya_t5x import optim, partitioning, train_state, train_step
@@ -66,17 +67,19 @@ def time_jax(config, batch, steps: int, warmup: int, params: dict) -> dict:
     for _ in range(warmup - 1):
       state, metrics = compiled(state, device_batch)
     jax.block_until_ready(metrics)
-    times = []
-    for _ in range(steps):
-      start = time.perf_counter()
-      state, metrics = compiled(state, device_batch)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-  return {"step_seconds": float(np.median(times)), "compile_seconds": compile_seconds,
-          "first_loss": first_loss, "device": jax.devices()[0].device_kind}
+  holder = {"state": state}
+
+  def run_one_step() -> None:
+    with jax.set_mesh(mesh), part.rules_context():
+      holder["state"], out = compiled(holder["state"], device_batch)
+      jax.block_until_ready(out)
+
+  return run_one_step, {"compile_seconds": compile_seconds, "first_loss": first_loss,
+                        "device": jax.devices()[0].device_kind}
 
 
-def time_torch(config, batch, steps: int, warmup: int, params: dict) -> dict:
+def prepare_torch(config, batch, warmup: int, params: dict):
+  """Builds and warms the PyTorch reference step; returns (run_one_step, facts)."""
   import torch
   import transformers
   from transformers.optimization import Adafactor
@@ -108,13 +111,18 @@ def time_torch(config, batch, steps: int, warmup: int, params: dict) -> dict:
   first_loss = float(step())
   for _ in range(warmup - 1):
     step()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    loss = step()
-    times.append(time.perf_counter() - start)
-  return {"step_seconds": float(np.median(times)), "first_loss": first_loss,
-          "last_loss": float(loss), "threads": torch.get_num_threads()}
+  return step, {"first_loss": first_loss, "threads": torch.get_num_threads()}
+
+
+def interleaved_medians(runners: dict, rounds: int) -> dict[str, float]:
+  """Median step seconds of each runner, timed in alternation so drift hits all alike."""
+  times: dict[str, list[float]] = {name: [] for name in runners}
+  for _ in range(rounds):
+    for name, run in runners.items():
+      start = time.perf_counter()
+      run()
+      times[name].append(time.perf_counter() - start)
+  return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -126,7 +134,7 @@ def main() -> None:
   parser.add_argument("--targets", type=int, default=128)
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--remat", default="none")
-  parser.add_argument("--steps", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=5, help="timed steps of each, interleaved")
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--also_bfloat16", action="store_true",
@@ -134,10 +142,6 @@ def main() -> None:
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from aya_t5x import xla_flags
-
-  # The same XLA defaults as the aya-t5x command (AYA_T5X_XLA_DEFAULTS=0 turns them off).
-  xla_flags.apply_defaults()
   from aya_t5x import gin_config, throughput
 
   bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",
@@ -153,9 +157,15 @@ def main() -> None:
   flops = throughput.train_flops_per_step(config, args.batch, args.inputs, args.targets)
   peak, peak_source = throughput.device_peak_flops(dtype=config.activation_dtype)
 
-  def figures(result):
-    return {**result, "tokens_per_second": tokens / result["step_seconds"],
-            "mfu": flops / result["step_seconds"] / peak}
+  runners, facts = {}, {}
+  runners["aya_t5x"], facts["aya_t5x"] = prepare_jax(config, batch, args.warmup, params)
+  if args.also_bfloat16 and args.dtype != "bfloat16":
+    bf16 = dataclasses.replace(config, dtype="bfloat16")
+    runners["aya_t5x_bfloat16"], facts["aya_t5x_bfloat16"] = prepare_jax(
+        bf16, batch, args.warmup, params)
+  if not args.no_torch:
+    runners["pytorch"], facts["pytorch"] = prepare_torch(config, batch, args.warmup, params)
+  medians = interleaved_medians(runners, args.steps)
 
   record = {
       "what": "train_step", "model": os.path.basename(args.gin_file),
@@ -164,20 +174,14 @@ def main() -> None:
       "machine": f"{platform.machine()} {os.cpu_count()} cores",
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "peak_flops_per_second": peak, "peak_source": peak_source,
-      "model_flops_per_step": flops,
-      "aya_t5x": figures(time_jax(config, batch, args.steps, args.warmup, params)),
+      "model_flops_per_step": flops, "timed_steps_each": args.steps,
   }
-  if args.also_bfloat16 and args.dtype != "bfloat16":
-    bf16 = dataclasses.replace(config, dtype="bfloat16")
-    bf16_peak, _ = throughput.device_peak_flops(dtype=bf16.activation_dtype)
-    result = time_jax(bf16, batch, args.steps, args.warmup, params)
-    record["aya_t5x_bfloat16"] = {**result,
-                                  "tokens_per_second": tokens / result["step_seconds"],
-                                  "mfu": flops / result["step_seconds"] / bf16_peak}
-  if not args.no_torch:
-    record["pytorch"] = figures(time_torch(config, batch, args.steps, args.warmup, params))
-    record["speedup_vs_pytorch"] = (record["aya_t5x"]["tokens_per_second"]
-                                    / record["pytorch"]["tokens_per_second"])
+  for name, seconds in medians.items():
+    record[name] = {**facts[name], "step_seconds": seconds,
+                    "tokens_per_second": tokens / seconds,
+                    "mfu": flops / seconds / peak}
+  if "pytorch" in medians:
+    record["speedup_vs_pytorch"] = medians["pytorch"] / medians["aya_t5x"]
   print(json.dumps(record))
 
 

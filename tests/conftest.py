@@ -3,12 +3,8 @@
 import os
 import tempfile
 
-# Must be set before jax initialises its backends (pytest imports conftest first). The
-# tests run with the same XLA defaults as the aya-t5x command (and its subprocesses).
+# Must be set before jax initialises its backends (pytest imports conftest first).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-from aya_t5x import xla_flags  # noqa: E402
-
-xla_flags.apply_defaults()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
