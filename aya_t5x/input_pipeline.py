@@ -42,6 +42,8 @@ class DatasetConfig:
     num_epochs: None repeats forever (training); 1 for evaluation.
     module: modules to import first so that they register their tasks (T5X's
       MIXTURE_OR_TASK_MODULE), e.g. 'my_project.tasks'.
+    task_manifest: a manifest written by `aya-t5x tasks add` (TASK_MANIFEST); its
+      tasks are registered with the gin VOCABULARY before the data is read.
   """
 
   mixture_or_task_name: str
@@ -54,6 +56,7 @@ class DatasetConfig:
   use_cached: bool = False
   num_epochs: int | None = None
   module: str | Sequence[str] | None = None
+  task_manifest: str | None = None
 
   def __post_init__(self):
     missing = {"inputs", "targets"} - set(self.task_feature_lengths or {})
@@ -105,9 +108,23 @@ def _hide_accelerators_from_tensorflow() -> None:
       pass
 
 
+def _register_manifest(manifest: str) -> None:
+  from aya_t5x.data import registration
+
+  try:
+    registration.load_manifest(manifest)
+  except TypeError as e:  # gin could not supply the vocabulary
+    raise DataConfigError(
+        f"TASK_MANIFEST {manifest!r} needs a vocabulary: add --gin_file "
+        "mixtures/vocabulary.gin --gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\" "
+        f"({e}).") from e
+
+
 def check_dataset_config(config: DatasetConfig) -> None:
   """Fails fast (before anything compiles) if `config` cannot give batches."""
   import_task_modules(config.module)
+  if config.task_manifest:
+    _register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)
   hosts = jax.process_count()
   if config.batch_size % hosts:

@@ -191,3 +191,28 @@ def test_bad_configuration_fails_before_compiling(tmp_path, capsys, extra, messa
   assert cli.main(["train", *gin_args(model_dir, 4), *extra]) == 2
   assert message in capsys.readouterr().err
   assert not committed_steps(model_dir)
+
+
+def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
+  """`aya-t5x tasks add` writes a manifest; TASK_MANIFEST makes the trainer register it."""
+  from aya_t5x.data import vocabulary
+
+  rng = np.random.default_rng(0)
+  words = "moja mbili tatu nne tano sita saba nane tisa kumi".split()
+  rows = [{"swali": " ".join(rng.choice(words, 4)), "jibu": " ".join(rng.choice(words, 3))}
+          for _ in range(64)]
+  data = tmp_path / "qa.jsonl"
+  data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  text = tmp_path / "text.txt"
+  text.write_text("\n".join(r["swali"] + " " + r["jibu"] for r in rows) + "\n")
+  spm = vocabulary.train_sentencepiece([text], tmp_path / "spm.model", vocab_size=40)
+  manifest = tmp_path / "tasks.json"
+  assert cli.main(["tasks", "add", "swahili_qa", "--path", str(data), "--language", "sw",
+                   "--inputs_key", "swali", "--targets_key", "jibu",
+                   "--manifest", str(manifest)]) == 0
+  result = run_in_process(
+      tmp_path / "run", 2, "--gin_file", "mixtures/vocabulary.gin",
+      f"--gin.VOCABULARY_PATH='{spm}'", f"--gin.TASK_MANIFEST='{manifest}'",
+      "--gin.MIXTURE_OR_TASK_NAME='swahili_qa'", "--gin.MIXTURE_OR_TASK_MODULE=None",
+      "--gin.train/DatasetConfig.split='train'")
+  assert result.step == 2 and np.isfinite(result.last_metrics["loss"])
