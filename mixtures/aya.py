@@ -18,11 +18,11 @@ registers their tasks and the mixture `aya_<scheme>`, and returns its name for
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 import gin
+from aya_t5x import registry
 from aya_t5x.data import mixing, registration
 
 
@@ -65,13 +65,7 @@ def register_scheme(scheme: WeightingScheme) -> WeightingScheme:
 
 def get_scheme(name: str) -> WeightingScheme:
   """A scheme by name (`aya_` prefix optional); the error lists the schemes."""
-  key = name.removeprefix("aya_")
-  if key not in _SCHEMES:
-    close = difflib.get_close_matches(key, _SCHEMES, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown weighting scheme {name!r}.{hint} Schemes: "
-                   f"{', '.join(sorted(_SCHEMES))}")
-  return _SCHEMES[key]
+  return registry.lookup(_SCHEMES, name.removeprefix("aya_"), what="weighting scheme")
 
 
 def scheme_names() -> tuple[str, ...]:

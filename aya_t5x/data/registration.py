@@ -18,7 +18,6 @@ split) that the mixture report reads; `task_info(name)` finds it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import gin
+from aya_t5x import registry
 from aya_t5x.data import filters as filters_lib
 from aya_t5x.data import languages, mixing, readers, sources
 from aya_t5x.data.templates import Template
@@ -80,12 +80,7 @@ _SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
 
 
 def task_info(name: str) -> TaskInfo:
-  if name not in _TASKS:
-    close = difflib.get_close_matches(name, _TASKS, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"no aya_t5x task {name!r}.{hint} Registered: "
-                   f"{', '.join(sorted(_TASKS)) or '(none)'}")
-  return _TASKS[name]
+  return registry.lookup(_TASKS, name, what="aya_t5x task")
 
 
 def task_infos() -> tuple[TaskInfo, ...]:

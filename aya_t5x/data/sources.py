@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import difflib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from aya_t5x import registry
 from aya_t5x.data import languages, readers
 from aya_t5x.data.readers import Location, MalformedRecord
 
@@ -115,12 +115,8 @@ def register_source(spec: SourceSpec, *, overwrite: bool = False) -> SourceSpec:
 
 def get_source(name: str) -> SourceSpec:
   """The registered source `name`; the error lists the sources that exist."""
-  if name not in _SOURCES:
-    close = difflib.get_close_matches(name, _SOURCES, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown source {name!r}.{hint} Registered sources: "
-                   f"{', '.join(sorted(_SOURCES)) or '(none; import aya_t5x.tasks)'}")
-  return _SOURCES[name]
+  return registry.lookup(_SOURCES, name, what="source",
+                         empty="(none; import aya_t5x.tasks)")
 
 
 def source_names() -> tuple[str, ...]:
