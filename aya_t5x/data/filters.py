@@ -14,6 +14,7 @@ Stateless filters are their own run (`RecordFilter`). Filters are registered by 
 
 from __future__ import annotations
 
+import abc
 import collections
 import dataclasses
 import difflib
@@ -28,7 +29,7 @@ from aya_t5x.data.sources import Example
 from aya_t5x.data.templates import TemplatePruning
 
 
-class RecordFilter:
+class RecordFilter(abc.ABC):
   """A filter that decides from one example alone; it is its own run."""
 
   name: ClassVar[str] = "filter"
@@ -40,14 +41,15 @@ class RecordFilter:
   def observe(self, example: Example) -> None:
     raise AssertionError(f"{self.name} does not scan")
 
-  def finalize(self) -> None:
-    pass
+  def finalize(self) -> None:  # noqa: B027 (optional hook: most filters need no scan)
+    """Called once after the scan, for filters that compute something from it."""
 
   def summary(self) -> dict[str, Any] | None:
     return None
 
+  @abc.abstractmethod
   def reason(self, example: Example) -> str | None:
-    raise NotImplementedError
+    """Why `example` is dropped, or None to keep it."""
 
 
 # The one registry of filters (name -> filter class or factory).
