@@ -82,6 +82,47 @@ def _train(args: argparse.Namespace) -> int:
   return 0
 
 
+def _vocabulary(args: argparse.Namespace):
+  if args.vocabulary:
+    from aya_t5x.data import vocabulary
+
+    return vocabulary.sentencepiece_vocabulary(args.vocabulary)
+  if not args.task:
+    raise CommandError("give --vocabulary SPM_MODEL or --task NAME (whose inputs vocabulary "
+                       "is used)")
+  import seqio
+
+  from aya_t5x import input_pipeline
+
+  input_pipeline.import_task_modules(args.module)
+  try:
+    return seqio.get_mixture_or_task(args.task).output_features["inputs"].vocabulary
+  except ValueError as e:
+    raise CommandError(f"--task {args.task!r}: {e} (pass --module to register it)") from e
+
+
+def _infer(args: argparse.Namespace) -> int:
+  from aya_t5x import decoding, gin_config, inference
+
+  _parse_gin(args)
+  config = gin_config.configured_model()
+  vocabulary = _vocabulary(args)
+  options = decoding.DecodingOptions(
+      method=args.method, max_decode_length=args.max_decode_length,
+      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+      num_beams=args.num_beams, length_penalty_alpha=args.length_penalty_alpha)
+  params = inference.load_params(args.checkpoint, config)
+  report = inference.infer_jsonl(
+      params, config, vocabulary, args.input, args.output, options,
+      batch_size=args.batch_size, max_input_length=args.max_input_length,
+      input_key=args.input_key, seed=args.seed)
+  for why in list(report.skipped.values())[:5]:
+    print(f"skipped {why}", file=sys.stderr)
+  print(f"wrote {report.written} completions to {args.output}; skipped "
+        f"{len(report.skipped)} line(s)")
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="aya-t5x",
@@ -101,6 +142,31 @@ def build_parser() -> argparse.ArgumentParser:
                   "partitioning preset (partitioning/).")
   add_gin_flags(train)
   train.set_defaults(handler=_train)
+
+  infer = sub.add_parser(
+      "infer", help="JSONL prompts in, JSONL completions out, from any checkpoint",
+      description="Decode prompts with a trained model. --checkpoint is a training "
+                  "MODEL_DIR (latest step), a step folder, or an aya_t5x / T5X / Hugging "
+                  "Face checkpoint; --gin_file chooses the model size.")
+  infer.add_argument("--checkpoint", required=True)
+  infer.add_argument("--input", required=True, help="JSONL file, one prompt per line")
+  infer.add_argument("--output", required=True, help="JSONL file to write")
+  infer.add_argument("--input_key", default="inputs", help="the prompt's field")
+  infer.add_argument("--vocabulary", help="SentencePiece model of the checkpoint")
+  infer.add_argument("--task", help="a SeqIO task or mixture whose vocabulary to use")
+  infer.add_argument("--module", action="append", help="module that registers --task")
+  infer.add_argument("--method", default="greedy", choices=("greedy", "sample", "beam"))
+  infer.add_argument("--max_decode_length", type=int, default=256)
+  infer.add_argument("--temperature", type=float, default=1.0)
+  infer.add_argument("--top_k", type=int, default=0)
+  infer.add_argument("--top_p", type=float, default=1.0)
+  infer.add_argument("--num_beams", type=int, default=4)
+  infer.add_argument("--length_penalty_alpha", type=float, default=0.6)
+  infer.add_argument("--batch_size", type=int, default=16)
+  infer.add_argument("--max_input_length", type=int, default=512)
+  infer.add_argument("--seed", type=int, default=0)
+  add_gin_flags(infer)
+  infer.set_defaults(handler=_infer)
 
   convert = sub.add_parser(
       "convert", help="convert checkpoints between Hugging Face, T5X and aya_t5x",

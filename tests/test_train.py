@@ -216,3 +216,10 @@ def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
       "--gin.MIXTURE_OR_TASK_NAME='swahili_qa'", "--gin.MIXTURE_OR_TASK_MODULE=None",
       "--gin.train/DatasetConfig.split='train'")
   assert result.step == 2 and np.isfinite(result.last_metrics["loss"])
+
+
+def test_inference_loads_the_latest_step_of_a_run(base_run):
+  from aya_t5x import inference
+
+  model_dir, result = base_run
+  assert_trees_equal(inference.load_params(model_dir, TINY), result.state.params)

@@ -1,0 +1,119 @@
+"""Inference on files: JSONL prompts in, JSONL completions out, from any checkpoint.
+
+The checkpoint may be a training run's MODEL_DIR (its latest step), one step folder of
+it, or a parameter checkpoint in any format `aya_t5x.checkpoints.formats` reads.
+Prompts are batched in input-length order (less padding), decoded with
+`aya_t5x.decoding`, and written back in the input order with their line numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from aya_t5x import decoding
+from aya_t5x.checkpoints.train_checkpoints import CHECKPOINT_SUBDIR
+from aya_t5x.model import MT5Config
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceReport:
+  written: int
+  skipped: dict[int, str]  # line number -> why (empty or malformed prompt)
+
+
+def _train_state_dir(path: Path) -> Path | None:
+  """The `state` item of the latest step when `path` is a run or a step folder."""
+  if (path / "state").is_dir():
+    return path / "state"
+  steps = sorted((int(p.name) for p in (path / CHECKPOINT_SUBDIR).glob("*")
+                  if p.name.isdigit()), reverse=True) if (path / CHECKPOINT_SUBDIR).is_dir() \
+      else []
+  return path / CHECKPOINT_SUBDIR / str(steps[0]) / "state" if steps else None
+
+
+def load_params(path: str | os.PathLike, config: MT5Config) -> Any:
+  """Parameters from a training run, a step folder, or any parameter checkpoint."""
+  import orbax.checkpoint as ocp
+
+  from aya_t5x.checkpoints import formats
+  from aya_t5x.checkpoints.compatibility import check_params_match
+  from aya_t5x.model import param_shapes
+
+  path = Path(path).absolute()
+  state_dir = _train_state_dir(path)
+  if state_dir is None:
+    return formats.load_params(path, config)[0]
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(state_dir)
+  params = state["params"]
+  check_params_match(param_shapes(config), params, source=str(state_dir))
+  return params
+
+
+def _read_prompts(path: Path, key: str) -> tuple[list[tuple[int, str]], dict[int, str]]:
+  prompts, skipped = [], {}
+  if not path.exists():
+    raise FileNotFoundError(f"prompt file {path} does not exist (JSONL, one object with "
+                            f"a {key!r} field per line).")
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        text = record[key]
+      except (json.JSONDecodeError, KeyError, TypeError) as e:
+        skipped[number] = f"{path}:{number}: not a JSON object with a {key!r} field ({e})"
+        continue
+      if not isinstance(text, str) or not text.strip():
+        skipped[number] = f"{path}:{number}: field {key!r} is empty or not a string"
+        continue
+      prompts.append((number, text))
+  return prompts, skipped
+
+
+def infer_jsonl(params: Any, config: MT5Config, vocabulary, input_path: str | os.PathLike,
+                output_path: str | os.PathLike, options: decoding.DecodingOptions, *,
+                batch_size: int = 16, max_input_length: int = 512, input_key: str = "inputs",
+                seed: int = 0) -> InferenceReport:
+  """Decodes every prompt of `input_path` and writes `{"line", "inputs", "completion"}`.
+
+  Malformed lines are skipped, counted and reported, never fatal; the output is written
+  to a temporary file and renamed, so a failure never leaves half a file.
+  """
+  input_path, output_path = Path(input_path), Path(output_path)
+  prompts, skipped = _read_prompts(input_path, input_key)
+  encoded = [(n, text, np.asarray(vocabulary.encode(text), np.int32)[:max_input_length - 1])
+             for n, text in prompts]
+  order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][2]))
+  completions: dict[int, str] = {}
+  rng = jax.random.key(seed)
+  for start in range(0, len(order), batch_size):
+    chunk = [encoded[i] for i in order[start:start + batch_size]]
+    # Widths rounded up to a multiple of 32: few distinct shapes, few compilations.
+    width = min(-(-(max(len(ids) for _, _, ids in chunk) + 1) // 32) * 32, max_input_length)
+    tokens = np.zeros((batch_size, width), np.int32)  # fixed batch: one compilation
+    for row, (_, _, ids) in enumerate(chunk):
+      tokens[row, :len(ids)] = ids
+      tokens[row, len(ids)] = 1  # EOS
+    rng, key = jax.random.split(rng)
+    out = np.asarray(decoding.decode(params, config, tokens, options, rng=key))
+    for row, (number, _, _) in enumerate(chunk):
+      ids = out[row]
+      ids = ids[:np.argmax(ids == 1)] if (ids == 1).any() else ids
+      completions[number] = vocabulary.decode([int(t) for t in ids if t > 1])
+  output_path.parent.mkdir(parents=True, exist_ok=True)
+  partial = output_path.with_name(output_path.name + ".partial")
+  with open(partial, "w", encoding="utf-8") as f:
+    for number, text in prompts:
+      f.write(json.dumps({"line": number, "inputs": text,
+                          "completion": completions[number]}, ensure_ascii=False) + "\n")
+  partial.replace(output_path)
+  return InferenceReport(written=len(prompts), skipped=skipped)
