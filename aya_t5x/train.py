@@ -172,8 +172,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
       if pending is not None:
         check_finite(*pending)
       pending = (step, metrics)
-      interval_sums = jax.tree.map(lambda a, b: a + b, interval_sums, metrics) \
-          if interval_sums else metrics
+      interval_sums = (jax.tree.map(lambda a, b: a + b, interval_sums, metrics)
+                       if interval_sums else metrics)
       interval_steps += 1
 
       if step % log_every == 0 or step == train_steps:
