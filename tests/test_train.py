@@ -167,15 +167,20 @@ def test_checkpoint_restores_into_another_mesh(base_run, preset, num_partitions,
   assert len(kernel.sharding.device_set) == devices
 
 
-def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path):
+@pytest.mark.parametrize("fmt", ["hf", "t5x"])
+def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path, fmt):
   from aya_t5x import model
-  from aya_t5x.checkpoints import hf
+  from aya_t5x.checkpoints import hf, t5x_legacy
 
   params = jax.tree.map(np.asarray, model.init_params(TINY, jax.random.key(11)))
-  hf.save_hf_checkpoint(params, TINY, tmp_path / "hf")
+  if fmt == "hf":
+    hf.save_hf_checkpoint(params, TINY, tmp_path / "initial")
+  else:
+    t5x_legacy.write_t5x_checkpoint(params, tmp_path / "initial", step=1_000_000)
   result = run_in_process(tmp_path / "run", 1, "--gin.LEARNING_RATE=0.0",
-                          f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'hf'}'")
+                          f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'initial'}'")
   assert_trees_equal(result.state.params, params)
+  assert result.step == 1  # fine-tuning steps count from 0, not from the T5X step
 
 
 @pytest.mark.parametrize("extra,message", [
