@@ -125,7 +125,8 @@ def _step(params: dict, config: MT5Config, cache: dict, encoder_input_tokens: Ar
       {"params": params, "cache": cache}, None, encoder_input_tokens, tokens[:, None],
       decode=True, max_decode_length=max_decode_length, method=MT5.decode,
       mutable=["cache"])
-  return nn.with_logical_constraint(logits[:, 0], ("batch", "vocab")), variables["cache"]
+  logits = logits[:, 0].astype(jnp.float32)
+  return nn.with_logical_constraint(logits, ("batch", "vocab")), variables["cache"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def score(params: dict, config: MT5Config, encoder_input_tokens: Array, target_t
   decoder_inputs = jnp.pad(targets[:, :-1], ((0, 0), (1, 0)), constant_values=PAD_ID)
   logits = MT5(config).apply({"params": params}, jnp.asarray(encoder_input_tokens, jnp.int32),
                              decoder_inputs)
-  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   token_ll = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
   weights = targets != PAD_ID if target_weights is None else target_weights > 0
   token_ll = nn.with_logical_constraint(jnp.where(weights, token_ll, 0.0), ("batch", "length"))

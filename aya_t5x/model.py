@@ -533,7 +533,10 @@ class Decoder(nn.Module):
                    nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
                    cfg, name="logits_dense")(x)
     logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
-    return logits.astype(jnp.float32)
+    # Logits stay in the activation dtype: at a 250,112-token vocabulary a float32 copy
+    # (and its gradient) would be the largest tensors of the step. Losses and decoding
+    # upcast where they reduce over the vocabulary.
+    return logits
 
 
 class MT5(nn.Module):
@@ -562,7 +565,7 @@ class MT5(nn.Module):
              decoder_segment_ids: Array | None = None,
              decoder_positions: Array | None = None, *, enable_dropout: bool = False,
              decode: bool = False, max_decode_length: int | None = None) -> Array:
-    """Float32 logits [batch, target_length, vocab] for the decoder inputs.
+    """Logits [batch, target_length, vocab] (activation dtype) for the decoder inputs.
 
     With `decode=True` (apply with `mutable=['cache']`) the decoder inputs continue the
     sequence held in the cache, one token per call when decoding: a first call with
@@ -581,7 +584,7 @@ class MT5(nn.Module):
                encoder_positions: Array | None = None,
                decoder_positions: Array | None = None, *, enable_dropout: bool = False
                ) -> Array:
-    """Teacher-forced logits [batch, target_length, vocab] (float32)."""
+    """Teacher-forced logits [batch, target_length, vocab] in the activation dtype."""
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
                           enable_dropout=enable_dropout)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,

@@ -22,5 +22,5 @@ try() { # model batch remat
     --warmup 2 2>"$out/stderr_$1_$2_$3.txt" | grep '^{' | tee -a "$out/gpu_check.jsonl"
   test "${PIPESTATUS[0]}" -eq 0
 }
-for spec in "base 32 none" "base 16 none" "base 8 none"; do try $spec && break; done
-for spec in "large 16 full" "large 8 full" "large 4 full"; do try $spec && break; done
+for spec in "base 32 none" "base 16 none"; do try $spec && break; done
+for spec in "large 24 full" "large 16 full"; do try $spec && break; done
