@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import os
 import sys
@@ -108,7 +109,10 @@ def _hide_accelerators_from_tensorflow() -> None:
       pass
 
 
+@functools.cache
 def _register_manifest(manifest: str) -> None:
+  # Cached: the trainer, its input pipeline and its evaluators all check the same config,
+  # and registering re-scans every file of the manifest.
   from aya_t5x.data import registration
 
   try:
@@ -153,9 +157,7 @@ class BatchIterator:
 
   def __init__(self, config: DatasetConfig, position: int = 0):
     self.config = config
-    self.position = 0
-    self._dataset = build_dataset(config)
-    self._iterator: Iterator[Batch] = self._dataset.skip(position).as_numpy_iterator()
+    self._iterator: Iterator[Batch] = build_dataset(config).skip(position).as_numpy_iterator()
     self.position = position
 
   def __iter__(self) -> BatchIterator:

@@ -592,25 +592,24 @@ class MT5(nn.Module):
                        enable_dropout=enable_dropout)
 
 
+def _abstract_variables(config: MT5Config) -> dict:
+  """The boxed variable tree (shapes and logical axes), traced without allocating."""
+  dummy = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  return jax.eval_shape(
+      lambda tokens: MT5(config).init(jax.random.key(0), tokens, tokens), dummy)
+
+
 def param_shapes(config: MT5Config) -> dict:
   """The parameter tree as `jax.ShapeDtypeStruct`s, computed without allocating.
 
   Works for every size, xxl included, in well under a second.
   """
-  model = MT5(config)
-  dummy = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  boxed = jax.eval_shape(
-      lambda tokens: model.init(jax.random.key(0), tokens, tokens), dummy)
-  return nn.unbox(boxed)["params"]
+  return nn.unbox(_abstract_variables(config))["params"]
 
 
 def param_logical_axes(config: MT5Config) -> dict:
   """The logical axis names of every parameter, as a tree of `PartitionSpec`s."""
-  model = MT5(config)
-  dummy = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  boxed = jax.eval_shape(
-      lambda tokens: model.init(jax.random.key(0), tokens, tokens), dummy)
-  return nn.get_partition_spec(boxed)["params"]
+  return nn.get_partition_spec(_abstract_variables(config))["params"]
 
 
 def init_params(config: MT5Config, rng: Array) -> dict:
