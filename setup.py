@@ -17,7 +17,8 @@ setup(
     package_dir={"aya_t5x.tasks": "tasks", "aya_t5x.mixtures": "mixtures",
                  "aya_t5x.gin": "gin"},
     package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"],
-                  "aya_t5x.data": ["*.csv"]},
+                  "aya_t5x.data": ["*.csv"],
+                  "aya_t5x.annotation": ["static/*"]},
     install_requires=[
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
@@ -28,7 +29,9 @@ setup(
     ],
     extras_require={
         # The reference implementation for equality tests, and the test tools.
-        "test": ["torch", "transformers", "pytest", "pytest-xdist", "ruff"],
+        "test": ["torch", "transformers", "pytest", "pytest-xdist", "ruff",
+                 # The annotation app's browser test drives Debian's chromium.
+                 "playwright"],
     },
     entry_points={"console_scripts": ["aya-t5x=aya_t5x.cli:main"]},
 )
