@@ -1,0 +1,1 @@
+"""The built-in demo: the whole recipe in miniature (corpus, training, evaluation, report)."""
