@@ -48,7 +48,8 @@ def app(tmp_path):
   config = server.ServerConfig(db=str(tmp_path / "annotations.db"), port=0,
                                limits=forms.Limits(max_field_chars=200))
   srv = server.make_server(config)
-  thread = threading.Thread(target=srv.serve_forever, daemon=True)
+  thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                            daemon=True)
   thread.start()
   yield srv
   srv.shutdown()
