@@ -160,9 +160,9 @@ def reannotate_page(*, user_id: str, language: str, limits: Limits, item: Item |
         f'<p>Improve this {_author(item)}: fix mistakes, make it more natural or more '
         f'complete. Changes of at least {MIN_EDIT_DISTANCE} characters (prompt and '
         'completion together) enter the dataset.</p>'
-        + _show_pair(item, prefix="original-")
-        + '<form method="post" action="/reannotate" id="reannotate-form" '
-        'accept-charset="utf-8">'
+        + '<h2>As it is</h2>' + _show_pair(item, prefix="original-")
+        + '<h2>Your version</h2><form method="post" action="/reannotate" '
+        'id="reannotate-form" accept-charset="utf-8">'
         f'<input type="hidden" name="item_id" value="{item.id}">'
         + _pair_fields(item.inputs if prompt is None else prompt,
                        item.targets if completion is None else completion, problems, limits,
@@ -203,7 +203,8 @@ def rate_page(*, user_id: str, language: str, item: Item | None, parent: Item | 
     body = ('<p id="empty-queue">Nothing left to rate in '
             f'{esc(language_label(language))} for you. Thank you!</p>')
   else:
-    before = (f'<h2>Before: {_author(parent)}</h2>' + _show_pair(parent)) if parent else ""
+    before = (f'<div><h2>Before: {_author(parent)}</h2>' + _show_pair(parent) + '</div>'
+              if parent else "")
     stars = "".join(
         f'<label class="star"><input type="radio" name="rating" value="{n}" '
         f'id="rating-{n}" required> {n}</label>' for n in range(1, 6))
