@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import time
 
 import numpy as np
@@ -125,6 +126,68 @@ def interleaved_medians(runners: dict, rounds: int) -> dict[str, float]:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
+def _op_kind(name: str) -> str:
+  lowered = name.lower()
+  for kind, marks in (("matmul", ("gemm", "xmma", "cutlass", "cublas", "dot", "matmul")),
+                      ("attention/softmax", ("softmax", "reduce")),
+                      ("copy/transpose", ("copy", "transpose")),
+                      ("fusion", ("fusion",))):
+    if any(m in lowered for m in marks):
+      return kind
+  return "other"
+
+
+def profile_summary(run_one_step, trace_dir: str, steps: int = 2, top: int = 20) -> dict:
+  """Traces `steps` steps and sums device-op time by op name and by a coarse kind.
+
+  Reads the Perfetto JSON that `jax.profiler.trace` writes next to its xplane file; on a
+  GPU the device ops are the CUDA kernels (CUPTI), on a CPU the XLA thunks.
+  """
+  import glob
+  import gzip
+
+  import jax
+
+  with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+    for _ in range(steps):
+      run_one_step()
+  path = sorted(glob.glob(os.path.join(trace_dir, "**", "*.json.gz"), recursive=True))[-1]
+  with gzip.open(path) as f:
+    events = json.load(f)
+  events = events.get("traceEvents", events) if isinstance(events, dict) else events
+  processes = {e["pid"]: e["args"]["name"] for e in events
+               if e.get("ph") == "M" and e.get("name") == "process_name"}
+  device_pids = {pid for pid, name in processes.items()
+                 if "/device:" in name and "host" not in name.lower()}
+  # Without a device timeline (CPU), XLA's ops run on its own host threads.
+  xla_threads = {e["tid"] for e in events if e.get("ph") == "M"
+                 and e.get("name") == "thread_name" and e["args"]["name"].startswith("tf_XLA")}
+
+  def is_op(e: dict) -> bool:
+    if e.get("ph") != "X":
+      return False
+    if device_pids:
+      return e.get("pid") in device_pids
+    name = e["name"]
+    return (e.get("tid") in xla_threads and not name.startswith(("end: ", "Wait"))
+            and "::" not in name)
+
+  by_name: dict[str, float] = {}
+  for e in filter(is_op, events):
+    name = re.sub(r"\.\d+$", "", e["name"])  # copy.851 and copy.850 are one kind
+    by_name[name] = by_name.get(name, 0.0) + float(e.get("dur", 0.0))
+  total = sum(by_name.values()) or 1.0
+  by_kind: dict[str, float] = {}
+  for name, us in by_name.items():
+    by_kind[_op_kind(name)] = by_kind.get(_op_kind(name), 0.0) + us
+  ranked = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
+  return {"device_ms_per_step": total / steps / 1e3,
+          "by_kind_share": {k: round(v / total, 4) for k, v in
+                            sorted(by_kind.items(), key=lambda kv: -kv[1])},
+          "top_ops": [[name[:120], round(us / steps / 1e3, 3), round(us / total, 4)]
+                      for name, us in ranked]}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--gin_file", default="models/mt5_small.gin")
@@ -139,6 +202,8 @@ def main() -> None:
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--also_bfloat16", action="store_true",
                       help="also time the aya_t5x step with bfloat16 activations")
+  parser.add_argument("--profile_dir", default=None,
+                      help="also trace two aya_t5x steps here and summarise device ops")
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -180,6 +245,8 @@ def main() -> None:
     record[name] = {**facts[name], "step_seconds": seconds,
                     "tokens_per_second": tokens / seconds,
                     "mfu": flops / seconds / peak}
+  if args.profile_dir:
+    record["aya_t5x"]["profile"] = profile_summary(runners["aya_t5x"], args.profile_dir)
   if "pytorch" in medians:
     record["speedup_vs_pytorch"] = medians["pytorch"] / medians["aya_t5x"]
   print(json.dumps(record))
