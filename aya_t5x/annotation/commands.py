@@ -47,8 +47,9 @@ def _import(args: argparse.Namespace) -> int:
   return 0
 
 
-def _register(name: str, output: Path, manifest: str, replace: bool) -> None:
-  from aya_t5x.data import registration
+def _register(name: str, output: Path, manifest: str, replace: bool,
+              codes: list[str]) -> None:
+  from aya_t5x.data import languages, registration
 
   path = str(output.resolve())
   existing = {e["name"]: e for e in registration.read_manifest(manifest)}
@@ -57,9 +58,13 @@ def _register(name: str, output: Path, manifest: str, replace: bool) -> None:
   registration.add_to_manifest(
       manifest, {"name": name, "path": path, "language_key": "language_code", "dataset": name},
       replace=replace or same)
-  print(f"registered task {name} (one task per language, {name}.<code>, and the mixture "
-        f"{name}) in {manifest}; training loads it with "
-        f"--gin.aya_t5x.data.registration.load_manifest.manifest='{manifest}'")
+  tasks = [f"{name}.{languages.get_language(code).code}" for code in codes]
+  # One language gives one task; several give a task each and a mixture over them.
+  train_on = tasks[0] if len(tasks) == 1 else name
+  print(f"registered {name} in {manifest}: SeqIO task(s) {', '.join(tasks)}"
+        + (f" and mixture {name}" if len(tasks) > 1 else "") + "; train on it with "
+        f"--gin_file mixtures/vocabulary.gin --gin.TASK_MANIFEST=\"'{manifest}'\" "
+        f"--gin.MIXTURE_OR_TASK_NAME=\"'{train_on}'\"")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -82,7 +87,8 @@ def _export(args: argparse.Namespace) -> int:
       raise ValueError(f"{args.output}: nothing to register, no language reached "
                        f"{rules.min_language_contributions} contributions (see the report; "
                        "--min_language_contributions lowers the bar for a trial run)")
-    _register(args.register, Path(args.output), args.manifest, args.replace)
+    codes = sorted({r["language_code"] for r in result.records})
+    _register(args.register, Path(args.output), args.manifest, args.replace, codes)
   return 0
 
 

@@ -111,7 +111,7 @@ def test_export_command_writes_files_the_aya_source_reads(db, tmp_path, capsys):
   assert "wrote" in capsys.readouterr().out
 
 
-def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path):
+def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path, capsys):
   import seqio
 
   from aya_t5x.data import registration
@@ -122,6 +122,8 @@ def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path):
           "--manifest", str(manifest)]
   assert cli.main(args) == 0
   assert cli.main(args) == 0  # exporting again refreshes the same task
+  assert "SeqIO task(s) aya_ours.sw, aya_ours.yo and mixture aya_ours" in \
+      capsys.readouterr().out
   (entry,) = registration.read_manifest(manifest)
   assert entry == {"name": "aya_ours", "path": str(output.resolve()),
                    "language_key": "language_code", "dataset": "aya_ours"}
