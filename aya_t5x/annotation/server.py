@@ -388,7 +388,13 @@ class Handler(BaseHTTPRequestHandler):
 
 def make_server(config: ServerConfig) -> AnnotationServer:
   """A bound server (call `serve_forever`, and `shutdown` from another thread)."""
-  return AnnotationServer(config)
+  try:
+    return AnnotationServer(config)
+  except OSError as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise ValueError(f"cannot listen on {config.host}:{config.port} ({e.strerror or e}); "
+                     "choose another --port or --host") from None
 
 
 def serve(config: ServerConfig, *, announce: Callable[[str], None] = print) -> None:

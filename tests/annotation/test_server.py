@@ -7,6 +7,9 @@ import sys
 import threading
 import urllib.request
 
+import pytest
+
+from aya_t5x.annotation import server
 from aya_t5x.annotation.edit_distance import levenshtein
 from aya_t5x.annotation.store import Store
 
@@ -132,6 +135,13 @@ def test_many_contributors_at_once_lose_no_write(app):
   items = _items(app)
   assert sorted((i.user_id, i.inputs) for i in items) == sorted(
       (f"user{n}", f"swali {n}-{i}") for n in range(8) for i in range(50))
+
+
+def test_busy_port_is_a_clear_error(app, tmp_path):
+  port = app.server_address[1]
+  config = server.ServerConfig(db=str(tmp_path / "b.db"), port=port)
+  with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{port}.*another --port"):
+    server.make_server(config)
 
 
 def test_serve_command(tmp_path):
