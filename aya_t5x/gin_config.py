@@ -17,7 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import gin
-from aya_t5x import evaluators, input_pipeline, model, optim, partitioning, train, train_step
+from aya_t5x import (
+  decoding,
+  evaluators,
+  input_pipeline,
+  model,
+  optim,
+  partitioning,
+  train,
+  train_step,
+)
+from aya_t5x.evaluation import evaluator as eval_hook
+from aya_t5x.evaluation import metrics as eval_metrics
+from aya_t5x.evaluation import suite as eval_suite
 
 # Registered once at import: gin's registry is the one piece of module-level state.
 # Each entry is the name a gin file uses; the values are the callables gin configures.
@@ -32,6 +44,14 @@ _UNWRAPPED = {
     "LossConfig": train_step.LossConfig,
     "CheckpointConfig": train.CheckpointConfig,
     "TeacherForcedEvaluator": evaluators.TeacherForcedEvaluator,
+    # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric
+    # functions demo suites name (`metric_fns = [@exact_match, @chrf]`).
+    "EvalTask": eval_suite.EvalTask,
+    "EvalSuite": eval_suite.EvalSuite,
+    "SuiteEvaluator": eval_hook.SuiteEvaluator,
+    "DecodingOptions": decoding.DecodingOptions,
+    "exact_match": eval_metrics.exact_match,
+    "chrf": eval_metrics.chrf,
 }
 CONFIGURABLES = {name: gin.external_configurable(fn, module="aya_t5x")
                  for name, fn in _UNWRAPPED.items()}

@@ -1,0 +1,186 @@
+"""The `eval` subcommand of `aya-t5x` (wired in by `aya_t5x.cli`).
+
+    aya-t5x eval --gin_file models/mt5_xxl.gin --gin_file eval/aya_heldout.gin \
+      --gin.VOCABULARY_PATH="'/data/mc4.250000.100extra/sentencepiece.model'" \
+      --checkpoint /runs/aya --data_dir /data/aya_eval --output_dir /runs/aya/eval
+    aya-t5x eval report /runs/aya/eval/eval.json
+    aya-t5x eval report --compare mt0x/eval.json aya/eval.json --names mT0x Aya \
+      --output_dir comparison
+
+The suite, its tasks and the model size come from gin; the flags here override the
+suite's data paths and sizes. Everything is checked (tasks, vocabulary, data files)
+before the checkpoint is loaded. Handlers import the heavy libraries only when run and
+raise ValueError / FileNotFoundError with messages that name the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from aya_t5x.cli import add_gin_flags as _add_gin_flags
+
+SUITES = ("eval/aya_heldout.gin", "eval/aya_generative.gin", "eval/aya_full.gin",
+          "eval/demo.gin")
+
+
+def _parse_data_paths(items: list[str] | None) -> dict[str, str]:
+  paths = {}
+  for item in items or ():
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+      raise ValueError(f"--data {item!r}: write it as FOLDER=PATH, e.g. "
+                       "flores200=/data/flores200_dataset")
+    paths[name] = path
+  return paths
+
+
+def _configured_suite(args: argparse.Namespace):
+  from aya_t5x import gin_config
+
+  try:
+    suite = gin_config.CONFIGURABLES["EvalSuite"]()
+  except TypeError as e:
+    if "required" in str(e) or "missing" in str(e):
+      raise ValueError(f"no evaluation suite configured: add one of --gin_file "
+                       f"{', '.join(SUITES)} ({e}).") from None
+    raise
+  overrides: dict[str, Any] = {
+      "data_dir": args.data_dir, "spbleu_model": args.spbleu_model,
+      "max_examples": args.max_examples, "batch_size": args.batch_size,
+      "allow_missing": args.allow_missing or None}
+  data_paths = _parse_data_paths(args.data)
+  if data_paths:
+    overrides["data_paths"] = {**suite.data_paths, **data_paths}
+  return dataclasses.replace(suite, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _checkpoint_step(path: Path) -> int | None:
+  """The step of a run folder (its latest) or of a step folder, else None."""
+  steps = [int(p.name) for p in (path / "checkpoints").glob("*") if p.name.isdigit()]
+  if steps:
+    return max(steps)
+  return int(path.name) if path.name.isdigit() and (path / "state").is_dir() else None
+
+
+def _sharded_params(params: Any, config: Any):
+  """Parameters placed on the gin Partitioner's mesh (replicated by default)."""
+  import jax
+  import numpy as np
+
+  from aya_t5x import gin_config, model
+
+  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
+  mesh = partitioner.mesh()
+  shardings = partitioner.logical_to_sharding(model.param_logical_axes(config), mesh)
+  params = jax.tree.map(lambda x, sharding: jax.device_put(np.asarray(x), sharding), params,
+                        shardings)
+  return params, mesh, partitioner
+
+
+def _eval(args: argparse.Namespace) -> int:
+  from aya_t5x import gin_config, inference
+  from aya_t5x.evaluation import predict, report
+  from aya_t5x.evaluation import suite as suite_lib
+
+  if not args.checkpoint or not args.output_dir:
+    raise ValueError("give --checkpoint (a training MODEL_DIR, a step folder or any "
+                     "checkpoint) and --output_dir (where eval.json, eval.md and eval.png "
+                     "go); `aya-t5x eval report` renders or compares reports.")
+  search = [p for p in args.gin_search_paths.split(",") if p]
+  gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
+  config = gin_config.configured_model()
+  suite = _configured_suite(args)
+  plan = suite_lib.plan(suite)
+  print(f"suite {plan.suite}: {len(plan.tasks)} task(s)"
+        + (f", {len(plan.skipped)} skipped for missing data" if plan.skipped else ""))
+  checkpoint = Path(args.checkpoint)
+  params = inference.load_params(checkpoint, config)
+  params, mesh, partitioner = _sharded_params(params, config)
+  result = suite_lib.run(plan, params, config, predict.Placement(mesh, partitioner),
+                         progress=print)
+  built = report.build(result, checkpoint=str(checkpoint), step=_checkpoint_step(checkpoint),
+                       config=config)
+  paths = report.write(built, args.output_dir)
+  report.write_predictions(result, args.output_dir)
+  summary = report.markdown(built).split("\n## ", 2)
+  print("## " + summary[1].rstrip() if len(summary) > 1 else "")
+  print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']} and predictions/")
+  return 0
+
+
+def _names(paths: list[str], names: list[str] | None) -> list[str]:
+  if names:
+    if len(names) != len(paths):
+      raise ValueError(f"--names gives {len(names)} name(s) for {len(paths)} report(s).")
+    return names
+  derived = [Path(p).parent.name if p.endswith(".json") else Path(p).name for p in paths]
+  return derived if len(set(derived)) == len(derived) else [f"{i + 1}:{n}" for i, n in
+                                                           enumerate(derived)]
+
+
+def _report(args: argparse.Namespace) -> int:
+  from aya_t5x.evaluation import report
+
+  if args.compare:
+    if args.reports:
+      raise ValueError("give the reports either after --compare or as arguments, not both.")
+    reports = [report.load(p) for p in args.compare]
+    comparison = report.compare(reports, _names(args.compare, args.names))
+    print(report.comparison_markdown(comparison), end="")
+    if args.output_dir:
+      paths = report.write_comparison(comparison, args.output_dir)
+      print(f"wrote {paths['json']}, {paths['markdown']}, {paths['png']}")
+    return 0
+  if not args.reports:
+    raise ValueError("give a report (eval.json or its folder), or --compare A B ...")
+  for path in args.reports:
+    loaded = report.load(path)
+    print(report.markdown(loaded), end="")
+    folder = Path(args.output_dir) if args.output_dir else (
+        Path(path) if Path(path).is_dir() else Path(path).parent)
+    paths = report.write(loaded, folder)
+    print(f"wrote {paths['markdown']} and {paths['png']}")
+  return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+  """Adds `eval` (with its `report` subcommand) to the `aya-t5x` parser."""
+  evaluate = subparsers.add_parser(
+      "eval", help="evaluate a checkpoint on an eval suite (gin/eval/*.gin); `eval report` "
+      "renders or compares reports",
+      description="Evaluate a checkpoint on a suite: combine a model size (models/) with a "
+                  f"suite ({', '.join(SUITES)}). Writes eval.json, eval.md, eval.png and "
+                  "predictions/ to --output_dir. See docs/evaluation.md.")
+  evaluate.add_argument("--checkpoint", help="a training MODEL_DIR (latest step), a step "
+                        "folder, or an aya_t5x / T5X / Hugging Face checkpoint")
+  evaluate.add_argument("--output_dir", help="folder for the report and predictions")
+  evaluate.add_argument("--data_dir", help="evaluation data root: xcopa/, xnli/, "
+                        "xstorycloze/, xwinograd/, mmlu/, flores200/, xlsum/, tydiqa/ inside "
+                        "(default: $AYA_EVAL_DATA)")
+  evaluate.add_argument("--data", action="append", metavar="FOLDER=PATH",
+                        help="one benchmark folder elsewhere, e.g. flores200=/data/flores200")
+  evaluate.add_argument("--spbleu_model", metavar="SPM_MODEL",
+                        help="FLORES-200 SentencePiece model (sacrebleu's "
+                        "flores200sacrebleuspm) for spBLEU")
+  evaluate.add_argument("--max_examples", type=int, help="at most N examples per task")
+  evaluate.add_argument("--batch_size", type=int, help="rows per batch")
+  evaluate.add_argument("--allow_missing", action="store_true",
+                        help="skip (and report) tasks whose data files are missing")
+  _add_gin_flags(evaluate)
+  evaluate.set_defaults(handler=_eval)
+
+  sub = evaluate.add_subparsers(dest="eval_command", metavar="report")
+  show = sub.add_parser(
+      "report", help="render a report again, or compare several runs",
+      description="Print (and rewrite the markdown and PNG of) eval.json reports, or put "
+                  "several side by side with --compare.")
+  show.add_argument("reports", nargs="*", help="eval.json files or their folders")
+  show.add_argument("--compare", nargs="+", metavar="REPORT",
+                    help="two or more eval.json files (or folders) to compare")
+  show.add_argument("--names", nargs="+", help="a name per compared run (default: folders)")
+  show.add_argument("--output_dir", help="write compare.json/.md/.png (or the re-rendered "
+                    "report) here")
+  show.set_defaults(handler=_report)
