@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
   from aya_t5x.data import commands as data_commands
 
   data_commands.add_commands(sub)
+  from aya_t5x.data import quality_commands
+
+  quality_commands.add_commands(sub)
   from aya_t5x.annotation import commands as annotation_commands
 
   annotation_commands.add_commands(sub)
