@@ -26,8 +26,12 @@ setup(
         "tensorboardX",
         # Data tooling: ISO 639 lookups, parquet/arrow sources, the mixture report's plot.
         "iso639-lang", "pyarrow", "matplotlib",
+        # Crowd filtering of translated data: vote aggregation by assessor skill.
+        "crowd-kit",
     ],
     extras_require={
+        # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
+        "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.
         "test": ["torch", "transformers", "pytest", "pytest-xdist", "ruff",
                  # The annotation app's browser test drives Debian's chromium.
