@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
   from aya_t5x.data import quality_commands
 
   quality_commands.add_commands(sub)
+  from aya_t5x.evaluation import judge_commands
+
+  judge_commands.add_commands(sub)
   from aya_t5x.annotation import commands as annotation_commands
 
   annotation_commands.add_commands(sub)
