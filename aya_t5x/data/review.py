@@ -15,7 +15,8 @@ qualification (`qualification.AssessorScore`):
 - `dawid_skene` (default): Dawid-Skene EM with each assessor's qualification confusion
   counts (plus one) added to the error matrices it estimates (crowd-kit's
   `initial_error_strategy="addition"`), so measured skill and review agreement both count;
-- `glad`: GLAD with each assessor's prior ability set from their measured accuracy;
+- `glad`: GLAD with each assessor's prior ability the log-odds of their measured accuracy
+  (a one-coin model: it cannot tell a lenient assessor from a careless one);
 - `weighted_majority`: majority vote weighted by the log-odds of measured accuracy;
 - `mmsr`: M-MSR, which learns skills from agreement in the votes alone (large reviews);
 - `majority`: the unweighted vote, for comparison (the report counts where it differs).
@@ -125,8 +126,9 @@ def _p_good(answers: Sequence[Answer], skills: Mapping[str, AssessorScore], meth
     probas = DawidSkene(n_iter=100, initial_error_strategy="addition").fit_predict_proba(
         data, initial_error=initial)
   elif method == "glad":
-    # GLAD: P(right) = sigmoid(alpha * exp(beta)), task difficulty beta has prior mean 1.
-    alphas = pd.Series({w: _logit((skills[w].correct + 1) / (skills[w].answers + 2)) / math.e
+    # GLAD: P(right) = sigmoid(alpha * exp(beta)); each ability's prior mean is the
+    # log-odds of the measured accuracy (smoothed), the task easiness keeps its prior.
+    alphas = pd.Series({w: _logit((skills[w].correct + 1) / (skills[w].answers + 2))
                         for w in workers}, dtype=float)
     alphas.index.name = "worker"
     probas = GLAD(n_iter=100, alphas_priors_mean=alphas).fit_predict_proba(data)
