@@ -211,7 +211,7 @@ def _retranslate(args: argparse.Namespace) -> int:
   from aya_t5x.data import translation_runs as runs
 
   data = _data_folder(args.input)
-  if str(Path(data).resolve()).startswith(str(Path(args.output).resolve())):
+  if Path(data).resolve().is_relative_to(Path(args.output).resolve()):
     raise ValueError(f"--output {args.output} contains the input {data}; write elsewhere")
   records, skipped = runs.read_input(data, tolerant=args.tolerant)
   units = roundtrip.retranslation_units(records)
