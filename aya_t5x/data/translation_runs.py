@@ -236,6 +236,7 @@ def _fingerprint(units: Sequence[Unit]) -> str:
 
 def _check_plan(output_dir: Path, plan: Mapping[str, Any]) -> None:
   path = output_dir / PLAN_FILE
+  plan = json.loads(json.dumps(plan))  # as it reads back: tuples become lists
   if path.exists():
     old = json.loads(path.read_text(encoding="utf-8"))
     differ = [f"{k}: {old.get(k)!r} there, {plan.get(k)!r} now" for k in sorted({*old, *plan})
