@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -92,14 +91,12 @@ def read_golden(path: str | os.PathLike) -> dict[str, str]:
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-  """The Wilson score interval of a binomial proportion."""
-  if n == 0:
-    return 0.0, 1.0
+  """The Wilson score interval of a binomial proportion ((0, 1) with no answers)."""
+  # One formula for the whole project: the judge's win rates use the same interval.
+  from aya_t5x.evaluation.judge import wilson_interval as wilson
+
   z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-  p = successes / n
-  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-  half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-  return max(0.0, centre - half), min(1.0, centre + half)
+  return wilson(successes, n, z) or (0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
