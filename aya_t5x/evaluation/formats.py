@@ -106,7 +106,9 @@ def _table(path: str | os.PathLike, expected: str, required: Sequence[str]
     for row in reader:
       where = f"{path}:{reader.line_num}"
       if None in row or any(row[c] is None for c in required):
-        raise FormatError(f"{where}: {len(row) - (None in row)} columns where the header has "
+        found = sum(v is not None for k, v in row.items() if k is not None) + len(
+            row.get(None) or ())
+        raise FormatError(f"{where}: {found} columns where the header has "
                           f"{len(reader.fieldnames)}; expected {expected}.")
       yield where, row
 

@@ -105,6 +105,7 @@ class EvalSuite:
     data_paths: folder overrides per benchmark folder name, e.g. {'flores200': path}.
     spbleu_model: the FLORES-200 SentencePiece model for spBLEU (a local file).
     batch_size: rows per batch.
+    length_bucket: padded widths are multiples of this: fewer compiled shapes when larger.
     max_examples: caps every task (a smoke run); an entry's own cap wins if lower.
     allow_missing: skip (and report) tasks whose data files are missing.
     seed: for sampled decoding.
@@ -117,6 +118,7 @@ class EvalSuite:
   data_paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
   spbleu_model: str | None = None
   batch_size: int = 32
+  length_bucket: int = 64
   max_examples: int | None = None
   allow_missing: bool = False
   seed: int = 0
@@ -220,6 +222,7 @@ def _plan_task(suite: EvalSuite, entry: EvalTask, name: str, group: str,
 
   task = seqio.get_mixture_or_task(name)
   info = benchmarks.task_info(name)
+  bench = bench or (info.benchmark if info else None)  # a benchmark task named directly
   kind = entry.kind or (bench.kind if bench else None) or (
       "rank" if entry.options or task.score_metric_fns else "generate")
   if kind == "generate" and not (task.predict_metric_fns or entry.metric_fns):
@@ -238,7 +241,7 @@ def _plan_task(suite: EvalSuite, entry: EvalTask, name: str, group: str,
       split=entry.split or (bench.split if bench else "validation"),
       max_examples=min(caps) if caps else None,
       batching=predict.Batching(
-          batch_size=suite.batch_size,
+          batch_size=suite.batch_size, length_bucket=suite.length_bucket,
           max_input_length=entry.max_input_length or (
               bench.max_input_length if bench else DEFAULT_MAX_INPUT_LENGTH),
           truncate=entry.truncate or (bench.truncate if bench else "right")),
