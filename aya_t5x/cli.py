@@ -9,12 +9,18 @@ files), `--gin_search_paths DIR[,DIR]`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 
 class CommandError(Exception):
   """A user error with a message that says what to change; printed without a traceback."""
+
+
+COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.data.quality_commands",
+                   "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
+                   "aya_t5x.annotation.commands", "aya_t5x.demo.commands")
 
 
 def add_gin_flags(parser: argparse.ArgumentParser) -> None:
@@ -181,18 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
   add_gin_flags(convert)
   convert.set_defaults(handler=_convert)
 
-  from aya_t5x.data import commands as data_commands
-
-  data_commands.add_commands(sub)
-  from aya_t5x.data import quality_commands
-
-  quality_commands.add_commands(sub)
-  from aya_t5x.evaluation import judge_commands
-
-  judge_commands.add_commands(sub)
-  from aya_t5x.annotation import commands as annotation_commands
-
-  annotation_commands.add_commands(sub)
+  # Subcommands defined beside the code they drive: each module has add_commands(sub).
+  for module in COMMAND_MODULES:
+    importlib.import_module(module).add_commands(sub)
   return parser
 
 

@@ -6,6 +6,7 @@ their SeqIO tasks are registered from a data folder by
 suites (`gin/eval/*.gin`) do. See docs/evaluation.md for where each set's files go.
 """
 
+from aya_t5x.tasks.eval_demo import DEMO
 from aya_t5x.tasks.eval_flores import FLORES_EN_X, FLORES_X_EN
 from aya_t5x.tasks.eval_mmlu import MMLU
 from aya_t5x.tasks.eval_tydiqa import TYDIQA
@@ -18,4 +19,4 @@ from aya_t5x.tasks.eval_xwinograd import XWINOGRAD
 HELD_OUT = (XCOPA, XNLI, XSTORYCLOZE, XWINOGRAD)
 GENERATIVE = (MMLU, FLORES_X_EN, FLORES_EN_X, XLSUM, TYDIQA)
 
-__all__ = ["GENERATIVE", "HELD_OUT"]
+__all__ = ["DEMO", "GENERATIVE", "HELD_OUT"]

@@ -77,13 +77,13 @@ def _say_all(things: Sequence[Thing], lex: Lexicon) -> str:
   return f" {lex.and_word} ".join(t.say(lex) for t in things)
 
 
-def _random_things(rng: np.random.Generator, n: int, *, distinct_counts: bool = False
+def _random_things(rng: np.random.Generator, n: int, *, distinct_colours: bool = False
                    ) -> tuple[Thing, ...]:
   animals = rng.choice(len(ANIMALS), size=n, replace=False)
-  counts = (rng.choice(9, size=n, replace=False) if distinct_counts
-            else rng.integers(0, 9, size=n)) + 1
-  return tuple(Thing(int(c), int(rng.integers(len(COLOURS))), int(a))
-               for c, a in zip(counts, animals))
+  colours = (rng.choice(len(COLOURS), size=n, replace=False) if distinct_colours
+             else rng.integers(0, len(COLOURS), size=n))
+  counts = rng.integers(1, 10, size=n)
+  return tuple(Thing(int(c), int(k), int(a)) for c, k, a in zip(counts, colours, animals))
 
 
 def _name(code: str) -> str:
@@ -114,13 +114,16 @@ def _example(task: str, code: str, rng: np.random.Generator, direction: str = ""
         "inputs": f"{lex.see.format(things=_say_all(things, lex))} {question}",
         "targets": lex.numbers[asked.count - 1]}
   if task == "classification":
-    things = _random_things(rng, 2, distinct_counts=True)
-    a, b = (lex.animals[t.animal] for t in things)
-    more = max(things, key=lambda t: t.count)
-    return (task, code, things), {
-        "inputs": f"{lex.see.format(things=_say_all(things, lex))} "
-                  f"{lex.which_more.format(a=a, b=b)}",
-        "targets": lex.animals[more.animal], "options": [a, b]}
+    things = _random_things(rng, 2, distinct_colours=True)
+    asked = things[int(rng.integers(2))]
+    options = [lex.colours[t.colour] for t in things]
+    if rng.integers(2):
+      options.reverse()
+    question = lex.which_colour.format(animal=lex.animals[asked.animal], a=options[0],
+                                       b=options[1])
+    return (task, code, things, asked), {
+        "inputs": f"{lex.see.format(things=_say_all(things, lex))} {question}",
+        "targets": lex.colours[asked.colour], "options": options}
   if task == "generation":
     things = _random_things(rng, int(rng.integers(1, 3)))
     words = "; ".join(f"{ANIMALS[t.animal]}, {t.count}, {COLOURS[t.colour]}" for t in things)
