@@ -84,7 +84,9 @@ def scalars(report: Mapping[str, Any]) -> dict[str, float]:
   out = {}
   for task in report["tasks"]:
     suffix = task["task"].rsplit(".", 1)[-1]
-    out[f"{task['benchmark']}/{suffix}/{task['primary_metric']}"] = task["score"]
+    name = task["benchmark"] if task["task"] == task["benchmark"] else \
+        f"{task['benchmark']}/{suffix}"
+    out[f"{name}/{task['primary_metric']}"] = task["score"]
   for bench in report["benchmarks"]:
     out[f"{bench['benchmark']}/average"] = bench["average"]
     out.update({f"{bench['benchmark']}/{g}": v for g, v in bench["groups"].items()

@@ -333,6 +333,13 @@ def _text(value: Any) -> str:
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _original(example: Mapping[str, Any], feature: str, vocabulary) -> str:
+  """A feature's text before tokenization, or its tokens decoded (pre-tokenized tasks)."""
+  if f"{feature}_pretokenized" in example:
+    return _text(example[f"{feature}_pretokenized"])
+  return _text(vocabulary.decode([int(t) for t in example[feature] if t > predict.EOS_ID]))
+
+
 def _read(task, planned: PlannedTask) -> list[dict[str, Any]]:
   dataset = task.get_dataset(sequence_length=None, split=planned.split, shuffle=False,
                              num_epochs=1, use_cached=False)
@@ -371,28 +378,27 @@ def _merge(results: Iterable[Mapping[str, Any]]) -> tuple[dict[str, float], dict
 
 def _rank(task, planned: PlannedTask, examples: list[dict], params: Any, config: MT5Config,
           placement: predict.Placement):
+  vocabulary = task.output_features["targets"].vocabulary
   if "is_correct" in examples[0]:
     post = task.postprocess_fn or metrics.rank_target
-    targets = [post(_text(ex["targets_pretokenized"]), example=ex, is_target=True)
+    targets = [post(_original(ex, "targets", vocabulary), example=ex, is_target=True)
                for ex in examples]
     inputs, options = [ex["inputs"] for ex in examples], [ex["targets"] for ex in examples]
     metric_fns = task.score_metric_fns or [metrics.rank_classification]
     examples_count = len({int(ex["idx"]) for ex in examples})
     unmatched = 0
   else:
-    vocabulary = task.output_features["targets"].vocabulary
     encoded = [np.asarray(list(vocabulary.encode(o)) + [predict.EOS_ID], np.int32)
                for o in planned.options]
     inputs, options, targets = [], [], []
-    for i, ex in enumerate(examples):
-      gold = _text(ex["targets_pretokenized"]).strip()
+    golds = [_original(ex, "targets", vocabulary).strip() for ex in examples]
+    for i, (ex, gold) in enumerate(zip(examples, golds)):
       for option, ids in zip(planned.options, encoded):
         inputs.append(ex["inputs"])
         options.append(ids)
         targets.append(metrics.RankTarget(i, 0, option.strip() == gold))
     metric_fns, examples_count = [metrics.rank_classification], len(examples)
-    unmatched = sum(_text(ex["targets_pretokenized"]).strip() not in
-                    {o.strip() for o in planned.options} for ex in examples)
+    unmatched = sum(gold not in {o.strip() for o in planned.options} for gold in golds)
   scores, cuts = predict.score(params, config, inputs, options, planned.batching,
                                planned.max_target_length, placement)
   values, info = _merge(fn(targets, scores.tolist()) for fn in metric_fns)
@@ -422,16 +428,18 @@ def _generate(task, planned: PlannedTask, examples: list[dict], params: Any, con
   vocabulary = task.output_features["targets"].vocabulary
   ids, cuts = predict.generate(params, config, [ex["inputs"] for ex in examples],
                                planned.batching, planned.decoding, placement, seed=seed)
-  texts = [vocabulary.decode([int(t) for t in row if t > predict.EOS_ID]) for row in ids]
+  texts = [_text(vocabulary.decode([int(t) for t in row if t > predict.EOS_ID])) for row in ids]
   post = task.postprocess_fn
   predictions = [post(t, example=ex, is_target=False) if post else t
                  for t, ex in zip(texts, examples)]
-  targets = [post(_text(ex["targets_pretokenized"]), example=ex, is_target=True) if post
-             else _text(ex["targets_pretokenized"]) for ex in examples]
+  originals = [_original(ex, "targets", vocabulary) for ex in examples]
+  targets = [post(t, example=ex, is_target=True) if post else t
+             for t, ex in zip(originals, examples)]
   values, info = _merge(fn(targets, predictions) for fn in
                         (*task.predict_metric_fns, *planned.metric_fns))
   empty = sum(not text.strip() for text in texts)
-  records = tuple({"inputs": _text(ex["inputs_pretokenized"]), "target": target,
+  inputs_vocabulary = task.output_features["inputs"].vocabulary
+  records = tuple({"inputs": _original(ex, "inputs", inputs_vocabulary), "target": target,
                    "prediction": text} for ex, target, text in zip(examples, targets, texts))
   return values, info, len(examples), empty, cuts, records
 
