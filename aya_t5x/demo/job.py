@@ -95,6 +95,7 @@ def evaluate(params: Any, run_dir: Path, progress: Callable[[str], None] = print
                          predict.Placement(mesh, partitioner), progress=progress)
   built = report.build(result, checkpoint=str(run_dir), config=config)
   report.write(built, run_dir / "eval")
+  report.write_predictions(result, run_dir / "eval")
   return built
 
 
