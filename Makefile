@@ -21,8 +21,7 @@ $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 DEMO_DIR ?= demo_output
 
 demo: $(STAMP)
-	$(BIN)/aya-t5x train --gin_file models/mt5_tiny.gin --gin_file runs/finetune.gin \
-	  --gin_file demo/numbers.gin --gin.MODEL_DIR="'$(DEMO_DIR)'"
+	$(BIN)/aya-t5x demo --output_dir $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

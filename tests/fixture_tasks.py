@@ -38,3 +38,17 @@ if TASK not in seqio.TaskRegistry.names():
       preprocessors=[seqio.preprocessors.append_eos_after_trim],
       output_features={"inputs": seqio.Feature(vocabulary, add_eos=True),
                        "targets": seqio.Feature(vocabulary, add_eos=True)})
+
+# A text task with seqio's byte vocabulary, for commands that need a vocabulary by task.
+BYTES_TASK = "test_bytes"
+if BYTES_TASK not in seqio.TaskRegistry.names():
+  byte_vocabulary = seqio.ByteVocabulary()
+  seqio.TaskRegistry.add(
+      BYTES_TASK,
+      source=seqio.FunctionDataSource(
+          dataset_fn=lambda split, shuffle_files, seed=None: tf.data.Dataset.from_tensor_slices(
+              {"inputs": ["one two"], "targets": ["two one"]}),
+          splits=["train"]),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features={"inputs": seqio.Feature(byte_vocabulary, add_eos=True),
+                       "targets": seqio.Feature(byte_vocabulary, add_eos=True)})

@@ -54,6 +54,6 @@ def test_cli_reads_any_checkpoint_and_needs_a_vocabulary(saved, tmp_path, capsys
   with pytest.raises(SystemExit):
     cli.main(args)
   assert "--vocabulary" in capsys.readouterr().err
-  assert cli.main([*args, "--task", "demo_numbers", "--module", "aya_t5x.tasks.demo"]) == 0
+  assert cli.main([*args, "--task", "test_bytes", "--module", "tests.fixture_tasks"]) == 0
   assert "wrote 1 completions" in capsys.readouterr().out
   assert json.loads((tmp_path / "out.jsonl").read_text())["inputs"] == "hello"

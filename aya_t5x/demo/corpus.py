@@ -9,6 +9,7 @@
   (translation both ways, question answering, classification with answer options,
   generation), none of whose contents occur in any training file;
 - `spm.model`: a SentencePiece vocabulary trained on all of it with T5's ids;
+- `sources.json`: the value of the gin macro `AYA_SOURCES` for these files;
 - `corpus.json`: what was written (counts per source, language and task, checksums).
 
 The four task types are those of the recipe's taxonomy; every example is built from
@@ -291,7 +292,9 @@ def eval_task_name(task: str, direction: str = "") -> str:
 
 def _checksum(root: Path) -> str:
   digest = hashlib.sha256()
-  for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "corpus.json"):
+  # The two listings name the corpus's own location, which must not change the checksum.
+  for path in sorted(p for p in root.rglob("*") if p.is_file()
+                     and p.name not in ("corpus.json", "sources.json")):
     digest.update(path.relative_to(root).as_posix().encode())
     digest.update(path.read_bytes())
   return digest.hexdigest()
@@ -338,6 +341,7 @@ def build_corpus(root: str | Path, *, seed: int = 0) -> Corpus:
   text_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
   vocabulary.train_sentencepiece([text_file], corpus.vocabulary_path,
                                  vocab_size=VOCABULARY_SIZE, model_type="bpe")
+  (root / "sources.json").write_text(json.dumps(corpus.source_paths()))
   summary_path.write_text(json.dumps({
       "seed": seed, "languages": {c: languages.get_language(c).group for c in LANGUAGES},
       "sources": counts, "eval": eval_counts, "chance": CHANCE,
