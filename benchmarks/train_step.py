@@ -128,7 +128,7 @@ def interleaved_medians(runners: dict, rounds: int) -> dict[str, float]:
 
 def _op_kind(name: str) -> str:
   lowered = name.lower()
-  for kind, marks in (("matmul", ("gemm", "xmma", "cutlass", "cublas", "dot", "matmul")),
+  for kind, marks in (("matmul", ("gemm", "xmma", "nvjet", "cutlass", "cublas", "dot", "matmul")),
                       ("attention/softmax", ("softmax", "reduce")),
                       ("copy/transpose", ("copy", "transpose")),
                       ("fusion", ("fusion",))):
