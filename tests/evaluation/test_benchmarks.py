@@ -84,6 +84,7 @@ def test_a_benchmark_needs_the_vocabulary_and_a_known_name():
                                        vocabulary=BYTES))
 
 
+@fixtures.needs_real_xcopa
 def test_xcopa_rows_from_the_real_files():
   benchmarks.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
   rows = rows_of("aya_eval.xcopa.sw", "validation")

@@ -35,6 +35,7 @@ def run(tmp_path_factory):
   return folder, args
 
 
+@fixtures.needs_real_xcopa
 def test_eval_writes_json_markdown_png_and_predictions(run):
   folder, _ = run
   report = json.loads((folder / "out" / "eval.json").read_text(encoding="utf-8"))
@@ -70,6 +71,7 @@ def test_eval_writes_json_markdown_png_and_predictions(run):
   assert (folder / "out" / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@fixtures.needs_real_xcopa
 def test_missing_data_fails_before_the_checkpoint_is_read(run, tmp_path, capsys):
   _, args = run
   args = [a if a != str(run[0] / "ckpt") else str(tmp_path / "no_checkpoint") for a in args]
@@ -80,6 +82,7 @@ def test_missing_data_fails_before_the_checkpoint_is_read(run, tmp_path, capsys)
   assert not (tmp_path / "out").exists()
 
 
+@fixtures.needs_real_xcopa
 def test_report_compares_runs_side_by_side(run, tmp_path, capsys):
   folder, _ = run
   report = json.loads((folder / "out" / "eval.json").read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ from aya_t5x.evaluation import formats
 from tests.evaluation import fixtures
 
 
+@fixtures.needs_real_xcopa
 def test_reads_the_real_xcopa_validation_files():
   records = formats.read_xcopa(fixtures.XCOPA_DIR / "val.et.jsonl")
   assert len(records) == 100
@@ -21,6 +22,7 @@ def test_reads_the_real_xcopa_validation_files():
                         "choice2": "她还清了抵押贷款。", "question": "effect", "label": 0}
 
 
+@fixtures.needs_real_xcopa
 @pytest.mark.parametrize("line, field", [
     ('{"premise": "p", "choice1": "a", "choice2": "b", "question": "why", "label": 0}',
      "'question'"),

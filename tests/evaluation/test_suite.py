@@ -38,6 +38,7 @@ def hf_log_likelihood(reference, inputs: np.ndarray, targets: np.ndarray) -> flo
   return float(log_probs[torch.arange(len(labels)), labels].sum())
 
 
+@fixtures.needs_real_xcopa
 def test_rank_classification_picks_the_option_hugging_face_finds_most_likely():
   reference, params = reference_and_params()
   benchmarks.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
