@@ -161,7 +161,10 @@ def markdown(summary: dict[str, Any]) -> str:
                  f"(suite average {_fmt(run['average'])}; HR {_fmt(run['groups'].get('HR'))},"
                  f" MR {_fmt(run['groups'].get('MR'))}, LR {_fmt(run['groups'].get('LR'))})")
   if summary.get("comparison"):
-    lines += ["", "## The weighting schemes side by side", "", summary["comparison"]]
+    # The comparison is a document of its own: its headings go one level down.
+    nested = "\n".join("##" + line if line.startswith("#") else line
+                       for line in summary["comparison"].splitlines())
+    lines += ["", "## The weighting schemes side by side", "", nested]
   return "\n".join(lines) + "\n"
 
 
