@@ -49,22 +49,10 @@ def _import(args: argparse.Namespace) -> int:
 
 def _register(name: str, output: Path, manifest: str, replace: bool,
               codes: list[str]) -> None:
-  from aya_t5x.data import languages, registration
+  from aya_t5x.data import registration
 
-  path = str(output.resolve())
-  existing = {e["name"]: e for e in registration.read_manifest(manifest)}
-  # Exporting again to the same file refreshes its task; another file needs --replace.
-  same = name in existing and existing[name]["path"] == path
-  registration.add_to_manifest(
-      manifest, {"name": name, "path": path, "language_key": "language_code", "dataset": name},
-      replace=replace or same)
-  tasks = [f"{name}.{languages.get_language(code).code}" for code in codes]
-  # One language gives one task; several give a task each and a mixture over them.
-  train_on = tasks[0] if len(tasks) == 1 else name
-  print(f"registered {name} in {manifest}: SeqIO task(s) {', '.join(tasks)}"
-        + (f" and mixture {name}" if len(tasks) > 1 else "") + "; train on it with "
-        f"--gin_file mixtures/vocabulary.gin --gin.TASK_MANIFEST=\"'{manifest}'\" "
-        f"--gin.MIXTURE_OR_TASK_NAME=\"'{train_on}'\"")
+  print(registration.register_output(manifest, name, output, languages_written=codes,
+                                     language_key="language_code", replace=replace))
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -135,14 +135,9 @@ def _register(args: argparse.Namespace, path: Path, fields: list[str],
   if targets_key is None:
     raise ValueError(f"--register needs --targets_key: the output has one text field "
                      f"({fields[0]})")
-  registration.add_to_manifest(
-      args.manifest, {"name": args.register, "path": str(path.resolve()),
-                      "language_key": "language", "inputs_key": inputs_key,
-                      "targets_key": targets_key, "dataset": args.register},
-      replace=args.replace)
-  tasks = ", ".join(f"{args.register}.{code}" for code in languages_written)
-  print(f"registered {args.register} in {args.manifest}: SeqIO task(s) {tasks}; train on it "
-        f"with --gin_file mixtures/vocabulary.gin --gin.TASK_MANIFEST=\"'{args.manifest}'\"")
+  print(registration.register_output(
+      args.manifest, args.register, path, languages_written=languages_written,
+      inputs_key=inputs_key, targets_key=targets_key, replace=args.replace))
 
 
 def _write(out: str, name: str, report_and_markdown: tuple[dict, str]) -> None:

@@ -401,6 +401,33 @@ def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
   return entry
 
 
+def register_output(manifest: str | os.PathLike, name: str, path: str | os.PathLike, *,
+                    languages_written: Sequence[str], language_key: str = "language",
+                    inputs_key: str = "inputs", targets_key: str = "targets",
+                    replace: bool = False) -> str:
+  """Adds a dataset a tool wrote (translated, filtered, annotated) to `manifest` in one step.
+
+  One SeqIO task per language (`name.sw`) and, with several languages, a mixture `name`
+  over them, registered when a run loads the manifest. Writing the same file again
+  refreshes its entry; another file under a taken name needs `replace`. Returns the line
+  that tells the user how to train on it.
+  """
+  from aya_t5x.data import languages
+
+  resolved = str(Path(path).resolve())
+  existing = {e["name"]: e for e in read_manifest(manifest)}
+  same = name in existing and existing[name]["path"] == resolved
+  add_to_manifest(manifest, {"name": name, "path": resolved, "language_key": language_key,
+                             "inputs_key": inputs_key, "targets_key": targets_key,
+                             "dataset": name}, replace=replace or same)
+  tasks = [f"{name}.{languages.get_language(code).code}" for code in languages_written]
+  train_on = tasks[0] if len(tasks) == 1 else name
+  return (f"registered {name} in {manifest}: SeqIO task(s) {', '.join(tasks)}"
+          + (f" and mixture {name}" if len(tasks) > 1 else "") + "; train on it with "
+          f"--gin_file mixtures/vocabulary.gin --gin.TASK_MANIFEST=\"'{manifest}'\" "
+          f"--gin.MIXTURE_OR_TASK_NAME=\"'{train_on}'\"")
+
+
 @gin.configurable(module="aya_t5x.data.registration")
 def load_manifest(manifest: str = gin.REQUIRED, vocabulary=gin.REQUIRED) -> list[SourceTasks]:
   """Registers every task of a manifest; returns what each registered."""

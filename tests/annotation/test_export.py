@@ -126,7 +126,8 @@ def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path, capsys):
       capsys.readouterr().out
   (entry,) = registration.read_manifest(manifest)
   assert entry == {"name": "aya_ours", "path": str(output.resolve()),
-                   "language_key": "language_code", "dataset": "aya_ours"}
+                   "language_key": "language_code", "inputs_key": "inputs",
+                   "targets_key": "targets", "dataset": "aya_ours"}
   vocabulary = seqio.ByteVocabulary()
   registration.load_manifest(str(manifest), vocabulary)
   mixture = seqio.get_mixture_or_task("aya_ours")
