@@ -24,21 +24,14 @@ import os
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from aya_t5x.data import languages, quality_reports, readers
 from aya_t5x.data.translation import Backend, translate_texts
 from aya_t5x.data.translation_runs import Record, ShardResult, Unit, Worker
+from aya_t5x.evaluation import metrics
 
 REQUIRED_FIELDS = ("id", "language", "source_language", "original")
-# The evaluation suite's fallbacks without the FLORES-200 model (evaluation.metrics).
-FALLBACK_TOKENIZER = "13a"
-FALLBACK_UNSPACED_TOKENIZER = "char"
-UNSPACED_SCRIPTS = frozenset({"Hans", "Hant", "Hani", "Jpan", "Thai", "Laoo", "Khmr", "Mymr",
-                              "Tibt"})
-
-
 class RoundTripScorer:
   """Sentence-level chrF++ and spBLEU of a retranslation against its original."""
 
@@ -46,27 +39,15 @@ class RoundTripScorer:
     from sacrebleu.metrics import CHRF
 
     self.spm_model = os.fspath(spm_model) if spm_model else None
-    self._pieces = None
-    if self.spm_model:
-      import sentencepiece as spm
-
-      if not Path(self.spm_model).is_file():
-        raise FileNotFoundError(
-            f"FLORES-200 SentencePiece model {self.spm_model} not found (sacrebleu's "
-            "flores200sacrebleuspm, from https://tinyurl.com/flores200sacrebleuspm); give its "
-            f"local path, or leave --spbleu_model out to fall back to {FALLBACK_TOKENIZER!r}/"
-            f"{FALLBACK_UNSPACED_TOKENIZER!r}")
-      self._pieces = spm.SentencePieceProcessor(model_file=self.spm_model)
+    # The evaluation suite's spBLEU: the FLORES-200 pieces, or its named fallbacks.
+    self._pieces = metrics.flores200_pieces(self.spm_model) if self.spm_model else None
     self._chrf = CHRF(word_order=2)
     self._bleu: dict[tuple[str, bool], Any] = {}
     self._warned: set[str] = set()
 
   def tokenizer(self, language: str) -> str:
     """The BLEU tokenizer for texts in `language`: 'flores200', or a fallback."""
-    if self._pieces is not None:
-      return "flores200"
-    script = languages.get_language(language).script
-    return FALLBACK_UNSPACED_TOKENIZER if script in UNSPACED_SCRIPTS else FALLBACK_TOKENIZER
+    return metrics.bleu_tokenizer(languages.get_language(language).code, self.spm_model)
 
   def _metric(self, language: str, sentence: bool):
     from sacrebleu.metrics import BLEU

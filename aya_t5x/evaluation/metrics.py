@@ -20,6 +20,7 @@ import collections
 import dataclasses
 import functools
 import logging
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -105,12 +106,33 @@ def chrf(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]
   return {"chrf": CHRF().corpus_score(list(predictions), [list(targets)]).score}
 
 
+def bleu_tokenizer(language: str, spm_model: str | os.PathLike | None) -> str:
+  """The BLEU tokenizer for texts in `language`: 'flores200' with the FLORES-200 model,
+  else sacrebleu's `char` for scripts without spaces between words and `13a` otherwise."""
+  if spm_model:
+    return "flores200"
+  from aya_t5x.data import languages
+
+  found = languages.find_language(language)
+  unspaced = found is not None and found.script in text.UNSPACED_SCRIPTS
+  return FALLBACK_UNSPACED_TOKENIZER if unspaced else FALLBACK_TOKENIZER
+
+
 @functools.lru_cache(maxsize=4)
-def _sentencepiece(path: str):
+def flores200_pieces(spm_model: str):
+  """The FLORES-200 SentencePiece model (sacrebleu's `flores200sacrebleuspm`) from a local
+  path, or FileNotFoundError naming it and the fallback."""
   import sentencepiece as spm
 
+  path = Path(spm_model)
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"FLORES-200 SentencePiece model {path} not found (sacrebleu's "
+        "flores200sacrebleuspm, from https://tinyurl.com/flores200sacrebleuspm); give "
+        "its local path with --spbleu_model, or leave it out to fall back to "
+        f"{FALLBACK_TOKENIZER!r}/{FALLBACK_UNSPACED_TOKENIZER!r}.")
   processor = spm.SentencePieceProcessor()
-  processor.Load(path)
+  processor.Load(str(path))
   return processor
 
 
@@ -131,13 +153,7 @@ class TranslationMetrics:
 
   def tokenizer(self) -> str:
     """The name of the BLEU tokenizer these metrics use."""
-    if self.spm_model:
-      return "flores200"
-    from aya_t5x.data import languages
-
-    language = languages.find_language(self.target_language)
-    unspaced = language is not None and language.script in text.UNSPACED_SCRIPTS
-    return FALLBACK_UNSPACED_TOKENIZER if unspaced else FALLBACK_TOKENIZER
+    return bleu_tokenizer(self.target_language, self.spm_model)
 
   def __call__(self, targets: Sequence[str], predictions: Sequence[str]) -> dict[str, Any]:
     import seqio
@@ -146,14 +162,7 @@ class TranslationMetrics:
     hypotheses, references = [str(p) for p in predictions], [str(t) for t in targets]
     tokenizer = self.tokenizer()
     if self.spm_model:
-      path = Path(self.spm_model)
-      if not path.is_file():
-        raise FileNotFoundError(
-            f"FLORES-200 SentencePiece model {path} not found (sacrebleu's "
-            "flores200sacrebleuspm, from https://tinyurl.com/flores200sacrebleuspm); give "
-            "its local path with --spbleu_model, or leave it out to fall back to "
-            f"{FALLBACK_TOKENIZER!r}/{FALLBACK_UNSPACED_TOKENIZER!r}.")
-      pieces = _sentencepiece(str(path))
+      pieces = flores200_pieces(str(self.spm_model))
 
       def split(line: str) -> str:
         return " ".join(pieces.EncodeAsPieces(line))
