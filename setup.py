@@ -35,7 +35,9 @@ setup(
         # The reference implementation for equality tests, and the test tools.
         "test": ["torch", "transformers", "pytest", "pytest-xdist", "ruff",
                  # The annotation app's browser test drives Debian's chromium.
-                 "playwright"],
+                 "playwright",
+                 # The TFDS-build fixtures (tensorflow-datasets' writer needs it).
+                 "importlib_resources"],
     },
     entry_points={"console_scripts": ["aya-t5x=aya_t5x.cli:main"]},
 )

@@ -8,6 +8,10 @@ Formats, chosen by name:
 - a Hugging Face `save_to_disk` folder: a Dataset (`state.json` lists its arrow files)
   or a DatasetDict (`dataset_dict.json` lists split folders, whose names become the
   split of their records). No `datasets` package is needed;
+- a TFDS build folder (`dataset_info.json` and `features.json` beside the record
+  shards, what `tfds build` or `store_as_tfds_dataset` writes): each of its splits, read
+  with `tensorflow_datasets`; text features come back as strings. Its records are named
+  `<folder>@tfds:<split>`, row by row;
 - any other folder: every supported file under it, in sorted order.
 
 Paths with a scheme (`gs://...`) are read through `tf.io.gfile`.
@@ -29,6 +33,7 @@ from typing import Any, BinaryIO
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 TABLE_SUFFIXES = (".parquet", ".arrow")
 SUFFIXES = JSON_SUFFIXES + TABLE_SUFFIXES
+TFDS_SPLIT = "@tfds:"  # `<build folder>@tfds:<split>` names one split of a TFDS build
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -130,6 +135,8 @@ def list_files(path: str | os.PathLike, split: str | None = None) -> list[tuple[
     if not names:
       raise ValueError(f"{state_json}: no _data_files listed; is this a save_to_disk folder?")
     return [(_join(path, name), split or state.get("_split")) for name in names]
+  if _exists(_join(path, "dataset_info.json")) and _exists(_join(path, "features.json")):
+    return _tfds_splits(path, split)
   files = [(f, split) for f in _walk(path) if f.endswith(SUFFIXES)]
   if not files:
     raise FileNotFoundError(f"no data files ({', '.join(SUFFIXES)}) under {path!r}")
@@ -191,9 +198,49 @@ def _iter_table(path: str, split: str | None) -> Located:
       yield Location(path=path, index=number, unit="row", split=split), record
 
 
+def _tfds_splits(path: str, split: str | None) -> list[tuple[str, str | None]]:
+  import tensorflow_datasets as tfds
+
+  names = list(tfds.builder_from_directory(path).info.splits)
+  if split is not None and split in names:
+    names = [split]
+  # A TFDS split name is the record split unless the user mapped the folder to one.
+  return [(f"{path}{TFDS_SPLIT}{name}", split or name) for name in names]
+
+
+def _plain(value: Any, location: Location, field: str) -> Any:
+  """A TFDS feature value as JSON would give it: text as str, arrays as lists."""
+  if isinstance(value, bytes):
+    try:
+      return value.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise MalformedRecord(location, field, f"invalid UTF-8 at byte {e.start}") from None
+  if hasattr(value, "tolist"):  # numpy arrays and scalars; text arrays hold bytes
+    value = value.tolist()
+    return [_plain(v, location, field) for v in value] if isinstance(value, list) else (
+        _plain(value, location, field))
+  return value
+
+
+def _iter_tfds(name: str, split: str | None) -> Located:
+  import tensorflow_datasets as tfds
+
+  folder, tfds_split = name.rsplit(TFDS_SPLIT, 1)
+  dataset = tfds.builder_from_directory(folder).as_dataset(split=tfds_split,
+                                                            shuffle_files=False)
+  for number, example in enumerate(tfds.as_numpy(dataset), start=1):
+    location = Location(path=name, index=number, unit="row", split=split)
+    try:
+      yield location, {key: _plain(value, location, key) for key, value in example.items()}
+    except MalformedRecord as e:
+      yield location, e
+
+
 def iter_file(path: str, split: str | None = None
               ) -> Iterator[tuple[Location, Record | MalformedRecord]]:
   """Records of one file, each with its location; unreadable ones as `MalformedRecord`."""
+  if TFDS_SPLIT in path:
+    return _iter_tfds(path, split)
   if path.endswith(JSON_SUFFIXES):
     return _iter_jsonl(path, split)
   if path.endswith(TABLE_SUFFIXES):

@@ -77,6 +77,21 @@ def write_aya_dataset(root: Path) -> tuple[Path, dict]:
   return path, expected
 
 
+def write_tfds_build(root: Path, splits: dict) -> Path:
+  """A TFDS build folder of text features (what `tfds build` writes): record shards,
+  dataset_info.json and features.json."""
+  import tensorflow_datasets as tfds
+
+  names = sorted({key for records in splits.values() for key in records[0]})
+  features = tfds.features.FeaturesDict({name: tfds.features.Text() for name in names})
+  builder = tfds.dataset_builders.store_as_tfds_dataset(
+      name="aya_fixture", version="1.0.0", features=features, data_dir=str(root),
+      disable_shuffling=True,
+      split_datasets={split: [(str(i), r) for i, r in enumerate(records)]
+                      for split, records in splits.items()})
+  return Path(builder.data_dir)
+
+
 # ------------------------------------------------------------------ Aya Collection
 
 

@@ -43,6 +43,19 @@ def test_aya_dataset_folds_dialects_and_drops_non_mt5(tmp_path):
   assert moroccan.language_code == "ary" and moroccan.inputs.startswith("Question 0 in Moroccan")
 
 
+def test_aya_dataset_from_a_tfds_build_reads_each_split(tmp_path):
+  train = [fixtures.aya_dataset_record(c, i, "train") for c, n in
+           {"eng": 3, "swh": 2, "quy": 1}.items() for i in range(n)]
+  test = [fixtures.aya_dataset_record("swh", i, "test") for i in range(2)]
+  folder = fixtures.write_tfds_build(tmp_path / "tfds", {"train": train, "test": test})
+  index = sources.scan(tasks.AYA_DATASET, str(folder))
+  assert _per_language(index) == {"en": 3, "sw": 2}
+  assert _per_language(index, "test") == {"sw": 2}
+  assert index.report.removed == {"mt5_languages: not an mT5 language (quy)": 1}
+  example = next(sources.iterate(index, split="test", language="sw"))
+  assert example.inputs == test[0]["inputs"] and "@tfds:test row 1" in str(example.location)
+
+
 def test_aya_templated_from_parquet_uses_the_split_field(tmp_path):
   path, expected = fixtures.write_aya_templated(tmp_path)
   index = sources.scan(tasks.AYA_TEMPLATED, path.parent)
