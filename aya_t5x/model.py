@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aya_t5x import layer_stack
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -75,6 +77,8 @@ class MT5Config:
 
   `dtype` is the activation (compute) dtype and `param_dtype` the storage dtype of the
   parameters; the recipe trains with bfloat16 activations and float32 parameters.
+  `scan_layers` runs each stack's layers as one scanned module with stacked parameters
+  (fast compilation of large models; see `aya_t5x.layer_stack`).
   """
 
   vocab_size: int = 250_112
@@ -93,6 +97,7 @@ class MT5Config:
   param_dtype: str = "float32"
   float32_attention_logits: bool = True
   remat_policy: str = "none"
+  scan_layers: bool = False
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -382,30 +387,39 @@ def _residual(module: nn.Module, branch: Array, residual: Array, deterministic: 
 
 
 class EncoderLayer(nn.Module):
-  """Pre-norm self-attention and MLP, each with a residual connection."""
+  """Pre-norm self-attention and MLP, each with a residual connection.
+
+  Inside a scan (`scanned=True`) it returns `(output, None)`, the scan's carry and output.
+  """
 
   config: MT5Config
+  scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, bias: Array, deterministic: bool):
     cfg = self.config
     h = RMSNorm(cfg, name="pre_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="attention")(h, h, bias, deterministic=deterministic)
     x = _residual(self, h, x, deterministic)
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
     h = MlpBlock(cfg, name="mlp")(h, deterministic=deterministic)
-    return _residual(self, h, x, deterministic)
+    x = _residual(self, h, x, deterministic)
+    return (x, None) if self.scanned else x
 
 
 class DecoderLayer(nn.Module):
-  """Causal self-attention, attention over the encoder output, then the MLP."""
+  """Causal self-attention, attention over the encoder output, then the MLP.
+
+  Inside a scan (`scanned=True`) it returns `(output, None)`, the scan's carry and output.
+  """
 
   config: MT5Config
+  scanned: bool = False
 
   @nn.compact
   def __call__(self, x: Array, encoded: Array | None, self_bias: Array, cross_bias: Array,
                deterministic: bool, decode: bool = False, cache_index: Array | None = None,
-               max_decode_length: int | None = None) -> Array:
+               max_decode_length: int | None = None):
     cfg = self.config
     h = RMSNorm(cfg, name="pre_self_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="self_attention")(
@@ -418,19 +432,30 @@ class DecoderLayer(nn.Module):
     x = _residual(self, h, x, deterministic)
     h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
     h = MlpBlock(cfg, name="mlp")(h, deterministic=deterministic)
-    return _residual(self, h, x, deterministic)
+    x = _residual(self, h, x, deterministic)
+    return (x, None) if self.scanned else x
 
 
-def _maybe_remat(layer: type[nn.Module], config: MT5Config, static_argnums: tuple[int, ...]
-                 ) -> type[nn.Module]:
-  """The layer class, rematerialised under `config.remat_policy` unless it is 'none'.
+def _apply_layers(parent: nn.Module, layer: type[nn.Module], count: int, x: Array,
+                  *args) -> Array:
+  """Runs `count` layers over `x` (same extra `args` each), unrolled or scanned.
 
-  `static_argnums` counts `self` as 0 and marks the `deterministic` flag.
+  The last of `args` is the static `deterministic` flag. Rematerialisation follows
+  `config.remat_policy`; inside a scan, CSE prevention is unnecessary (the loop already
+  keeps XLA from merging the recomputation with the forward pass).
   """
-  if config.remat_policy == "none":
-    return layer
-  return nn.remat(layer, policy=REMAT_POLICIES[config.remat_policy],
-                  static_argnums=static_argnums, prevent_cse=True)
+  cfg = parent.config
+  scan = cfg.scan_layers
+  if cfg.remat_policy != "none":
+    layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat_policy],
+                     static_argnums=(len(args) + 1,), prevent_cse=not scan)
+  if scan:
+    stack = layer_stack.scanned(layer, length=count, num_broadcast_args=len(args))
+    x, _ = stack(cfg, scanned=True, name=layer_stack.STACKED)(x, *args)
+    return x
+  for i in range(count):
+    x = layer(cfg, name=f"layers_{i}")(x, *args)
+  return x
 
 
 def _positions_or_arange(positions: Array | None, length: int) -> Array:
@@ -457,9 +482,7 @@ class Encoder(nn.Module):
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    layer = _maybe_remat(EncoderLayer, cfg, static_argnums=(3,))
-    for i in range(cfg.num_encoder_layers):
-      x = layer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+    x = _apply_layers(self, EncoderLayer, cfg.num_encoder_layers, x, bias, deterministic)
     x = RMSNorm(cfg, name="encoder_norm")(x)
     return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
@@ -482,6 +505,9 @@ class Decoder(nn.Module):
         raise ValueError("decode=True needs max_decode_length (the cache's length) and an "
                          "unpacked batch: no segment ids or positions (the cache index is "
                          "the position).")
+      if cfg.scan_layers:
+        raise ValueError("Incremental decoding uses the per-layer layout: decode with "
+                         "scan_layers=False and layer_stack.unstack_layers(params).")
       return self._decode_incrementally(encoded, encoder_tokens, tokens, max_decode_length)
     positions = _positions_or_arange(positions, tokens.shape[1])
     self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
@@ -495,9 +521,8 @@ class Decoder(nn.Module):
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    layer = _maybe_remat(DecoderLayer, cfg, static_argnums=(5,))
-    for i in range(cfg.num_decoder_layers):
-      x = layer(cfg, name=f"layers_{i}")(x, encoded, self_bias, cross_bias, deterministic)
+    x = _apply_layers(self, DecoderLayer, cfg.num_decoder_layers, x, encoded, self_bias,
+                      cross_bias, deterministic)
     return self._logits(x, deterministic)
 
   def _decode_incrementally(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,

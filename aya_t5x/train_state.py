@@ -4,6 +4,10 @@ Nothing here ever materialises a whole parameter tree on one device: shapes come
 `jax.eval_shape`, shardings from the logical-axis rules (parameters) and from the
 compiler's propagation through `optimizer.init` (optimizer state), and the state is
 created by a jitted init whose outputs are already sharded.
+
+A model with `scan_layers` trains on stacked layer parameters (and optimizer state) but
+saves and restores the per-layer layout (`checkpoint_layout`, `convert_state`), so that
+checkpoints never depend on it. Its optimizer is `layer_stack.per_layer_optimizer`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from aya_t5x import model
+from aya_t5x import layer_stack, model
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import TrainState
 
@@ -76,3 +80,27 @@ def init_state(config: model.MT5Config, optimizer: optax.GradientTransformation,
     params = jax.tree.map(lambda x, s, sh: jax.device_put(np.asarray(x, s.dtype), sh),
                           params, layout.shapes.params, layout.shardings.params)
     return jax.jit(from_params, out_shardings=layout.shardings)(params)
+
+
+def checkpoint_layout(config: model.MT5Config, optimizer: optax.GradientTransformation,
+                      partitioner: Partitioner, mesh: Mesh, layout: StateLayout
+                      ) -> StateLayout:
+  """The layout checkpoints hold: `layout` itself unless the layers are scanned."""
+  if not config.scan_layers:
+    return layout
+  per_layer = dataclasses.replace(config, scan_layers=False)
+  return state_layout(per_layer, optimizer, partitioner, mesh)
+
+
+def convert_state(state: TrainState, target: StateLayout, mesh: Mesh) -> TrainState:
+  """`state` in `target`'s layout (layers stacked or not), sharded as `target` says.
+
+  Returns `state` itself when it has that layout already. Parameters and their copies in
+  the optimizer state are stacked or split on the devices, straight into the shardings.
+  """
+  stacked = layer_stack.is_stacked(target.shapes.params)
+  if layer_stack.is_stacked(state.params) == stacked:
+    return state
+  convert = layer_stack.stack_layers if stacked else layer_stack.unstack_layers
+  with jax.set_mesh(mesh):
+    return jax.jit(convert, out_shardings=target.shardings)(state)
