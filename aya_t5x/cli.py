@@ -20,7 +20,8 @@ class CommandError(Exception):
 
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.data.quality_commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
-                   "aya_t5x.annotation.commands", "aya_t5x.demo.commands")
+                   "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
+                   "aya_t5x.compile_command")
 
 
 def add_gin_flags(parser: argparse.ArgumentParser) -> None:
@@ -77,14 +78,16 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config
+  from aya_t5x import distributed, gin_config
 
+  distributed.initialize(distributed.config_from_args(args))  # before jax starts
   _parse_gin(args)
   result = gin_config.configured_train()
-  status = "stopped by SIGTERM at" if result.preempted else "finished at"
-  print(f"training {status} step {result.step}: " + ", ".join(
-      f"{k}={v:.4g}" for k, v in result.last_metrics.items()
-      if k in ("loss", "accuracy", "tokens_per_second", "mfu")))
+  if distributed.is_first_process():  # one summary per run, not one per host
+    status = "stopped by SIGTERM at" if result.preempted else "finished at"
+    print(f"training {status} step {result.step}: " + ", ".join(
+        f"{k}={v:.4g}" for k, v in result.last_metrics.items()
+        if k in ("loss", "accuracy", "tokens_per_second", "mfu")))
   return 0
 
 
@@ -147,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
                   "partitioning preset (partitioning/).")
   add_gin_flags(train)
+  from aya_t5x import distributed
+
+  distributed.add_flags(train)
   train.set_defaults(handler=_train)
 
   infer = sub.add_parser(

@@ -1,9 +1,15 @@
 """Trainer inputs: a SeqIO task or mixture as feature-converted numpy batches.
 
-Each host reads its own shard of the data (`seqio.ShardInfo`), batches
-`batch_size / process_count` examples, and the trainer assembles global arrays from
-the host-local batches. The position (batches consumed) is saved with every checkpoint;
-a restored run rebuilds the same deterministic pipeline and skips that many batches, so
+The global batch is `num_shards` input shards side by side: rows `[i * r, (i + 1) * r)`
+come from shard i (`seqio.ShardInfo(i, num_shards)`, r = batch / num_shards). Each host
+feeds only the rows its devices hold and reads only the shards those rows come from;
+the trainer assembles global arrays from the host-local rows. With one shard per host
+(the default) every host reads its own shard; the global batches depend only on the
+shard count, not on how many hosts read them, so a run on 2 hosts and a run on 1 host
+with `num_shards=2` see the same batches.
+
+The position (batches consumed, the same for every shard) is saved with every checkpoint;
+a restored run rebuilds the same deterministic pipelines and skips that many batches, so
 it sees exactly the batches an uninterrupted run would have seen.
 """
 
@@ -48,6 +54,9 @@ class DatasetConfig:
       MIXTURE_OR_TASK_MODULE), e.g. 'my_project.tasks'.
     task_manifest: a manifest written by `aya-t5x tasks add` (TASK_MANIFEST); its
       tasks are registered with the gin VOCABULARY before the data is read.
+    num_shards: input shards the global batch is read from. None: one per host when
+      the run starts (T5X's layout; a resumed run keeps the count it started with). A
+      fixed count gives the same batches on any number of hosts.
   """
 
   mixture_or_task_name: str
@@ -63,6 +72,7 @@ class DatasetConfig:
   num_epochs: int | None = None
   module: str | Sequence[str] | None = None
   task_manifest: str | None = None
+  num_shards: int | None = None
 
   def __post_init__(self):
     missing = {"inputs", "targets"} - set(self.task_feature_lengths or {})
@@ -76,6 +86,13 @@ class DatasetConfig:
     if self.packing not in ("best_fit", "seqio"):
       raise DataConfigError(f"DatasetConfig.packing is {self.packing!r}; choose 'best_fit' "
                             "or 'seqio'.")
+    if self.num_shards is not None and self.num_shards < 1:
+      raise DataConfigError(f"DatasetConfig.num_shards must be positive or None, got "
+                            f"{self.num_shards}.")
+
+  def shard_count(self) -> int:
+    """The number of input shards: `num_shards`, or one per host."""
+    return self.num_shards or jax.process_count()
 
 
 def import_task_modules(module: str | Sequence[str] | None) -> None:
@@ -138,19 +155,30 @@ def check_dataset_config(config: DatasetConfig) -> None:
   if config.task_manifest:
     _register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)
-  hosts = jax.process_count()
-  if config.batch_size % hosts:
-    raise DataConfigError(f"batch size {config.batch_size} does not divide over {hosts} "
-                          "hosts.")
+  _check_shards(config, config.shard_count())
 
 
-def build_dataset(config: DatasetConfig):
-  """The host-local, feature-converted, batched `tf.data.Dataset` of `config`."""
+def _check_shards(config: DatasetConfig, num_shards: int) -> None:
+  if config.batch_size % num_shards:
+    raise DataConfigError(
+        f"batch size {config.batch_size} does not divide into {num_shards} input shards "
+        "(DatasetConfig.num_shards, or one per host when it is None); choose a batch "
+        f"size that is a multiple of {num_shards}.")
+
+
+def build_dataset(config: DatasetConfig, shard: tuple[int, int] | None = None):
+  """The feature-converted, batched `tf.data.Dataset` of one input shard.
+
+  Args:
+    shard: (index, count); each batch has `batch_size / count` rows. Default: this
+      host's shard of one shard per host.
+  """
   import seqio
 
   _hide_accelerators_from_tensorflow()
   check_dataset_config(config)
-  hosts, host = jax.process_count(), jax.process_index()
+  index, count = shard or (jax.process_index(), jax.process_count())
+  _check_shards(config, count)
   best_fit = config.use_packing and config.packing == "best_fit"
   converter = (seqio.PassThroughFeatureConverter() if best_fit
                else seqio.EncDecFeatureConverter(pack=config.use_packing))
@@ -159,35 +187,95 @@ def build_dataset(config: DatasetConfig):
       feature_converter=converter,
       dataset_split=config.split, use_cached=config.use_cached, shuffle=config.shuffle,
       num_epochs=config.num_epochs, seed=config.seed, verbose=False,
-      shard_info=seqio.ShardInfo(index=host, num_shards=hosts) if hosts > 1 else None)
+      shard_info=seqio.ShardInfo(index=index, num_shards=count) if count > 1 else None)
   if best_fit:
     from aya_t5x.data import packing
 
     dataset = packing.packed_dataset(dataset, config.task_feature_lengths,
                                      window=config.packing_window)
-  return dataset.batch(config.batch_size // hosts, drop_remainder=True)
+  return dataset.batch(config.batch_size // count, drop_remainder=True)
+
+
+def batch_spec(config: DatasetConfig) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes and dtypes of one global batch, known without reading any data.
+
+  The features of SeqIO's `EncDecFeatureConverter` (and of the best-fit packer, which
+  follows its conventions): segment ids and positions only when packing.
+  """
+  lengths = config.task_feature_lengths
+  features = {"encoder_input_tokens": "inputs", "decoder_target_tokens": "targets",
+              "decoder_input_tokens": "targets", "decoder_loss_weights": "targets"}
+  if config.use_packing:
+    features.update(encoder_segment_ids="inputs", encoder_positions="inputs",
+                    decoder_segment_ids="targets", decoder_positions="targets")
+  return {name: jax.ShapeDtypeStruct((config.batch_size, lengths[feature]), np.int32)
+          for name, feature in features.items()}
+
+
+def host_rows(sharding: jax.sharding.Sharding, batch_size: int
+              ) -> tuple[tuple[int, int], ...]:
+  """The rows of the global batch this host's devices hold, as merged [start, stop) ranges.
+
+  `make_array_from_process_local_data` expects them in this order, concatenated.
+  """
+  spans = sorted({(index.start or 0, batch_size if index.stop is None else index.stop)
+                  for (index, *_) in sharding.addressable_devices_indices_map(
+                      (batch_size,)).values()})
+  merged: list[tuple[int, int]] = []
+  for start, stop in spans:
+    if merged and start <= merged[-1][1]:
+      merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+    else:
+      merged.append((start, stop))
+  return tuple(merged)
 
 
 class BatchIterator:
-  """Numpy batches of a dataset with a position that a checkpoint can store and restore."""
+  """This host's rows of the global batches, with a position a checkpoint can store.
 
-  def __init__(self, config: DatasetConfig, position: int = 0):
+  Args:
+    config: the data.
+    position: batches already consumed (a resumed run skips them).
+    rows: the global batch rows to return, as from `host_rows` (default: all of them).
+    num_shards: overrides `config.shard_count()` (a resumed run passes the count it
+      started with, so its batches continue unchanged on any number of hosts).
+  """
+
+  def __init__(self, config: DatasetConfig, *, position: int = 0,
+               rows: Sequence[tuple[int, int]] | None = None, num_shards: int | None = None):
     self.config = config
-    self._iterator: Iterator[Batch] = build_dataset(config).skip(position).as_numpy_iterator()
+    self.num_shards = num_shards or config.shard_count()
+    _check_shards(config, self.num_shards)
+    self.rows = tuple(rows or ((0, config.batch_size),))
+    per_shard = config.batch_size // self.num_shards
+    self._pieces = [  # (shard, first row, end row) within that shard's batch
+        (shard, max(start, shard * per_shard) - shard * per_shard,
+         min(stop, (shard + 1) * per_shard) - shard * per_shard)
+        for start, stop in self.rows
+        for shard in range(start // per_shard, -(-stop // per_shard))]
+    self._iterators: dict[int, Iterator[Batch]] = {
+        shard: build_dataset(config, (shard, self.num_shards)).skip(position)
+        .as_numpy_iterator() for shard in sorted({p[0] for p in self._pieces})}
     self.position = position
 
   def __iter__(self) -> BatchIterator:
     return self
 
   def __next__(self) -> Batch:
-    batch = next(self._iterator)
+    # Every shard advances one batch per step, so one position describes them all.
+    batches = {shard: next(iterator) for shard, iterator in self._iterators.items()}
     self.position += 1
-    return batch
+    pieces = [{k: v[lo:hi] for k, v in batches[shard].items()}
+              for shard, lo, hi in self._pieces]
+    if len(pieces) == 1:
+      return pieces[0]
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
   def state(self) -> dict:
     """What a checkpoint stores to resume at the next batch."""
     return {"position": self.position, "mixture_or_task_name":
-            self.config.mixture_or_task_name, "seed": self.config.seed}
+            self.config.mixture_or_task_name, "seed": self.config.seed,
+            "num_shards": self.num_shards}
 
 
 def global_batch(host_batch: Batch, sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:

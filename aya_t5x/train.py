@@ -21,8 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import optax
 
-from aya_t5x import input_pipeline, metric_writers, optim, throughput, train_state
+from aya_t5x import (
+  distributed,
+  input_pipeline,
+  layer_stack,
+  metric_writers,
+  optim,
+  throughput,
+  train_state,
+)
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.evaluators import EvalContext, Evaluator
 from aya_t5x.model import MT5Config
@@ -41,7 +50,7 @@ class CheckpointConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-  """What a finished (or preempted) run reached."""
+  """What a finished (or preempted) run reached (parameters in the per-layer layout)."""
 
   step: int
   state: Any
@@ -85,26 +94,38 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 
   Resumes from the latest checkpoint in `model_dir` if there is one; otherwise starts
   from `initial_checkpoint_path` (aya_t5x, T5X or Hugging Face) or from random weights.
+  In a multi-host run (`aya_t5x.distributed`) every host calls this with the same
+  arguments; only the first host logs.
   """
+  arguments = dict(locals())  # first, so that it holds exactly the arguments
   # ------------------------------------------------------------------ validate, mesh
+  # Bucket paths (gs://...) stay as given; local ones become absolute.
+  model_dir = model_dir if "://" in model_dir else str(Path(model_dir).absolute())
+  # Before anything that could fail differently on different hosts.
+  distributed.check_hosts_agree(_host_items({**arguments, "model_dir": model_dir}))
   if train_steps < 1:
     raise ValueError(f"TRAIN_STEPS must be positive, got {train_steps}.")
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   input_pipeline.check_dataset_config(train_data)
   is_chief = jax.process_index() == 0
-  model_dir = str(Path(model_dir).absolute())
 
   # ------------------------------------------------------- model, optimizer, layout
-  tx = optim.make_optimizer(schedule, optimizer)
+  tx = make_run_optimizer(model_config, schedule, optimizer)
   layout = train_state.state_layout(model_config, tx, partitioner, mesh)
+  # Checkpoints, evaluators and imports see per-layer parameters even when they are
+  # stacked for a scan during training (aya_t5x.layer_stack).
+  per_layer_config = dataclasses.replace(model_config, scan_layers=False)
+  saved = train_state.checkpoint_layout(model_config, tx, partitioner, mesh, layout)
 
   # ------------------------------------------------------------------------- state
   checkpointer = TrainCheckpointer(model_dir, save_every_steps=checkpoint.every_steps,
                                    keep=checkpoint.keep, async_save=checkpoint.async_save)
   latest = checkpointer.latest_step()
+  data_state: dict = {}
   if latest is not None:
-    state, data_state = checkpointer.restore(latest, layout.abstract)
+    state, data_state = checkpointer.restore(latest, saved.abstract)
+    state = train_state.convert_state(state, layout, mesh)
     if data_state.get("mixture_or_task_name") != train_data.mixture_or_task_name:
       raise ValueError(
           f"{checkpointer.directory} holds a run on {data_state.get('mixture_or_task_name')!r}"
@@ -117,7 +138,9 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     if initial_checkpoint_path:
       from aya_t5x.checkpoints import formats
 
-      params, _ = formats.load_params(initial_checkpoint_path, model_config)
+      params, _ = formats.load_params(initial_checkpoint_path, per_layer_config)
+      if model_config.scan_layers:
+        params = layer_stack.stack_layers(params)
     state = train_state.init_state(model_config, tx, layout, mesh, jax.random.key(seed),
                                    params)
     position = 0
@@ -125,14 +148,18 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   start_step = int(state.step)
 
   # -------------------------------------------------------------------------- data
-  batches = input_pipeline.BatchIterator(train_data, position=position)
+  # This host reads only the input shards of the rows its devices hold; a resumed run
+  # keeps the shard count it started with, so its batches continue on any host count.
   batch_sharding = partitioner.batch_sharding(mesh)
+  batches = input_pipeline.BatchIterator(
+      train_data, position=position,
+      rows=input_pipeline.host_rows(batch_sharding, train_data.batch_size),
+      num_shards=train_data.num_shards or data_state.get("num_shards"))
 
   # ----------------------------------------------------------------- compiled step
-  step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
-                            num_microbatches=num_microbatches)
-  compiled_step = jax.jit(step_fn, in_shardings=(layout.shardings, batch_sharding),
-                          out_shardings=(layout.shardings, None), donate_argnums=(0,))
+  compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
+                                 num_microbatches=num_microbatches, layout=layout,
+                                 batch_sharding=batch_sharding)
 
   # ------------------------------------------------------------- metrics, progress
   lengths = train_data.task_feature_lengths
@@ -145,8 +172,12 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
                    f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
                    f"({peak_source})")
-  context = EvalContext(config=model_config, mesh=mesh, partitioner=partitioner,
-                        param_shardings=layout.shardings.params, loss=loss, step=start_step)
+  context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
+                        param_shardings=saved.shardings.params, loss=loss, step=start_step)
+
+  def save(step: int, state: Any, force: bool) -> None:
+    checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
+                      force=force)
 
   # -------------------------------------------------------------------------- loop
   def check_finite(step: int, metrics: dict) -> None:
@@ -193,16 +224,16 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
         interval_start = time.perf_counter()
 
       if eval_every and (step % eval_every == 0 or step == train_steps):
+        params = train_state.convert_state(state, saved, mesh).params if evaluators else None
         for evaluator in evaluators:
-          results = dict(evaluator.run(state.params,
-                                       dataclasses.replace(context, step=step)))
+          results = dict(evaluator.run(params, dataclasses.replace(context, step=step)))
           writer.write(step, results, prefix=f"{evaluator.name}/")
           progress.message(f"step {step} {evaluator.name}: " + " ".join(
               f"{k}={metric_writers.format_value(v)}" for k, v in results.items()))
 
       if preemption["requested"] or step % checkpoint.every_steps == 0:
         check_finite(step, metrics)
-        checkpointer.save(step, state, batches.state(), force=preemption["requested"])
+        save(step, state, force=preemption["requested"])
       if preemption["requested"]:
         preempted = True
         progress.message(f"SIGTERM received: saved step {step}, stopping.")
@@ -210,13 +241,49 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 
     # ---------------------------------------------------------------------- finish
     if not preempted:
-      check_finite(step, metrics)
+      if pending is not None:  # None when a finished run is resumed: no step ran
+        check_finite(*pending)
       if checkpointer.latest_step() != step:
-        checkpointer.save(step, state, batches.state(), force=True)
+        save(step, state, force=True)
   checkpointer.close()
   progress.close()
   writer.close()
-  return TrainResult(step=step, state=state, last_metrics=last_metrics, preempted=preempted)
+  return TrainResult(step=step, state=train_state.convert_state(state, saved, mesh),
+                     last_metrics=last_metrics, preempted=preempted)
+
+
+def make_run_optimizer(model_config: MT5Config, schedule: optim.LearningRateSchedule,
+                       optimizer: optim.AdafactorConfig) -> optax.GradientTransformation:
+  """The optimizer of a run; with scanned layers it still works per layer."""
+  if not model_config.scan_layers:
+    return optim.make_optimizer(schedule, optimizer)
+  # The global norm is the same in both layouts: clip before the per-layer update, as the
+  # unscanned chain does (its state has the same structure too).
+  clip = optimizer.global_gradient_clip_norm
+  per_layer = layer_stack.per_layer_optimizer(optim.make_optimizer(
+      schedule, dataclasses.replace(optimizer, global_gradient_clip_norm=None)))
+  return optax.chain(optax.clip_by_global_norm(clip), per_layer) if clip else per_layer
+
+
+def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
+                   schedule: optim.LearningRateSchedule, loss: LossConfig, *, seed: int,
+                   num_microbatches: int, layout: train_state.StateLayout,
+                   batch_sharding: jax.sharding.Sharding):
+  """The train step jitted with the state's and the batch's shardings, the state donated."""
+  step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
+                            num_microbatches=num_microbatches)
+  return jax.jit(step_fn, in_shardings=(layout.shardings, batch_sharding),
+                 out_shardings=(layout.shardings, None), donate_argnums=(0,))
+
+
+def _host_items(arguments: dict[str, Any]) -> dict[str, str]:
+  """What every host of a run must agree on: the arguments (less the per-host ones)."""
+  import aya_t5x
+
+  per_host = ("devices", "show_progress")
+  return distributed.describe(
+      jax_version=jax.__version__, aya_t5x_version=aya_t5x.__version__,
+      **{k: v for k, v in arguments.items() if k not in per_host})
 
 
 def _rates(steps: int, seconds: float, data: input_pipeline.DatasetConfig,

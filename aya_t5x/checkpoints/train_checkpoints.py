@@ -5,15 +5,20 @@ A model directory holds `checkpoints/<step>/` folders, each with two items: `sta
 position as JSON). Saves are asynchronous (training continues while the arrays are
 written) and atomic (a step folder appears only once complete), the last K are kept,
 and a restore can target any mesh: arrays are read straight into the new shardings.
+
+In a multi-host run every host calls `save` and `restore`: each array shard is written
+once (by the host that holds its first replica) and the data position by the first
+host; a restore reads only the shards a host's devices need, on any host count.
+`model_dir` may be a local folder or a bucket path (gs://...).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import orbax.checkpoint as ocp
+from etils import epath
 
 CHECKPOINT_SUBDIR = "checkpoints"
 
@@ -23,7 +28,9 @@ class TrainCheckpointer:
 
   def __init__(self, model_dir: str | os.PathLike, *, save_every_steps: int,
                keep: int | None = 3, async_save: bool = True):
-    self.directory = Path(model_dir).absolute() / CHECKPOINT_SUBDIR
+    path = os.fspath(model_dir)
+    self.directory = epath.Path(path if "://" in path else os.path.abspath(path)
+                                ) / CHECKPOINT_SUBDIR
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every_steps, max_to_keep=keep,
         enable_async_checkpointing=async_save, create=True)

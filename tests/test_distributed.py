@@ -1,0 +1,268 @@
+"""Multi-host training on one machine: 2 processes x 4 CPU devices against 1 x 8, and bad input.
+
+The processes are real `aya-t5x train` processes joined by `jax.distributed` on
+localhost (gloo collectives), started by the local launcher as a user would start them.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from aya_t5x import cli, distributed, input_pipeline, partitioning, testing, train_state
+from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+from aya_t5x.optim import LearningRateSchedule, make_optimizer
+from tests.test_train import committed_steps, gin_args, run_in_process
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 3
+
+
+def free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("localhost", 0))
+    return probe.getsockname()[1]
+
+
+def train_lines(model_dir: Path) -> list[dict]:
+  lines = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  return [line for line in lines if "train/loss" in line]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """3 steps on 2 processes x 4 devices (FSDP over all 8), logging every step."""
+  model_dir = tmp_path_factory.mktemp("two_processes")
+  command = [sys.executable, "launch/local.py", "--num_processes", "2",
+             "--cpu_devices_per_process", "4", "--", "train",
+             *gin_args(model_dir, STEPS, "--gin.train.log_every=1")]
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+  return model_dir, result.stdout
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+  """The same run in this process on its 8 devices, reading the two hosts' input shards."""
+  model_dir = tmp_path_factory.mktemp("one_process")
+  result = run_in_process(model_dir, STEPS, "--gin.train.log_every=1",
+                          "--gin.train/DatasetConfig.num_shards=2")
+  return model_dir, result
+
+
+def test_two_processes_train_like_one_process_reading_the_same_shards(two_process_run,
+                                                                      one_process_run):
+  model_dir, output = two_process_run
+  ours, theirs = train_lines(model_dir), train_lines(one_process_run[0])
+  # Logged once per step, by the first host only.
+  assert [line["step"] for line in ours] == [1, 2, 3]
+  for key in ("train/loss", "train/accuracy", "train/target_tokens", "train/grad_norm"):
+    np.testing.assert_allclose([line[key] for line in ours], [line[key] for line in theirs],
+                               rtol=1e-6, err_msg=key)
+  assert ours[-1]["train/loss"] < ours[0]["train/loss"]
+  assert "[process 0] training finished at step 3" in output
+  assert "[process 1] training finished" not in output
+
+
+def test_two_process_checkpoint_restores_in_one_process_on_one_device(two_process_run,
+                                                                      one_process_run):
+  model_dir, _ = two_process_run
+  reference = one_process_run[1]
+  assert committed_steps(model_dir) == [STEPS]
+  part = partitioning.Partitioner(logical_axis_rules=partitioning.preset_rules("fsdp"))
+  mesh = part.mesh(jax.devices()[:1])
+  tx = make_optimizer(LearningRateSchedule(base_learning_rate=0.01))
+  layout = train_state.state_layout(testing.TINY, tx, part, mesh)
+  state, data = TrainCheckpointer(model_dir, save_every_steps=4).restore(STEPS, layout.abstract)
+  assert data["position"] == STEPS and data["num_shards"] == 2
+  for ours, theirs in zip(jax.tree.leaves(state), jax.tree.leaves(reference.state), strict=True):
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-7)
+
+
+def test_hosts_that_disagree_on_the_seed_stop_naming_it(tmp_path):
+  address = f"localhost:{free_port()}"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  processes = [subprocess.Popen(
+      [sys.executable, "-m", "aya_t5x.cli", "train", *gin_args(tmp_path / "run", 2),
+       f"--gin.train.seed={index}", "--coordinator_address", address, "--num_processes",
+       "2", "--process_id", str(index), "--initialization_timeout", "120"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for index in range(2)]
+  outputs = [p.communicate(timeout=300)[0] for p in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 2, output[-3000:]
+    assert "hosts of this run disagree" in output, output[-3000:]
+    assert "seed: 0 on host 0, 1 on host 1" in output, output[-3000:]
+  assert not committed_steps(tmp_path / "run")
+
+
+def test_an_unreachable_coordinator_fails_in_bounded_time_naming_it(tmp_path, capsys):
+  address = f"localhost:{free_port()}"  # nothing listens there
+  start = time.monotonic()
+  status = cli.main(["train", *gin_args(tmp_path / "run", 2), "--coordinator_address",
+                     address, "--num_processes", "2", "--process_id", "1",
+                     "--initialization_timeout", "2"])
+  assert status == 2
+  assert time.monotonic() - start < 20
+  error = capsys.readouterr().err
+  assert f"Could not reach the coordinator at {address} within 2 s" in error
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--coordinator_address", "localhost:1234"], "needs --num_processes and --process_id"),
+    (["--coordinator_address", "localhost:1234", "--num_processes", "2", "--process_id", "2"],
+     "--process_id 2 is not in 0 ... 1"),
+    (["--coordinator_address", "localhost", "--num_processes", "2", "--process_id", "1"],
+     "must be HOST:PORT"),
+])
+def test_bad_cluster_flags_are_named(tmp_path, capsys, flags, message):
+  assert cli.main(["train", *gin_args(tmp_path / "run", 2), *flags]) == 2
+  assert message in capsys.readouterr().err
+
+
+def test_disagreements_name_each_item_and_the_changed_lines():
+  hosts = [{"seed": "0", "gin": "a = 1\nb = 2", "steps": "4"},
+           {"seed": "1", "gin": "a = 1\nb = 3", "steps": "4"},
+           {"seed": "0", "gin": "a = 1\nb = 2"}]
+  assert distributed.disagreements(hosts) == [
+      "gin (host 0 '-', host 1 '+'): -b = 2 | +b = 3",
+      "seed: 0 on host 0, 1 on host 1",
+      "steps: 4 on host 0, (missing) on host 2"]
+  assert distributed.disagreements([hosts[0], dict(hosts[0])]) == []
+
+
+def test_describe_expands_dataclasses_field_by_field():
+  items = distributed.describe(model_config=testing.TINY, seed=3)
+  assert items["seed"] == "3"
+  assert items["model_config.d_model"] == "32"
+  assert items["model_config.mlp_activations"] == "('gelu', 'linear')"
+
+
+# ------------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="module")
+def data_config():
+  input_pipeline.import_task_modules("tests.fixture_tasks")
+  return input_pipeline.DatasetConfig(
+      mixture_or_task_name="test_reverse", task_feature_lengths={"inputs": 16, "targets": 16},
+      batch_size=8, num_shards=4, shuffle=False)
+
+
+def test_a_host_reads_only_the_shards_of_its_rows(data_config):
+  # A host holding rows 1-2 and 6-7 of the global batch (2 rows per shard) reads shards
+  # 0 (its row 1), 1 (row 0) and 3 (rows 0-1), and returns those rows in order.
+  part = input_pipeline.BatchIterator(data_config, rows=((1, 3), (6, 8)), position=1)
+  assert sorted(part._iterators) == [0, 1, 3]
+  got = next(part)
+  shards = [list(input_pipeline.build_dataset(data_config, (i, 4)).take(2).as_numpy_iterator())
+            for i in (0, 1, 3)]
+  for name, value in got.items():
+    expected = np.concatenate([shards[0][1][name][1:], shards[1][1][name][:1],
+                               shards[2][1][name]])
+    np.testing.assert_array_equal(value, expected, err_msg=name)
+  assert part.state()["num_shards"] == 4 and part.state()["position"] == 2
+
+
+def test_host_rows_merge_the_devices_slices():
+  mesh = partitioning.Partitioner(num_partitions=2).mesh(jax.devices())
+  sharding = partitioning.Partitioner().batch_sharding(mesh)
+  assert input_pipeline.host_rows(sharding, 16) == ((0, 16),)
+
+
+def test_batch_spec_matches_a_real_batch(data_config):
+  for packing in (True, False):
+    config = dataclasses.replace(data_config, use_packing=packing, num_shards=1)
+    batch = next(input_pipeline.BatchIterator(config))
+    spec = input_pipeline.batch_spec(config)
+    assert sorted(spec) == sorted(batch)
+    for name, value in batch.items():
+      assert (spec[name].shape, spec[name].dtype) == (value.shape, value.dtype), name
+
+
+# -------------------------------------------------------------------------- launchers
+
+
+def test_tpu_pod_dry_run_prints_exact_commands_for_every_host():
+  command = [sys.executable, "launch/tpu_vm_pod.py", "--tpu", "aya-v4-128", "--zone",
+             "us-central2-b", "--model_dir", "gs://bucket/aya_xxl", "--copy", "--setup",
+             "--env", "LIBTPU_INIT_ARGS=--xla_tpu_enable_latency_hiding_scheduler=true",
+             "--dry_run", "--", "--gin_file", "models/mt5_xxl.gin", "--gin_file",
+             "runs/aya_recipe.gin", "--gin.INITIAL_CHECKPOINT_PATH='gs://t5-data/mt5_xxl'"]
+  lines = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+  assert len(lines) == 5  # archive, copy, unpack, install, train
+  train = lines[-1]
+  # What bash makes of the printed line is the command the launcher would run.
+  argv = subprocess.run(["bash", "-c", f"printf '%s\\n' {train}"], capture_output=True,
+                        text=True, check=True).stdout.splitlines()
+  assert argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"]
+  assert "--worker=all" in argv and "--zone=us-central2-b" in argv
+  remote = next(a for a in argv if a.startswith("--command=")).removeprefix("--command=")
+  words = shlex.split(remote)
+  assert words[words.index("train") - 1].endswith("aya-t5x")
+  assert {"--multihost", "models/mt5_xxl.gin", "runs/aya_recipe.gin",
+          "--gin.MODEL_DIR='gs://bucket/aya_xxl'",
+          "--gin.INITIAL_CHECKPOINT_PATH='gs://t5-data/mt5_xxl'",
+          "LIBTPU_INIT_ARGS=--xla_tpu_enable_latency_hiding_scheduler=true"} <= set(words)
+  assert "-e '.[tpu]'" in lines[3]
+
+
+def test_tpu_pod_launcher_wants_a_bucket_model_dir():
+  result = subprocess.run(
+      [sys.executable, "launch/tpu_vm_pod.py", "--tpu", "t", "--zone", "z", "--model_dir",
+       "/home/me/run", "--dry_run", "--", "--gin_file", "models/mt5_xxl.gin"],
+      cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 2
+  assert "must be a bucket path (gs://...)" in result.stderr
+
+
+def test_slurm_script_gives_each_node_its_process_id(tmp_path):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "scontrol").write_text("#!/bin/bash\necho gpu-a\necho gpu-b\n")
+  # srun runs its command once per task, with that task's SLURM_PROCID.
+  (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
+                                'for ((i = 0; i < SLURM_NTASKS; i++)); do\n'
+                                '  SLURM_PROCID=$i "$@"\ndone\n')
+  for tool in bin_dir.iterdir():
+    tool.chmod(0o755)
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NTASKS": "2",
+         "SLURM_JOB_NODELIST": "gpu-[a-b]", "AYA_DRY_RUN": "1"}
+  output = subprocess.run(
+      ["bash", "launch/slurm_gpu.sbatch", "--gin_file", "models/mt5_xxl.gin",
+       "--gin.MODEL_DIR='/shared/aya xxl'"], cwd=REPO, env=env, capture_output=True,
+      text=True, check=True).stdout.splitlines()
+  assert len(output) == 2
+  for index, line in enumerate(output):
+    node, command = line.split(": ", 1)
+    assert node == f"node {index}"
+    assert shlex.split(command) == [
+        "aya-t5x", "train", "--coordinator_address", "gpu-a:12321", "--num_processes", "2",
+        "--process_id", str(index), "--gin_file", "models/mt5_xxl.gin",
+        "--gin.MODEL_DIR='/shared/aya xxl'"]
+
+
+def test_local_launcher_dry_run_gives_each_process_its_devices():
+  output = subprocess.run(
+      [sys.executable, "launch/local.py", "--num_processes", "2", "--gpus_per_process", "4",
+       "--port", "1234", "--dry_run", "--", "train", "--gin_file", "models/mt5_xl.gin"],
+      cwd=REPO, capture_output=True, text=True, check=True).stdout.splitlines()
+  assert len(output) == 2
+  for index, line in enumerate(output):
+    words = shlex.split(line)
+    assert f"CUDA_VISIBLE_DEVICES={','.join(str(4 * index + i) for i in range(4))}" in words
+    assert words[-6:] == ["--coordinator_address", "localhost:1234", "--num_processes", "2",
+                          "--process_id", str(index)]
+    assert re.search(r"-m aya_t5x\.cli train --gin_file models/mt5_xl\.gin", line)
