@@ -16,7 +16,7 @@
   (`toxicity_detection`).
 - Context distillation: answers shorter than 20 or longer than 1,000 characters, or whose
   longest repeated substring is longer than length / 2.1, are dropped
-  (`SafetyDistillationFilter`, registered as the `safety_distillation` filter).
+  (`data.filters.SafetyDistillationFilter`, the `safety_distillation` filter).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from aya_t5x.data.filters import RecordFilter, register_filter
-from aya_t5x.data.sources import Example
+from aya_t5x.data.filters import SafetyDistillationFilter
 from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation.judge import markdown_table, percent, write_report
 
@@ -511,55 +510,6 @@ def toxicity_detection(examples: Sequence[tuple[str, int, str]], scores: Sequenc
 # ----------------------------------------------------------------------------------------
 # Safety context distillation: filters on the teacher's answers
 # ----------------------------------------------------------------------------------------
-
-
-def longest_repeated_substring(text: str) -> int:
-  """The length of the longest substring that occurs at least twice (occurrences may overlap).
-
-  Suffix array by sorting, then Kasai's longest-common-prefix pass: O(n log n) compares.
-  """
-  n = len(text)
-  suffixes = sorted(range(n), key=lambda i: text[i:])
-  rank = [0] * n
-  for position, i in enumerate(suffixes):
-    rank[i] = position
-  longest = common = 0
-  for i in range(n):
-    if rank[i] == 0:
-      common = 0
-      continue
-    j = suffixes[rank[i] - 1]
-    while i + common < n and j + common < n and text[i + common] == text[j + common]:
-      common += 1
-    longest = max(longest, common)
-    common = max(common - 1, 0)
-  return longest
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class SafetyDistillationFilter(RecordFilter):
-  """RECIPE.md §6 item 3: drops teacher answers (`targets`) that are too short, too long or
-  repetitive (longest repeated substring longer than length / repetition_divisor)."""
-
-  name: ClassVar[str] = "safety_distillation"
-  min_chars: int = 20
-  max_chars: int = 1000
-  repetition_divisor: float = 2.1
-
-  def answer_reason(self, answer: str) -> str | None:
-    if len(answer) < self.min_chars:
-      return f"answer shorter than {self.min_chars} characters"
-    if len(answer) > self.max_chars:
-      return f"answer longer than {self.max_chars} characters"
-    if longest_repeated_substring(answer) > len(answer) / self.repetition_divisor:
-      return f"repetitive answer (repeated substring over length / {self.repetition_divisor})"
-    return None
-
-  def reason(self, example: Example) -> str | None:
-    return self.answer_reason(example.targets)
-
-
-register_filter(SafetyDistillationFilter.name, SafetyDistillationFilter)
 
 
 def filter_distillation_answers(records: Sequence[Mapping[str, Any]], *,

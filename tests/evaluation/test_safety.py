@@ -239,8 +239,8 @@ def test_longest_repeated_substring_against_brute_force():
   rng = random.Random(0)
   for _ in range(300):
     text = "".join(rng.choice("ab c") for _ in range(rng.randint(0, 30)))
-    assert safety.longest_repeated_substring(text) == brute(text), text
-  assert safety.longest_repeated_substring("abababab") == 6  # overlapping occurrences count
+    assert filters.longest_repeated_substring(text) == brute(text), text
+  assert filters.longest_repeated_substring("abababab") == 6  # overlapping occurrences count
 
 
 def test_distillation_filter_drops_short_long_and_repetitive_answers():
