@@ -57,7 +57,8 @@ def load_params(path: str | os.PathLike, config: MT5Config) -> Any:
   return params
 
 
-def _read_prompts(path: Path, key: str) -> tuple[list[tuple[int, str]], dict[int, str]]:
+def _read_prompts(path: Path, key: str
+                  ) -> tuple[list[tuple[int, str, dict]], dict[int, str]]:
   prompts, skipped = [], {}
   if not path.exists():
     raise FileNotFoundError(f"prompt file {path} does not exist (JSONL, one object with "
@@ -75,7 +76,8 @@ def _read_prompts(path: Path, key: str) -> tuple[list[tuple[int, str]], dict[int
       if not isinstance(text, str) or not text.strip():
         skipped[number] = f"{path}:{number}: field {key!r} is empty or not a string"
         continue
-      prompts.append((number, text))
+      # The record's other fields (id, language, ...) travel with its completion.
+      prompts.append((number, text, {k: v for k, v in record.items() if k != key}))
   return prompts, skipped
 
 
@@ -83,7 +85,8 @@ def infer_jsonl(params: Any, config: MT5Config, vocabulary, input_path: str | os
                 output_path: str | os.PathLike, options: decoding.DecodingOptions, *,
                 batch_size: int = 16, max_input_length: int = 512, input_key: str = "inputs",
                 seed: int = 0) -> InferenceReport:
-  """Decodes every prompt of `input_path` and writes `{"line", "inputs", "completion"}`.
+  """Decodes every prompt of `input_path` and writes `{"line", "inputs", "completion"}`
+  plus the input record's other fields (an `id` or `language` for the judge, say).
 
   Malformed lines are skipped, counted and reported, never fatal; the output is written
   to a temporary file and renamed, so a failure never leaves half a file.
@@ -91,7 +94,7 @@ def infer_jsonl(params: Any, config: MT5Config, vocabulary, input_path: str | os
   input_path, output_path = Path(input_path), Path(output_path)
   prompts, skipped = _read_prompts(input_path, input_key)
   encoded = [(n, text, np.asarray(vocabulary.encode(text), np.int32)[:max_input_length - 1])
-             for n, text in prompts]
+             for n, text, _ in prompts]
   order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][2]))
   completions: dict[int, str] = {}
   rng = jax.random.key(seed)
@@ -112,8 +115,8 @@ def infer_jsonl(params: Any, config: MT5Config, vocabulary, input_path: str | os
   output_path.parent.mkdir(parents=True, exist_ok=True)
   partial = output_path.with_name(output_path.name + ".partial")
   with open(partial, "w", encoding="utf-8") as f:
-    for number, text in prompts:
-      f.write(json.dumps({"line": number, "inputs": text,
+    for number, text, extra in prompts:
+      f.write(json.dumps({**extra, "line": number, "inputs": text,
                           "completion": completions[number]}, ensure_ascii=False) + "\n")
   partial.replace(output_path)
   return InferenceReport(written=len(prompts), skipped=skipped)

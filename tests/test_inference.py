@@ -25,7 +25,8 @@ def saved(tmp_path_factory):
 def test_completions_match_direct_greedy_decoding_and_bad_lines_are_counted(saved, tmp_path):
   params, path = saved
   prompts = ["translate to Swahili: 3 0 7", "a much longer prompt than the others, really", "x"]
-  lines = [json.dumps({"inputs": prompts[0]}), "{broken", json.dumps({"inputs": prompts[1]}),
+  lines = [json.dumps({"inputs": prompts[0], "id": "a7", "language": "sw"}), "{broken",
+           json.dumps({"inputs": prompts[1]}),
            json.dumps({"other": 1}), json.dumps({"inputs": prompts[2]})]
   (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
   vocabulary = seqio.ByteVocabulary()
@@ -35,6 +36,7 @@ def test_completions_match_direct_greedy_decoding_and_bad_lines_are_counted(save
   assert report.written == 3 and sorted(report.skipped) == [2, 4]
   rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
   assert [r["line"] for r in rows] == [1, 3, 5]
+  assert (rows[0]["id"], rows[0]["language"]) == ("a7", "sw")  # other fields travel along
   assert not list(tmp_path.glob("*.partial"))
   for row, prompt in zip(rows, prompts):
     tokens = np.asarray([list(vocabulary.encode(prompt)) + [1]], np.int32)
