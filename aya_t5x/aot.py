@@ -16,6 +16,7 @@ the devices' peak.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -214,6 +215,21 @@ def _compiler_flops(compiled) -> float | None:
   return float(costs["flops"]) if costs and "flops" in costs else None
 
 
+@contextlib.contextmanager
+def _without_persistent_cache(devices):
+  """Compile-only (deviceless) executables cannot be read back from jax's persistent
+  compilation cache; keep them out of it."""
+  compile_only = devices[0].platform != "cpu"
+  enabled = jax.config.jax_enable_compilation_cache
+  if compile_only:
+    jax.config.update("jax_enable_compilation_cache", False)
+  try:
+    yield
+  finally:
+    if compile_only:
+      jax.config.update("jax_enable_compilation_cache", enabled)
+
+
 def compile_train_step(*, topology: Topology, model_config: MT5Config,
                        train_data: input_pipeline.DatasetConfig,
                        partitioner: Partitioner = Partitioner(),
@@ -226,24 +242,25 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   tx = train.make_run_optimizer(model_config, schedule, optimizer)
-  start = time.perf_counter()
-  layout = train_state.state_layout(model_config, tx, partitioner, mesh)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
            for name, spec in input_pipeline.batch_spec(train_data).items()}
-  step = train.jit_train_step(model_config, tx, schedule, loss, seed=seed,
-                              num_microbatches=num_microbatches, layout=layout,
-                              batch_sharding=batch_sharding)
   memory, flops, error = None, None, None
-  with jax.set_mesh(mesh), partitioner.rules_context():
-    lowered = step.lower(layout.abstract, batch)
-  try:
-    compiled = lowered.compile()
-    memory, flops = _memory(compiled), _compiler_flops(compiled)
-  except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
-    error = str(e).strip()
+  start = time.perf_counter()
+  with _without_persistent_cache(devices):
+    layout = train_state.state_layout(model_config, tx, partitioner, mesh)
+    step = train.jit_train_step(model_config, tx, schedule, loss, seed=seed,
+                                num_microbatches=num_microbatches, layout=layout,
+                                batch_sharding=batch_sharding)
+    with jax.set_mesh(mesh), partitioner.rules_context():
+      lowered = step.lower(layout.abstract, batch)
+    try:
+      compiled = lowered.compile()
+      memory, flops = _memory(compiled), _compiler_flops(compiled)
+    except jax.errors.JaxRuntimeError as e:
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      error = str(e).strip()
   lengths = train_data.task_feature_lengths
   return CompileReport(
       topology=topology.name, device_kind=devices[0].device_kind, num_devices=len(devices),
