@@ -30,6 +30,9 @@ setup(
         "crowd-kit",
     ],
     extras_require={
+        # libtpu: TPU runs, and `aya-t5x compile` for TPU topologies on machines without
+        # TPUs (deviceless compilation). About 210 MB.
+        "tpu": ["libtpu"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.
