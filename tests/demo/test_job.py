@@ -10,7 +10,7 @@ from aya_t5x.tasks import eval_demo
 def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
   out = tmp_path / "demo"
   args = ["demo", "--compare", "--output_dir", str(out), "--gin.TRAIN_STEPS=4",
-          "--gin.EVAL_EVERY_STEPS=0", "--gin.EVAL_MAX_EXAMPLES=4", "--gin.BATCH_SIZE=8"]
+          "--gin.EVAL_EVERY_STEPS=0", "--gin.EVAL_MAX_EXAMPLES=2", "--gin.BATCH_SIZE=8"]
   assert cli.main(args) == 0
   summary = json.loads((out / "report.json").read_text())
   assert list(summary["runs"]) == list(job.SCHEMES)
@@ -29,9 +29,3 @@ def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
   assert "side by side" in text and all(s in text for s in job.SCHEMES)
   assert (out / "report.png").stat().st_size > 0
   assert (out / "compare" / "compare.md").is_file()
-  # Rerunning resumes: nothing trains again and the scores come out the same.
-  assert cli.main(args[:1] + ["--output_dir", str(out)] + args[4:]) == 0
-  again = json.loads((out / "report.json").read_text())
-  first = summary["runs"][job.SCHEMES[0]]
-  assert again["runs"][job.SCHEMES[0]]["classification"] == first["classification"]
-  assert again["runs"][job.SCHEMES[0]]["average"] == first["average"]
