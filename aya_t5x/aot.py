@@ -133,8 +133,8 @@ def resolve_topology(name: str) -> Topology:
           f"--topology {name}: only {len(devices)} CPU device(s) here; set XLA_FLAGS="
           f"--xla_force_host_platform_device_count={count} before starting.")
     return Topology(name=name, devices=tuple(devices[:count]), hbm_bytes=None)
+  libtpu_name = libtpu_topology_name(name)  # a bad name fails first, libtpu or not
   _prepare_deviceless_libtpu()
-  libtpu_name = libtpu_topology_name(name)
   generation = libtpu_name.split(":")[0]
   try:
     devices = _tpu_topology(libtpu_name, generation).devices
