@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import re
 import socket
 import sys
 import time
@@ -174,7 +175,8 @@ def describe(**arguments: Any) -> dict[str, str]:
         if field.repr:
           add(f"{name}.{field.name}", getattr(value, field.name))
     else:
-      items[name] = repr(value)
+      # Default reprs carry a memory address, which differs between processes.
+      items[name] = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
   for name, value in arguments.items():
     add(name, value)

@@ -63,20 +63,33 @@ class TrainingDiverged(FloatingPointError):
 
 
 @contextlib.contextmanager
-def _preemption_flag():
-  """Yields a dict whose 'requested' turns True on SIGTERM (a preemption notice)."""
+def _preemption_notice():
+  """Yields `requested(step)`: whether to save and stop after `step` (SIGTERM arrived).
+
+  With several processes jax's preemption service hears SIGTERM on any host and picks a
+  step at which `requested` is True on every host together, so that all of them save
+  that step and none waits in a collective for one that stopped. Call it every step.
+  """
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    yield multihost_utils.reached_preemption_sync_point
+    return
   flag = {"requested": False}
 
   def handler(signum, frame):
     flag["requested"] = True
 
+  def requested(step: int) -> bool:
+    return flag["requested"]
+
   try:
     previous = signal.signal(signal.SIGTERM, handler)
   except ValueError:  # not the main thread: no signal handling possible
-    yield flag
+    yield requested
     return
   try:
-    yield flag
+    yield requested
   finally:
     signal.signal(signal.SIGTERM, previous)
 
@@ -195,7 +208,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   last_metrics: dict[str, float] = {}
   preempted = False
   step = start_step
-  with _preemption_flag() as preemption, jax.set_mesh(mesh), partitioner.rules_context():
+  with (_preemption_notice() as preemption_requested, jax.set_mesh(mesh),
+        partitioner.rules_context()):
     while step < train_steps:
       batch = input_pipeline.global_batch(next(batches), batch_sharding)
       state, metrics = compiled_step(state, batch)
@@ -231,10 +245,11 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           progress.message(f"step {step} {evaluator.name}: " + " ".join(
               f"{k}={metric_writers.format_value(v)}" for k, v in results.items()))
 
-      if preemption["requested"] or step % checkpoint.every_steps == 0:
+      stop = preemption_requested(step)
+      if stop or step % checkpoint.every_steps == 0:
         check_finite(step, metrics)
-        save(step, state, force=preemption["requested"])
-      if preemption["requested"]:
+        save(step, state, force=stop)
+      if stop:
         preempted = True
         progress.message(f"SIGTERM received: saved step {step}, stopping.")
         break

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -90,21 +91,46 @@ def test_two_process_checkpoint_restores_in_one_process_on_one_device(two_proces
 
 
 def test_hosts_that_disagree_on_the_seed_stop_naming_it(tmp_path):
-  address = f"localhost:{free_port()}"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  processes = [subprocess.Popen(
-      [sys.executable, "-m", "aya_t5x.cli", "train", *gin_args(tmp_path / "run", 2),
-       f"--gin.train.seed={index}", "--coordinator_address", address, "--num_processes",
-       "2", "--process_id", str(index), "--initialization_timeout", "120"],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for index in range(2)]
+  processes = start_processes(tmp_path / "run", 2, lambda index: [f"--gin.train.seed={index}"])
   outputs = [p.communicate(timeout=300)[0] for p in processes]
   for process, output in zip(processes, outputs):
     assert process.returncode == 2, output[-3000:]
     assert "hosts of this run disagree" in output, output[-3000:]
     assert "seed: 0 on host 0, 1 on host 1" in output, output[-3000:]
   assert not committed_steps(tmp_path / "run")
+
+
+def start_processes(model_dir, steps, extra):
+  """Two `aya-t5x train` processes of one run, started directly (not by the launcher)."""
+  address = f"localhost:{free_port()}"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  return [subprocess.Popen(
+      [sys.executable, "-m", "aya_t5x.cli", "train", *gin_args(model_dir, steps, *extra(index)),
+       "--coordinator_address", address, "--num_processes", "2", "--process_id", str(index),
+       "--initialization_timeout", "120"],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for index in range(2)]
+
+
+def test_sigterm_on_one_host_stops_every_host_at_the_same_saved_step(tmp_path):
+  model_dir = tmp_path / "run"
+  processes = start_processes(model_dir, 100_000, lambda index: [
+      "--gin.CheckpointConfig.every_steps=1000", "--gin.train.log_every=1"])
+  metrics = model_dir / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (metrics.exists() and "train/loss" in metrics.read_text()):
+    assert all(p.poll() is None for p in processes), processes[0].stdout.read()[-3000:]
+    time.sleep(0.1)
+  processes[1].send_signal(signal.SIGTERM)  # the second host only
+  outputs = [p.communicate(timeout=120)[0] for p in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-3000:]
+  assert "SIGTERM received" in outputs[0]
+  (step,) = committed_steps(model_dir)
+  assert 0 < step < 1000
+  data = json.loads((model_dir / "checkpoints" / str(step) / "data" / "metadata").read_text())
+  assert data["position"] == step
 
 
 def test_an_unreachable_coordinator_fails_in_bounded_time_naming_it(tmp_path, capsys):
@@ -143,8 +169,8 @@ def test_disagreements_name_each_item_and_the_changed_lines():
 
 
 def test_describe_expands_dataclasses_field_by_field():
-  items = distributed.describe(model_config=testing.TINY, seed=3)
-  assert items["seed"] == "3"
+  items = distributed.describe(model_config=testing.TINY, seed=3, hook=object())
+  assert items["seed"] == "3" and items["hook"] == "<object object>"
   assert items["model_config.d_model"] == "32"
   assert items["model_config.mlp_activations"] == "('gelu', 'linear')"
 
