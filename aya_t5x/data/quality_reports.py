@@ -31,18 +31,26 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
   return lines
 
 
-def write_report(out_dir: str | os.PathLike, name: str, report: Mapping[str, Any],
-                 markdown: str) -> dict[str, Path]:
-  """Writes `<name>_report.json` and `<name>_report.md` into `out_dir` (atomically each)."""
-  out = Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  paths = {"json": out / f"{name}_report.json", "markdown": out / f"{name}_report.md"}
+def write_json_and_markdown(json_path: str | os.PathLike, markdown_path: str | os.PathLike,
+                            report: Mapping[str, Any], markdown: str) -> dict[str, Path]:
+  """Writes a report as JSON and as markdown, each through a temporary file and a rename,
+  so that no half-written report is ever seen."""
+  paths = {"json": Path(json_path), "markdown": Path(markdown_path)}
   for kind, text in (("json", json.dumps(report, indent=2, ensure_ascii=False) + "\n"),
-                     ("markdown", markdown.rstrip() + "\n")):
+                     ("markdown", markdown)):
+    paths[kind].parent.mkdir(parents=True, exist_ok=True)
     tmp = paths[kind].with_name(paths[kind].name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(paths[kind])
   return paths
+
+
+def write_report(out_dir: str | os.PathLike, name: str, report: Mapping[str, Any],
+                 markdown: str) -> dict[str, Path]:
+  """Writes `<name>_report.json` and `<name>_report.md` into `out_dir` (atomically each)."""
+  out = Path(out_dir)
+  return write_json_and_markdown(out / f"{name}_report.json", out / f"{name}_report.md",
+                                 report, markdown.rstrip() + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, records: Sequence[Mapping[str, Any]]) -> Path:

@@ -197,6 +197,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the demo (see the module docstring); returns the report as a dict."""
+  from aya_t5x import gin_config
   from aya_t5x.evaluation import report
 
   start = time.perf_counter()
@@ -208,8 +209,6 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
     run_dir = out / scheme
     progress(f"fine-tuning on the {scheme} mixture in {run_dir}")
     parse_gin(corpus, scheme, run_dir, options.seed, options.gin_bindings)
-    from aya_t5x import gin_config
-
     result = gin_config.configured_train()
     progress(f"evaluating {scheme} on the demo suite")
     built = evaluate(result.state.params, run_dir, progress)

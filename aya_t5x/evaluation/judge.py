@@ -574,12 +574,8 @@ def format_win_rates(report: Mapping[str, Any]) -> str:
 def write_report(report: Mapping[str, Any], output_dir: str | os.PathLike, stem: str,
                  markdown: str) -> dict[str, Path]:
   """Writes `stem`.json and `stem`.md atomically (a temporary file, then a rename)."""
+  from aya_t5x.data import quality_reports
+
   output_dir = Path(output_dir)
-  output_dir.mkdir(parents=True, exist_ok=True)
-  paths = {"json": output_dir / f"{stem}.json", "markdown": output_dir / f"{stem}.md"}
-  for kind, text in (("json", json.dumps(report, indent=2, ensure_ascii=False) + "\n"),
-                     ("markdown", markdown)):
-    partial = paths[kind].with_name(paths[kind].name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(paths[kind])
-  return paths
+  return quality_reports.write_json_and_markdown(
+      output_dir / f"{stem}.json", output_dir / f"{stem}.md", report, markdown)

@@ -187,17 +187,23 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
                COLOURS)
 
 
-def write(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
-  """Writes eval.json, eval.md and eval.png into `folder`."""
+def _write_all(folder: str | Path, stem: str, data: Mapping[str, Any], markdown_text: str,
+               draw) -> dict[str, Path]:
+  """Writes `stem`.json, `stem`.md and `stem`.png (drawn by `draw(data, path)`)."""
   folder = Path(folder)
   folder.mkdir(parents=True, exist_ok=True)
-  paths = {"json": folder / "eval.json", "markdown": folder / "eval.md",
-           "png": folder / "eval.png"}
-  paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+  paths = {"json": folder / f"{stem}.json", "markdown": folder / f"{stem}.md",
+           "png": folder / f"{stem}.png"}
+  paths["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
                            encoding="utf-8")
-  paths["markdown"].write_text(markdown(report), encoding="utf-8")
-  plot(report, paths["png"])
+  paths["markdown"].write_text(markdown_text, encoding="utf-8")
+  draw(data, paths["png"])
   return paths
+
+
+def write(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
+  """Writes eval.json, eval.md and eval.png into `folder`."""
+  return _write_all(folder, "eval", report, markdown(report), plot)
 
 
 def write_predictions(result, folder: str | Path) -> Path:
@@ -309,12 +315,5 @@ def plot_comparison(comparison: Mapping[str, Any], path: str | Path) -> Path:
 
 def write_comparison(comparison: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
   """Writes compare.json, compare.md and compare.png into `folder`."""
-  folder = Path(folder)
-  folder.mkdir(parents=True, exist_ok=True)
-  paths = {"json": folder / "compare.json", "markdown": folder / "compare.md",
-           "png": folder / "compare.png"}
-  paths["json"].write_text(json.dumps(comparison, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
-  paths["markdown"].write_text(comparison_markdown(comparison), encoding="utf-8")
-  plot_comparison(comparison, paths["png"])
-  return paths
+  return _write_all(folder, "compare", comparison, comparison_markdown(comparison),
+                    plot_comparison)
