@@ -9,9 +9,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Many tests (and the training subprocesses they start) compile the same tiny programs;
-# a persistent compilation cache shared by them saves minutes on 2 cores.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "aya_t5x_tests_jax_cache"))
+# a persistent compilation cache shared by them saves minutes on 2 cores. It is new for
+# each pytest run (the xdist workers and subprocesses inherit the variable), so that no
+# run depends on what an earlier one left behind.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="aya_t5x_tests_jax_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import numpy as np  # noqa: E402
@@ -54,3 +57,10 @@ def hf_state_dict_numpy(model) -> dict:
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)
+
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE:
+    import shutil
+
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -89,9 +89,13 @@ def test_a_scanned_run_trains_like_an_unscanned_one_and_its_checkpoints_load_uns
   formats.save_params(params, testing.TINY, tmp_path / "initial", fmt="aya_t5x")
   common = (f"--gin.INITIAL_CHECKPOINT_PATH='{tmp_path / 'initial'}'",
             "--gin.DROPOUT_RATE=0.0", "--gin.train.log_every=1")
+  # One device: on the CPU backend a sharded scan's all-gathers can deadlock XLA's
+  # in-process collectives (docs/troubleshooting.md); sharded scans are compiled for TPU
+  # topologies in test_compile.py.
+  one_device = jax.devices()[:1]
   scanned = run_in_process(tmp_path / "scanned", 3, *common,
-                           "--gin.MT5Config.scan_layers=True")
-  unscanned = run_in_process(tmp_path / "unscanned", 3, *common)
+                           "--gin.MT5Config.scan_layers=True", devices=one_device)
+  unscanned = run_in_process(tmp_path / "unscanned", 3, *common, devices=one_device)
 
   def losses(run):
     lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
@@ -104,5 +108,5 @@ def test_a_scanned_run_trains_like_an_unscanned_one_and_its_checkpoints_load_uns
   assert max_difference(inference.load_params(tmp_path / "scanned", testing.TINY),
                         scanned.state.params) == 0
   # An unscanned run resumes the scanned run's checkpoint.
-  resumed = run_in_process(tmp_path / "scanned", 4, *common)
+  resumed = run_in_process(tmp_path / "scanned", 4, *common, devices=one_device)
   assert resumed.step == 4 and committed_steps(tmp_path / "scanned") == [3, 4]
