@@ -62,9 +62,14 @@ class TeacherForcedEvaluator:
       self._compiled = jax.jit(
           step, in_shardings=(context.param_shardings,
                               context.partitioner.batch_sharding(context.mesh)))
-    batches = input_pipeline.build_dataset(self.dataset).as_numpy_iterator()
-    totals: dict[str, float] = {}
+    # Every host reads the whole split as one shard and keeps the rows its devices hold:
+    # all hosts then see the same number of batches, so none waits in a collective for a
+    # host whose shard ran out first.
     sharding = context.partitioner.batch_sharding(context.mesh)
+    batches = input_pipeline.BatchIterator(
+        self.dataset, rows=input_pipeline.host_rows(sharding, self.dataset.batch_size),
+        num_shards=1)
+    totals: dict[str, float] = {}
     with jax.set_mesh(context.mesh), context.partitioner.rules_context():
       for batch in itertools.islice(batches, self.num_batches):
         sums = self._compiled(params, input_pipeline.global_batch(batch, sharding))

@@ -27,6 +27,8 @@ from tests.test_train import committed_steps, gin_args, run_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
+# A teacher-forced eval at the last step: every host must read the same batches of it.
+TRAIN_EVAL = ("--gin.EVAL_EVERY_STEPS=3", "--gin.EVAL_BATCHES=2")
 
 
 def free_port() -> int:
@@ -35,9 +37,12 @@ def free_port() -> int:
     return probe.getsockname()[1]
 
 
+def json_lines(model_dir: Path) -> list[dict]:
+  return [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def train_lines(model_dir: Path) -> list[dict]:
-  lines = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
-  return [line for line in lines if "train/loss" in line]
+  return [line for line in json_lines(model_dir) if "train/loss" in line]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def two_process_run(tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("two_processes")
   command = [sys.executable, "launch/local.py", "--num_processes", "2",
              "--cpu_devices_per_process", "4", "--", "train",
-             *gin_args(model_dir, STEPS, "--gin.train.log_every=1")]
+             *gin_args(model_dir, STEPS, "--gin.train.log_every=1", *TRAIN_EVAL)]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
   return model_dir, result.stdout
@@ -56,7 +61,7 @@ def two_process_run(tmp_path_factory):
 def one_process_run(tmp_path_factory):
   """The same run in this process on its 8 devices, reading the two hosts' input shards."""
   model_dir = tmp_path_factory.mktemp("one_process")
-  result = run_in_process(model_dir, STEPS, "--gin.train.log_every=1",
+  result = run_in_process(model_dir, STEPS, "--gin.train.log_every=1", *TRAIN_EVAL,
                           "--gin.train/DatasetConfig.num_shards=2")
   return model_dir, result
 
@@ -71,6 +76,11 @@ def test_two_processes_train_like_one_process_reading_the_same_shards(two_proces
     np.testing.assert_allclose([line[key] for line in ours], [line[key] for line in theirs],
                                rtol=1e-6, err_msg=key)
   assert ours[-1]["train/loss"] < ours[0]["train/loss"]
+  evals = [[line for line in json_lines(run) if "train_eval/loss" in line]
+           for run in (model_dir, one_process_run[0])]
+  assert [line["step"] for line in evals[0]] == [STEPS]
+  for key in ("train_eval/loss", "train_eval/accuracy"):
+    np.testing.assert_allclose(evals[0][0][key], evals[1][0][key], rtol=1e-6, err_msg=key)
   assert "[process 0] training finished at step 3" in output
   assert "[process 1] training finished" not in output
 
