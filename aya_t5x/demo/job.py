@@ -78,10 +78,8 @@ def parse_gin(corpus: demo_corpus.Corpus, scheme: str, run_dir: Path, seed: int,
 
 def evaluate(params: Any, run_dir: Path, progress: Callable[[str], None] = print
              ) -> dict[str, Any]:
-  """Runs the configured suite on `params`, replicated on the configured mesh; writes
+  """Runs the configured suite on `params`, placed on the configured mesh; writes
   run_dir/eval/ and returns the report."""
-  import jax
-
   from aya_t5x import gin_config
   from aya_t5x.evaluation import predict, report
   from aya_t5x.evaluation import suite as suite_lib
@@ -89,10 +87,9 @@ def evaluate(params: Any, run_dir: Path, progress: Callable[[str], None] = print
   config = gin_config.configured_model()
   suite = gin_config.CONFIGURABLES["EvalSuite"]()
   partitioner = gin_config.CONFIGURABLES["Partitioner"]()
-  mesh = partitioner.mesh()
-  params = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-  result = suite_lib.run(suite_lib.plan(suite), params, config,
-                         predict.Placement(mesh, partitioner), progress=progress)
+  placement = predict.Placement(partitioner.mesh(), partitioner)
+  result = suite_lib.run(suite_lib.plan(suite), placement.place_params(params, config),
+                         config, placement, progress=progress)
   built = report.build(result, checkpoint=str(run_dir), config=config)
   report.write(built, run_dir / "eval")
   report.write_predictions(result, run_dir / "eval")

@@ -65,21 +65,6 @@ def _checkpoint_step(path: Path) -> int | None:
   return int(path.name) if path.name.isdigit() and (path / "state").is_dir() else None
 
 
-def _sharded_params(params: Any, config: Any):
-  """Parameters placed on the gin Partitioner's mesh (replicated by default)."""
-  import jax
-  import numpy as np
-
-  from aya_t5x import gin_config, model
-
-  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
-  mesh = partitioner.mesh()
-  shardings = partitioner.logical_to_sharding(model.param_logical_axes(config), mesh)
-  params = jax.tree.map(lambda x, sharding: jax.device_put(np.asarray(x), sharding), params,
-                        shardings)
-  return params, mesh, partitioner
-
-
 def _eval(args: argparse.Namespace) -> int:
   from aya_t5x import gin_config, inference
   from aya_t5x.evaluation import predict, report
@@ -98,8 +83,9 @@ def _eval(args: argparse.Namespace) -> int:
         + (f", {len(plan.skipped)} skipped for missing data" if plan.skipped else ""))
   checkpoint = Path(args.checkpoint)
   params = inference.load_params(checkpoint, config)
-  params, mesh, partitioner = _sharded_params(params, config)
-  result = suite_lib.run(plan, params, config, predict.Placement(mesh, partitioner),
+  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
+  placement = predict.Placement(partitioner.mesh(), partitioner)
+  result = suite_lib.run(plan, placement.place_params(params, config), config, placement,
                          progress=print)
   built = report.build(result, checkpoint=str(checkpoint), step=_checkpoint_step(checkpoint),
                        config=config)

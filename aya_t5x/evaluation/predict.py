@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from aya_t5x import decoding
+from aya_t5x import decoding, model
 from aya_t5x.model import MT5Config
 from aya_t5x.partitioning import Partitioner
 
@@ -70,6 +70,15 @@ class Placement:
     sharding = self.partitioner.batch_sharding(self.mesh)
     # Every process holds the whole batch, so each takes its own shards from it.
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+  def place_params(self, params: Any, config: MT5Config) -> Any:
+    """`params` on the mesh, laid out by the partitioner's rules for the model's axes."""
+    if self.mesh is None or self.partitioner is None:
+      return params
+    shardings = self.partitioner.logical_to_sharding(model.param_logical_axes(config),
+                                                     self.mesh)
+    return jax.tree.map(lambda x, sharding: jax.device_put(np.asarray(x), sharding), params,
+                        shardings)
 
   @contextlib.contextmanager
   def scope(self) -> Iterator[None]:
