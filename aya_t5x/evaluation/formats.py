@@ -75,8 +75,8 @@ def _choice(value: Any, allowed: Sequence[Any], name: str, where: str, expected:
                     f"expected {expected}.")
 
 
-def _jsonl(path: str | os.PathLike, expected: str) -> Iterator[tuple[str, dict]]:
-  """(`file:line`, object) for every non-blank line."""
+def jsonl_records(path: str | os.PathLike, expected: str) -> Iterator[tuple[str, dict]]:
+  """(`file:line`, object) for every non-blank line; errors name the line and `expected`."""
   path = require_file(path, expected)
   with open(path, encoding="utf-8") as f:
     for number, line in enumerate(f, start=1):
@@ -119,7 +119,7 @@ def _table(path: str | os.PathLike, expected: str, required: Sequence[str]
 def read_xcopa(path: str | os.PathLike) -> list[dict[str, Any]]:
   """XCOPA: premise, choice1, choice2, question ('cause' or 'effect'), label (0 or 1)."""
   records = []
-  for where, record in _jsonl(path, XCOPA):
+  for where, record in jsonl_records(path, XCOPA):
     out = {name: _field(record, name, where, XCOPA) for name in
            ("premise", "choice1", "choice2", "question")}
     if out["question"] not in ("cause", "effect"):
@@ -142,7 +142,7 @@ def read_xnli(path: str | os.PathLike, language: str) -> list[dict[str, Any]]:
   columns = ("language", "gold_label", "sentence1", "sentence2")
   if path.suffix == ".jsonl":
     rows = ((where, {c: _field(r, c, where, XNLI) for c in columns})
-            for where, r in _jsonl(path, XNLI))
+            for where, r in jsonl_records(path, XNLI))
   else:
     rows = _table(path, XNLI, columns)
   records = []
@@ -191,7 +191,7 @@ def read_story_cloze(path: str | os.PathLike) -> list[dict[str, Any]]:
 def read_xwinograd(path: str | os.PathLike) -> list[dict[str, Any]]:
   """XWinograd: sentence (with `_`), option1, option2, answer (0 or 1)."""
   records = []
-  for where, record in _jsonl(path, XWINOGRAD):
+  for where, record in jsonl_records(path, XWINOGRAD):
     out = {name: _field(record, name, where, XWINOGRAD) for name in
            ("sentence", "option1", "option2")}
     if "_" not in out["sentence"]:
@@ -252,7 +252,7 @@ def read_xlsum(path: str | os.PathLike) -> list[dict[str, Any]]:
   """XL-Sum: id, title, text (the article) and summary."""
   return [{name: _field(record, name, where, XLSUM) for name in ("id", "title", "text",
                                                                  "summary")}
-          for where, record in _jsonl(path, XLSUM)]
+          for where, record in jsonl_records(path, XLSUM)]
 
 
 # ----------------------------------------------------------------------------- SQuAD

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from aya_t5x.data.filters import SafetyDistillationFilter
+from aya_t5x.evaluation import formats
 from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation.judge import markdown_table, percent, write_report
 
@@ -141,31 +142,20 @@ def read_toxicity_scores(path: str | os.PathLike, *, language: str | None = None
   missing or out-of-range score is an error naming the line (a dropped sample would
   change the expected maximum).
   """
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"toxicity scores file {path} does not exist ({TOXICITY_FORMAT})")
   scores: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{number}"
-      try:
-        record = json.loads(line)
-      except ValueError as e:
-        raise ValueError(f"{where}: not JSON ({e}); expected {TOXICITY_FORMAT}") from e
-      if not isinstance(record, dict):
-        raise ValueError(f"{where}: not a JSON object; expected {TOXICITY_FORMAT}")
-      key = record.get("id", record.get("prompt"))
-      lang = record.get("language", language)
-      values = record.get("toxicity")
-      values = values if isinstance(values, list) else [values]
-      if key is None or not isinstance(lang, str) or not values or not all(
-          isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
-          for v in values):
-        raise ValueError(f"{where}: needs an id (or prompt), a language (or --language) and "
-                         f"toxicity score(s) in [0, 1]; expected {TOXICITY_FORMAT}")
-      scores[(lang, str(key))].extend(float(v) for v in values)
+  for where, record in formats.jsonl_records(path, f"toxicity scores, {TOXICITY_FORMAT}"):
+    if not isinstance(record, dict):
+      raise ValueError(f"{where}: not a JSON object; expected {TOXICITY_FORMAT}")
+    key = record.get("id", record.get("prompt"))
+    lang = record.get("language", language)
+    values = record.get("toxicity")
+    values = values if isinstance(values, list) else [values]
+    if key is None or not isinstance(lang, str) or not values or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+        for v in values):
+      raise ValueError(f"{where}: needs an id (or prompt), a language (or --language) and "
+                       f"toxicity score(s) in [0, 1]; expected {TOXICITY_FORMAT}")
+    scores[(lang, str(key))].extend(float(v) for v in values)
   return dict(scores)
 
 
