@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aya_t5x.data import languages, quality_reports, readers
-from aya_t5x.data.translation import Backend, translate_texts
-from aya_t5x.data.translation_runs import Record, ShardResult, Unit, Worker
+from aya_t5x.data.translation import Backend
+from aya_t5x.data.translation_runs import Record, ShardResult, Unit, Worker, translate_units
 from aya_t5x.evaluation import metrics
 
 REQUIRED_FIELDS = ("id", "language", "source_language", "original")
@@ -112,19 +112,8 @@ def retranslation_worker(backend: Backend, scorer: RoundTripScorer, *, batch_siz
   """Translates each record's fields back and scores the round trip; drops nothing."""
 
   def work(units: Sequence[Unit]) -> ShardResult:
-    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = defaultdict(list)
-    for i, unit in enumerate(units):
-      fields = tuple(unit.record["original"])
-      groups[(unit.source_language, unit.target_language, fields)].append(i)
-    back: list[dict[str, str]] = [{} for _ in units]
-    sentences = 0
-    for (source, target, fields), members in groups.items():
-      for field in fields:
-        translated = translate_texts(backend, [units[i].record[field] for i in members],
-                                     source, target, batch_size=batch_size, split=split)
-        sentences += translated.sentences
-        for i, text in zip(members, translated.texts):
-          back[i][field] = text
+    back, sentences = translate_units(backend, units, lambda unit: list(unit.record["original"]),
+                                      batch_size=batch_size, split=split)
     records = []
     for unit, retranslation in zip(units, back):
       fields = list(unit.record["original"])

@@ -359,23 +359,36 @@ def summarise(output_dir: str | os.PathLike, num_shards: int, *, ran: Sequence[i
 # ----------------------------------------------------------------------------- translation
 
 
+def translate_units(backend: Backend, units: Sequence[Unit],
+                    fields_of: Callable[[Unit], Sequence[str]], *, batch_size: int = 32,
+                    split: bool = True) -> tuple[list[dict[str, str]], int]:
+  """Each unit's fields (`fields_of(unit)`) from its source into its target language.
+
+  Units with the same languages and fields are translated together, a field at a time.
+  Returns {field: translation} per unit, and the number of sentences translated.
+  """
+  groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = defaultdict(list)
+  for i, unit in enumerate(units):
+    groups[(unit.source_language, unit.target_language, tuple(fields_of(unit)))].append(i)
+  outputs: list[dict[str, str]] = [{} for _ in units]
+  sentences = 0
+  for (source, target, fields), members in groups.items():
+    for field in fields:
+      translated = translate_texts(backend, [units[i].record[field] for i in members],
+                                   source, target, batch_size=batch_size, split=split)
+      sentences += translated.sentences
+      for i, text in zip(members, translated.texts):
+        outputs[i][field] = text
+  return outputs, sentences
+
+
 def translation_worker(backend: Backend, fields: Sequence[str], *, batch_size: int = 32,
                        split: bool = True) -> Worker:
   """Translates the fields of each unit's record; drops and counts bad translations."""
 
   def work(units: Sequence[Unit]) -> ShardResult:
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, unit in enumerate(units):
-      groups[(unit.source_language, unit.target_language)].append(i)
-    outputs: list[dict[str, str]] = [{} for _ in units]
-    sentences = 0
-    for (source, target), members in groups.items():
-      for field in fields:
-        translated = translate_texts(backend, [units[i].record[field] for i in members],
-                                     source, target, batch_size=batch_size, split=split)
-        sentences += translated.sentences
-        for i, text in zip(members, translated.texts):
-          outputs[i][field] = text
+    outputs, sentences = translate_units(backend, units, lambda unit: fields,
+                                         batch_size=batch_size, split=split)
     result = ShardResult(records=[], sentences=sentences)
     for unit, output in zip(units, outputs):
       problems = [output_problem(unit.record[f], output[f]) for f in fields]
