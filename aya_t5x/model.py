@@ -79,6 +79,9 @@ class MT5Config:
   parameters; the recipe trains with bfloat16 activations and float32 parameters.
   `scan_layers` runs each stack's layers as one scanned module with stacked parameters
   (fast compilation of large models; see `aya_t5x.layer_stack`).
+  `float32_attention_logits` casts queries and keys to float32 before their product (as
+  T5X does); without it they stay in the activation dtype and the product still
+  accumulates and returns float32.
   """
 
   vocab_size: int = 250_112
@@ -321,8 +324,10 @@ class MultiHeadAttention(nn.Module):
     # matmuls; with heads between the lengths XLA's CPU dots run ~3x slower (measured).
     query, key = jnp.swapaxes(query, 1, 2), jnp.swapaxes(key, 1, 2)
     value = jnp.swapaxes(value.astype(cfg.activation_dtype), 1, 2)
-    logits = jnp.einsum("bhqd,bhkd->bhqk", query, key)
-    logits = logits.astype(jnp.float32) + bias
+    # Without float32 inputs the product still accumulates and returns float32 (a bf16
+    # tensor-core product on GPU and TPU); only the queries and keys are rounded.
+    logits = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
+    logits = logits + bias
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.activation_dtype)
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
     attended = jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", weights, value), 1, 2)

@@ -17,15 +17,22 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 PYTHO
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
-try() { # model batch remat [extra XLA flags]
+try() { # model batch remat [extra XLA flags] [extra gin binding]
+  local binding=()
+  if [ -n "${5:-}" ]; then binding=(--gin_binding "$5"); fi
   XLA_FLAGS="${4:-}" timeout 240 python3 benchmarks/train_step.py \
     --gin_file "models/mt5_$1.gin" --batch "$2" --inputs 1024 --targets 1024 \
-    --dtype bfloat16 --remat "$3" --no_torch --steps 5 --warmup 2 \
-    --profile_dir "/tmp/profile_$1_$2" 2>"$out/stderr_$1_$2_$3.txt" \
-    | grep '^{' | tee -a "$out/gpu_check.jsonl"
+    --dtype bfloat16 --remat "$3" --no_torch --steps 5 --warmup 2 "${binding[@]}" \
+    --profile_dir "/tmp/profile_$1_$2" --hlo_dump_dir "/tmp/hlo_$1_$2" \
+    2>"$out/stderr_$1_$2_$3.txt" | grep '^{' | tee -a "$out/gpu_check.jsonl"
   test "${PIPESTATUS[0]}" -eq 0
 }
 for spec in "base 32 none" "base 16 none"; do try $spec && break; done
-for spec in "large 24 full" "large 16 full"; do try $spec && break; done
-# The same base step with cuBLAS for every matrix product instead of Triton's GEMMs.
-try base 32 none --xla_gpu_enable_triton_gemm=false
+# Attention logits from bfloat16 queries and keys (float32 accumulation and output).
+try base 32 none "" MT5Config.float32_attention_logits=False
+# QUICK=1: the base runs only (a short device lease).
+if [ -z "${QUICK:-}" ]; then
+  for spec in "large 24 full" "large 16 full"; do try $spec && break; done
+  # The same base step with cuBLAS for every matrix product instead of Triton's GEMMs.
+  try base 32 none --xla_gpu_enable_triton_gemm=false
+fi

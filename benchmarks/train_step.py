@@ -172,20 +172,78 @@ def profile_summary(run_one_step, trace_dir: str, steps: int = 2, top: int = 20)
     return (e.get("tid") in xla_threads and not name.startswith(("end: ", "Wait"))
             and "::" not in name)
 
-  by_name: dict[str, float] = {}
+  by_name: dict[str, float] = {}  # kernel or thunk name, numbered copies merged
+  by_hlo_op: dict[str, float] = {}  # the HLO instruction each ran for, where recorded
   for e in filter(is_op, events):
     name = re.sub(r"\.\d+$", "", e["name"])  # copy.851 and copy.850 are one kind
     by_name[name] = by_name.get(name, 0.0) + float(e.get("dur", 0.0))
+    hlo_op = (e.get("args") or {}).get("hlo_op")
+    if hlo_op:
+      by_hlo_op[hlo_op] = by_hlo_op.get(hlo_op, 0.0) + float(e.get("dur", 0.0))
   total = sum(by_name.values()) or 1.0
   by_kind: dict[str, float] = {}
   for name, us in by_name.items():
     by_kind[_op_kind(name)] = by_kind.get(_op_kind(name), 0.0) + us
-  ranked = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
-  return {"device_ms_per_step": total / steps / 1e3,
-          "by_kind_share": {k: round(v / total, 4) for k, v in
-                            sorted(by_kind.items(), key=lambda kv: -kv[1])},
-          "top_ops": [[name[:120], round(us / steps / 1e3, 3), round(us / total, 4)]
-                      for name, us in ranked]}
+
+  def ranked(times: dict[str, float]) -> list[list]:
+    return [[name[:120], round(us / steps / 1e3, 3), round(us / total, 4)]
+            for name, us in sorted(times.items(), key=lambda kv: -kv[1])[:top]]
+
+  summary = {"device_ms_per_step": total / steps / 1e3,
+             "by_kind_share": {k: round(v / total, 4) for k, v in
+                               sorted(by_kind.items(), key=lambda kv: -kv[1])},
+             "top_ops": ranked(by_name)}
+  if by_hlo_op:
+    summary["top_hlo_ops"] = ranked(by_hlo_op)
+  return summary
+
+
+def describe_hlo_ops(names: list[str], dump_dir: str) -> dict[str, str]:
+  """What each named HLO instruction of the train step is, from XLA's optimised-HLO dump.
+
+  For a fusion: its output shape, its kind and the operations fused into it (by count),
+  and the JAX operation it came from (`op_name`), which says which layer produced it.
+  """
+  import collections
+  import glob
+
+  dumps = [p for p in glob.glob(os.path.join(dump_dir, "*jit_train_step*after_optimizations.txt"))]
+  if not dumps:
+    return {}
+  text = open(max(dumps, key=os.path.getsize), encoding="utf-8").read()
+  instruction = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+?) ([\w\-]+)\(.*$")
+  computations: dict[str, collections.Counter] = {}
+  lines: dict[str, tuple[str, str, str]] = {}
+  current = None
+  for line in text.splitlines():
+    header = re.match(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{$", line)
+    if header:
+      current = computations.setdefault(header.group(1), collections.Counter())
+      continue
+    match = instruction.match(line)
+    if match and current is not None:
+      name, shape, opcode = match.groups()
+      current[opcode] += 1
+      lines[name] = (shape, opcode, line)
+  described = {}
+  for name in names:
+    if name not in lines:
+      continue
+    shape, opcode, line = lines[name]
+    parts = [f"{shape} {opcode}"]
+    kind = re.search(r"kind=(\w+)", line)
+    if kind:
+      parts.append(kind.group(1))
+    called = re.search(r"calls=%?([\w.\-]+)", line)
+    if called and called.group(1) in computations:
+      ops = computations[called.group(1)]
+      parts.append(", ".join(f"{op} x{n}" for op, n in ops.most_common(8)
+                             if op not in ("parameter", "constant")))
+    op_name = re.search(r'op_name="([^"]+)"', line)
+    if op_name:
+      parts.append(op_name.group(1)[:160])
+    described[name] = "; ".join(parts)
+  return described
 
 
 def main() -> None:
@@ -202,17 +260,27 @@ def main() -> None:
   parser.add_argument("--no_torch", action="store_true")
   parser.add_argument("--also_bfloat16", action="store_true",
                       help="also time the aya_t5x step with bfloat16 activations")
+  parser.add_argument("--gin_binding", action="append", default=[],
+                      help="an extra gin binding, e.g. MT5Config.float32_attention_logits=False")
   parser.add_argument("--profile_dir", default=None,
                       help="also trace two aya_t5x steps here and summarise device ops")
+  parser.add_argument("--hlo_dump_dir", default=None,
+                      help="with --profile_dir: dump the optimised HLO here and describe "
+                      "the top ops (shape, fused operations, source op)")
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  if args.hlo_dump_dir:  # before jax starts: XLA reads its flags once
+    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to="
+                               f"{args.hlo_dump_dir} --xla_dump_hlo_as_text "
+                               "--xla_dump_hlo_module_re=train_step").strip()
   from aya_t5x import gin_config, throughput
 
   bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",
               f"MT5Config.remat_policy='{args.remat}'"]
   if args.vocab_size:
     bindings.append(f"MT5Config.vocab_size={args.vocab_size}")
+  bindings += args.gin_binding
   gin_config.parse_gin([args.gin_file], bindings)
   config = gin_config.configured_model()
   batch = random_batch(np.random.default_rng(0), config.vocab_size, args.batch,
@@ -235,7 +303,8 @@ def main() -> None:
   record = {
       "what": "train_step", "model": os.path.basename(args.gin_file),
       "config": {"vocab": config.vocab_size, "batch": args.batch, "inputs": args.inputs,
-                 "targets": args.targets, "dtype": args.dtype, "remat": args.remat},
+                 "targets": args.targets, "dtype": args.dtype, "remat": args.remat,
+                 "gin_bindings": args.gin_binding},
       "machine": f"{platform.machine()} {os.cpu_count()} cores",
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "peak_flops_per_second": peak, "peak_source": peak_source,
@@ -246,7 +315,11 @@ def main() -> None:
                     "tokens_per_second": tokens / seconds,
                     "mfu": flops / seconds / peak}
   if args.profile_dir:
-    record["aya_t5x"]["profile"] = profile_summary(runners["aya_t5x"], args.profile_dir)
+    profile = profile_summary(runners["aya_t5x"], args.profile_dir)
+    if args.hlo_dump_dir:
+      names = [name for name, *_ in profile.get("top_hlo_ops", [])]
+      profile["hlo_ops"] = describe_hlo_ops(names, args.hlo_dump_dir)
+    record["aya_t5x"]["profile"] = profile
   if "pytorch" in medians:
     record["speedup_vs_pytorch"] = medians["pytorch"] / medians["aya_t5x"]
   print(json.dumps(record))

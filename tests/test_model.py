@@ -120,14 +120,16 @@ def test_parameters_carry_t5x_names_and_logical_axes():
     assert len(spec) == len(shape.shape) and all(spec)
 
 
-def test_bfloat16_activations_stay_close_to_float32(rng):
+@pytest.mark.parametrize("float32_attention_logits", [True, False])
+def test_bfloat16_activations_stay_close_to_float32(rng, float32_attention_logits):
   import dataclasses
   config = testing.TINY
   params = model.init_params(config, jax.random.key(2))
   inputs = jnp.asarray(padded_batch(rng, config.vocab_size, 2, 12))
   dec = jnp.asarray(shift_right(padded_batch(rng, config.vocab_size, 2, 6)))
   f32 = model.MT5(config).apply({"params": params}, inputs, dec)
-  bf16 = model.MT5(dataclasses.replace(config, dtype="bfloat16")).apply(
+  bf16 = model.MT5(dataclasses.replace(
+      config, dtype="bfloat16", float32_attention_logits=float32_attention_logits)).apply(
       {"params": params}, inputs, dec)
   # Logits stay in the activation dtype (no float32 copy of a 250k-wide tensor).
   assert bf16.dtype == jnp.bfloat16 and f32.dtype == jnp.float32
