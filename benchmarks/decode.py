@@ -110,9 +110,17 @@ def main() -> None:
                       help="pin the process to one core, one thread on each side (on a "
                       "shared machine, OpenMP's waits make PyTorch's multi-threaded times "
                       "meaningless; single-threaded runs stay comparable)")
+  parser.add_argument("--profile_dir", default=None,
+                      help="also trace one aya_t5x call of each method and summarise its ops")
+  parser.add_argument("--hlo_dump_dir", default=None,
+                      help="with --profile_dir: describe the top ops from the optimised HLO")
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  if args.hlo_dump_dir:  # before jax starts: XLA reads its flags once
+    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to="
+                               f"{args.hlo_dump_dir} --xla_dump_hlo_as_text "
+                               "--xla_dump_hlo_module_re=beam_search|greedy_decode").strip()
   if args.one_core:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -160,6 +168,15 @@ def main() -> None:
                        "tokens_per_second": count / medians[name]}
     figures["speedup_vs_hf"] = (figures["aya_t5x"]["tokens_per_second"]
                                 / figures["hf_generate"]["tokens_per_second"])
+    if args.profile_dir:
+      from train_step import describe_hlo_ops, profile_summary  # this folder's sibling
+
+      profile = profile_summary(jax_run, os.path.join(args.profile_dir, method), steps=1)
+      if args.hlo_dump_dir:
+        profile["hlo_ops"] = describe_hlo_ops(
+            [name for name, *_ in profile.get("top_hlo_ops", [])], args.hlo_dump_dir,
+            module="beam_search" if method == "beam" else "greedy_decode")
+      figures["aya_t5x"]["profile"] = profile
     record[method] = figures
   print(json.dumps(record))
 

@@ -198,8 +198,9 @@ def profile_summary(run_one_step, trace_dir: str, steps: int = 2, top: int = 20)
   return summary
 
 
-def describe_hlo_ops(names: list[str], dump_dir: str) -> dict[str, str]:
-  """What each named HLO instruction of the train step is, from XLA's optimised-HLO dump.
+def describe_hlo_ops(names: list[str], dump_dir: str, module: str = "train_step"
+                     ) -> dict[str, str]:
+  """What each named HLO instruction of `module` is, from XLA's optimised-HLO dump.
 
   For a fusion: its output shape, its kind and the operations fused into it (by count),
   and the JAX operation it came from (`op_name`), which says which layer produced it.
@@ -207,7 +208,7 @@ def describe_hlo_ops(names: list[str], dump_dir: str) -> dict[str, str]:
   import collections
   import glob
 
-  dumps = [p for p in glob.glob(os.path.join(dump_dir, "*jit_train_step*after_optimizations.txt"))]
+  dumps = glob.glob(os.path.join(dump_dir, f"*jit_{module}*after_optimizations.txt"))
   if not dumps:
     return {}
   text = open(max(dumps, key=os.path.getsize), encoding="utf-8").read()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aya_t5x import losses, model, testing
+from aya_t5x import layers, losses, model, testing
 from aya_t5x.checkpoints import hf
 from tests.conftest import hf_reference_model, hf_state_dict_numpy
 
@@ -60,7 +60,7 @@ def test_relative_position_buckets_equal_hugging_face():
       expected = T5Attention._relative_position_bucket(
           torch.from_numpy(relative), bidirectional=bidirectional,
           num_buckets=buckets, max_distance=distance).numpy()
-      got = model.relative_position_bucket(
+      got = layers.relative_position_bucket(
           jnp.asarray(relative), bidirectional=bidirectional, num_buckets=buckets,
           max_distance=distance)
       np.testing.assert_array_equal(np.asarray(got), expected)
