@@ -122,21 +122,17 @@ def _init_cache(params: dict, config: MT5Config, encoder_input_tokens: Array,
 class _LoopConstants(NamedTuple):
   """What every decoding step reads and none changes, in the layout the loop wants.
 
-  On CPU, the decoder's kernels are stored [out, in] and the encoder-decoder keys and
-  values [batch, heads, length, kv], transposed once before the loop; `_step` transposes
-  them back, and XLA cancels that transpose against the model's own (the attention
-  products take heads next to batch) or folds it into the dot's dimension numbers. Why:
-
-  - Every step multiplies a few rows by each decoder kernel, reading the whole kernel
-    from memory, and XLA's CPU dot reads a kernel faster when it contracts the kernel's
-    minor dimension ([out, in], as PyTorch stores linear layers): mT5-small's 512 x
-    32,128 output layer took 8.3 ms instead of 12.9 ms for 8 rows (one core).
-  - The model moves the cached cross-attention keys and values to heads-major order at
-    every step: in a profile of beam search (32 rows) those copies took 66 of 149 ms.
+  On CPU, the decoder's kernels are stored [out, in], transposed once before the loop;
+  `_step` transposes them back, and XLA folds that transpose into the dot's dimension
+  numbers. Why: every step multiplies a few rows by each decoder kernel, reading the
+  whole kernel from memory, and XLA's CPU dot reads a kernel faster when it contracts
+  the kernel's minor dimension ([out, in], as PyTorch stores linear layers): mT5-small's
+  512 x 32,128 output layer took 8.3 ms instead of 12.9 ms for 8 rows (one core).
 
   The barriers keep XLA from cancelling the transposes made here against those in
   `_step`. On GPU and TPU the layouts are left alone: XLA lays out their dots itself,
-  and the copies would cost memory.
+  and the copies would cost memory. (The cached keys and values are already stored
+  heads-major, the order the attention products read; see `layers.MultiHeadAttention`.)
   """
 
   params: dict
@@ -165,7 +161,6 @@ def _loop_constants(params: dict, cache: dict) -> tuple[_LoopConstants, dict]:
   barrier = jax.lax.optimization_barrier
   decoder = jax.tree_util.tree_map_with_path(
       lambda path, x: barrier(x.T) if _is_kernel(path, x) else x, params["decoder"])
-  cross = {path: barrier(jnp.swapaxes(x, 1, 2)) for path, x in cross.items()}
   return _LoopConstants({**params, "decoder": decoder}, cross), carried
 
 
@@ -180,7 +175,6 @@ def _step(constants: _LoopConstants, config: MT5Config, cache: dict,
   if _transposes_here():
     params = {**params, "decoder": jax.tree_util.tree_map_with_path(
         lambda path, x: x.T if _is_kernel(path, x) else x, params["decoder"])}
-    cross = {path: jnp.swapaxes(x, 1, 2) for path, x in cross.items()}
   full = traverse_util.unflatten_dict({**traverse_util.flatten_dict(cache), **cross})
   logits, variables = MT5(config).apply(
       {"params": params, "cache": full}, None, encoder_input_tokens, tokens[:, None],

@@ -29,7 +29,7 @@ The blocks (attention, MLP, norms, relative position bias) are in `aya_t5x.layer
 module holds the configuration and assembles them.
 
 Incremental decoding (`MT5.decode(..., decode=True)`) keeps the decoder's `cache_index` and
-each attention layer's `cached_key`/`cached_value` [batch, length, heads, kv] in the flax
+each attention layer's `cached_key`/`cached_value` [batch, heads, length, kv] in the flax
 'cache' collection; the encoder-decoder keys are projected once per sequence.
 """
 
