@@ -57,15 +57,13 @@ class TeacherForcedEvaluator:
   _compiled: Any = dataclasses.field(default=None, init=False, repr=False)
 
   def run(self, params: Any, context: EvalContext) -> Iterable[tuple[str, float]]:
+    sharding = context.partitioner.batch_sharding(context.mesh)
     if self._compiled is None:
       step = make_eval_step(context.config, context.loss)
-      self._compiled = jax.jit(
-          step, in_shardings=(context.param_shardings,
-                              context.partitioner.batch_sharding(context.mesh)))
+      self._compiled = jax.jit(step, in_shardings=(context.param_shardings, sharding))
     # Every host reads the whole split as one shard and keeps the rows its devices hold:
     # all hosts then see the same number of batches, so none waits in a collective for a
     # host whose shard ran out first.
-    sharding = context.partitioner.batch_sharding(context.mesh)
     batches = input_pipeline.BatchIterator(
         self.dataset, rows=input_pipeline.host_rows(sharding, self.dataset.batch_size),
         num_shards=1)

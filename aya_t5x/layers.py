@@ -205,22 +205,19 @@ class MultiHeadAttention(nn.Module):
     def query_init(*args):
       return fan_in(*args) / np.sqrt(cfg.d_kv).astype(np.float32)
 
-    def project(name: str, inputs: Array, init: Initializer) -> Array:
-      x = Dense(cfg.joined_kv, ("embed", "joined_kv"), init, cfg, name=name)(inputs)
-      x = x.reshape(x.shape[:2] + (cfg.num_heads, cfg.d_kv))
-      return nn.with_logical_constraint(x, ("batch", "length", "heads", "kv"))
-
     # Heads next to batch ([b, h, len, kv]) make both attention products plain batched
     # matmuls; with heads between the lengths XLA's CPU dots run ~3x slower (measured).
-    def heads_major(x: Array) -> Array:
-      return jnp.swapaxes(x, 1, 2)
+    def project(name: str, inputs: Array, init: Initializer) -> Array:
+      x = Dense(cfg.joined_kv, ("embed", "joined_kv"), init, cfg, name=name)(inputs)
+      x = jnp.swapaxes(x.reshape(x.shape[:2] + (cfg.num_heads, cfg.d_kv)), 1, 2)
+      return nn.with_logical_constraint(x, ("batch", "heads", "length", "kv"))
 
-    query = heads_major(project("query", queries_in, query_init))
+    query = project("query", queries_in, query_init)
     if decode:
       key, value = self._cached_keys_values(project, fan_in, keys_in, cache_index, cache_length)
     else:
-      key = heads_major(project("key", keys_in, fan_in))
-      value = heads_major(project("value", keys_in, fan_in))
+      key = project("key", keys_in, fan_in)
+      value = project("value", keys_in, fan_in)
 
     if cfg.float32_attention_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
@@ -251,22 +248,17 @@ class MultiHeadAttention(nn.Module):
     were a fifth of the time).
     """
     axes = ("batch", "heads", "length", "kv")
-
-    def projected(name: str) -> Array:
-      return jnp.swapaxes(project(name, keys_in, init), 1, 2)
-
     if cache_index is None:
       if keys_in is not None:
         for name in ("key", "value"):
-          self.put_variable("cache", f"cached_{name}",
-                            nn.with_logical_constraint(projected(name), axes))
+          self.put_variable("cache", f"cached_{name}", project(name, keys_in, init))
       elif not self.has_variable("cache", "cached_key"):
         raise ValueError("Cross-attention has no cache yet: the first decode=True call must "
                          "pass the encoder output.")
       return self.get_variable("cache", "cached_key"), self.get_variable("cache", "cached_value")
     cached = []
     for name in ("key", "value"):
-      new = projected(name)
+      new = project(name, keys_in, init)
       buffer = self.variable("cache", f"cached_{name}", jnp.zeros,
                              new.shape[:2] + (cache_length,) + new.shape[3:], new.dtype)
       buffer.value = nn.with_logical_constraint(

@@ -21,28 +21,31 @@ def _is_url(path: str) -> bool:
   return "://" in path
 
 
-def _replace_object(path: str, data: bytes) -> None:
-  """Writes `path` whole through a temporary object, so that a reader never sees half."""
-  import tensorflow as tf
-
-  partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
-  with tf.io.gfile.GFile(partial, "wb") as f:
-    f.write(data)
-  tf.io.gfile.rename(partial, path, overwrite=True)
-
-
 class _GfileRecordWriter:
-  """A tensorboardX record writer for a URL: keeps the file's bytes, uploads on flush."""
+  """A file at a URL that is appended to: keeps its bytes, and uploads them on flush.
 
-  def __init__(self, path: str):
+  tensorboardX writes event files through it; `metrics.jsonl` on a bucket is one too,
+  starting from the bytes already there (a resumed run keeps its earlier lines).
+  """
+
+  def __init__(self, path: str, *, keep_existing: bool = False):
+    import tensorflow as tf
+
+    self._gfile = tf.io.gfile
     self.path = path
     self.buffer = io.BytesIO()
+    if keep_existing and self._gfile.exists(path):
+      self.buffer.write(self._gfile.GFile(path, "rb").read())
 
   def write(self, data: bytes) -> None:
     self.buffer.write(data)
 
   def flush(self) -> None:
-    _replace_object(self.path, self.buffer.getvalue())
+    # Through a temporary object and a rename, so that a reader never sees half a file.
+    partial = f"{self.path}.partial-{uuid.uuid4().hex[:8]}"
+    with self._gfile.GFile(partial, "wb") as f:
+      f.write(self.buffer.getvalue())
+    self._gfile.rename(partial, self.path, overwrite=True)
 
   def close(self) -> None:
     self.flush()
@@ -58,33 +61,6 @@ class _GfileWriterFactory:
     import tensorflow as tf
 
     tf.io.gfile.makedirs(path)
-
-
-class _JsonlLog:
-  """`metrics.jsonl`: appended locally; held and rewritten whole on a bucket."""
-
-  def __init__(self, path: str):
-    self.path = path
-    self._remote = _is_url(path)
-    if self._remote:
-      import tensorflow as tf
-
-      # A resumed run keeps the lines written before it.
-      self._text = tf.io.gfile.GFile(path, "r").read() if tf.io.gfile.exists(path) else ""
-    else:
-      self._file = open(path, "a", encoding="utf-8")
-
-  def append(self, line: str) -> None:
-    if self._remote:
-      self._text += line + "\n"
-      _replace_object(self.path, self._text.encode("utf-8"))
-    else:
-      self._file.write(line + "\n")
-      self._file.flush()
-
-  def close(self) -> None:
-    if not self._remote:
-      self._file.close()
 
 
 class MetricWriter:
@@ -107,7 +83,9 @@ class MetricWriter:
                                             _GfileWriterFactory())
     else:
       os.makedirs(self.directory, exist_ok=True)
-    self._jsonl = _JsonlLog(f"{self.directory.rstrip('/')}/metrics.jsonl")
+    jsonl = f"{self.directory.rstrip('/')}/metrics.jsonl"
+    self._jsonl = (_GfileRecordWriter(jsonl, keep_existing=True) if _is_url(jsonl)
+                   else open(jsonl, "ab"))
     if tensorboard:
       # tensorboardX writes standard event files without the TensorBoard server package
       # (which TensorFlow 2.21 no longer installs).
@@ -122,7 +100,9 @@ class MetricWriter:
     if not self.enabled:
       return
     named = {f"{prefix}{k}": float(v) for k, v in metrics.items()}
-    self._jsonl.append(json.dumps({"step": step, "time": time.time(), **named}))
+    line = json.dumps({"step": step, "time": time.time(), **named}) + "\n"
+    self._jsonl.write(line.encode("utf-8"))
+    self._jsonl.flush()
     if self._summary is not None:
       for name, value in named.items():
         self._summary.add_scalar(name, value, global_step=step)

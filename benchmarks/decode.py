@@ -117,10 +117,10 @@ def main() -> None:
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  if args.hlo_dump_dir:  # before jax starts: XLA reads its flags once
-    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to="
-                               f"{args.hlo_dump_dir} --xla_dump_hlo_as_text "
-                               "--xla_dump_hlo_module_re=beam_search|greedy_decode").strip()
+  if args.hlo_dump_dir:
+    from train_step import dump_hlo_to  # this folder's sibling; it imports no jax
+
+    dump_hlo_to(args.hlo_dump_dir, "beam_search|greedy_decode")
   if args.one_core:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")

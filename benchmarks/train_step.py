@@ -198,6 +198,16 @@ def profile_summary(run_one_step, trace_dir: str, steps: int = 2, top: int = 20)
   return summary
 
 
+def dump_hlo_to(dump_dir: str, module_re: str) -> None:
+  """Makes XLA dump the optimised HLO of the modules matching `module_re` as text.
+
+  Call before jax starts: XLA reads its flags once.
+  """
+  os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump_dir} "
+                             f"--xla_dump_hlo_as_text --xla_dump_hlo_module_re={module_re}"
+                             ).strip()
+
+
 def describe_hlo_ops(names: list[str], dump_dir: str, module: str = "train_step"
                      ) -> dict[str, str]:
   """What each named HLO instruction of `module` is, from XLA's optimised-HLO dump.
@@ -271,10 +281,8 @@ def main() -> None:
   args = parser.parse_args()
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  if args.hlo_dump_dir:  # before jax starts: XLA reads its flags once
-    os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to="
-                               f"{args.hlo_dump_dir} --xla_dump_hlo_as_text "
-                               "--xla_dump_hlo_module_re=train_step").strip()
+  if args.hlo_dump_dir:
+    dump_hlo_to(args.hlo_dump_dir, "train_step")
   from aya_t5x import gin_config, throughput
 
   bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",

@@ -190,14 +190,12 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
 def _write_all(folder: str | Path, stem: str, data: Mapping[str, Any], markdown_text: str,
                draw) -> dict[str, Path]:
   """Writes `stem`.json, `stem`.md and `stem`.png (drawn by `draw(data, path)`)."""
+  from aya_t5x.data import quality_reports
+
   folder = Path(folder)
-  folder.mkdir(parents=True, exist_ok=True)
-  paths = {"json": folder / f"{stem}.json", "markdown": folder / f"{stem}.md",
-           "png": folder / f"{stem}.png"}
-  paths["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
-  paths["markdown"].write_text(markdown_text, encoding="utf-8")
-  draw(data, paths["png"])
+  paths = quality_reports.write_json_and_markdown(folder / f"{stem}.json",
+                                                  folder / f"{stem}.md", data, markdown_text)
+  paths["png"] = draw(data, folder / f"{stem}.png")
   return paths
 
 
