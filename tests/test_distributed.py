@@ -267,7 +267,10 @@ def test_tpu_pod_launcher_wants_a_bucket_model_dir():
 def test_slurm_script_gives_each_node_its_process_id(tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  (bin_dir / "scontrol").write_text("#!/bin/bash\necho gpu-a\necho gpu-b\n")
+  # Two named hosts, then a list far longer than a pipe's buffer, as a big cluster's is: the
+  # script must read it all (a `| head -n 1` under pipefail dies of SIGPIPE, exit 141).
+  (bin_dir / "scontrol").write_text("#!/bin/bash\necho gpu-a\necho gpu-b\n"
+                                    "seq -f 'gpu-c%g' 100000\n")
   # srun runs its command once per task, with that task's SLURM_PROCID.
   (bin_dir / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
                                 'for ((i = 0; i < SLURM_NTASKS; i++)); do\n'
@@ -302,3 +305,16 @@ def test_local_launcher_dry_run_gives_each_process_its_devices():
     assert words[-6:] == ["--coordinator_address", "localhost:1234", "--num_processes", "2",
                           "--process_id", str(index)]
     assert re.search(r"-m aya_t5x\.cli train --gin_file models/mt5_xl\.gin", line)
+
+
+def test_slurm_script_refuses_an_empty_host_list(tmp_path):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "scontrol").write_text("#!/bin/bash\ntrue\n")
+  (bin_dir / "scontrol").chmod(0o755)
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_NTASKS": "2",
+         "SLURM_JOB_NODELIST": "gpu-[a-b]", "AYA_DRY_RUN": "1"}
+  result = subprocess.run(["bash", "launch/slurm_gpu.sbatch"], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+  assert result.returncode == 1
+  assert "scontrol listed no hosts for SLURM_JOB_NODELIST='gpu-[a-b]'" in result.stderr
