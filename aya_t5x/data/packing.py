@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from aya_t5x.data import generator_datasets
+
 FEATURES = ("encoder_input_tokens", "encoder_segment_ids", "encoder_positions",
             "decoder_target_tokens", "decoder_input_tokens", "decoder_loss_weights",
             "decoder_segment_ids", "decoder_positions")
@@ -117,6 +119,6 @@ def packed_dataset(dataset, lengths: Mapping[str, int], *, window: int = 64):
   signature = {
       name: tf.TensorSpec([lengths["inputs" if name.startswith("encoder") else "targets"]],
                           tf.int32) for name in FEATURES}
-  return tf.data.Dataset.from_generator(
+  return generator_datasets.from_generator(
       lambda: pack_best_fit(dataset.as_numpy_iterator(), lengths, window=window),
       output_signature=signature)

@@ -28,7 +28,7 @@ from typing import Any
 import gin
 from aya_t5x import registry
 from aya_t5x.data import filters as filters_lib
-from aya_t5x.data import languages, mixing, readers, sources
+from aya_t5x.data import generator_datasets, languages, mixing, readers, sources
 from aya_t5x.data.templates import Template
 
 TASK_NAME = re.compile(r"^[\w.:]+$")  # what seqio accepts
@@ -109,8 +109,8 @@ def _dataset_fn(info: TaskInfo, index: sources.SourceIndex):
         yield {"inputs": example.inputs, "targets": example.targets}
 
     spec = tf.TensorSpec(shape=(), dtype=tf.string)
-    return tf.data.Dataset.from_generator(generate,
-                                          output_signature={"inputs": spec, "targets": spec})
+    return generator_datasets.from_generator(
+        generate, output_signature={"inputs": spec, "targets": spec})
 
   return dataset_fn
 
