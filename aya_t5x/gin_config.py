@@ -126,19 +126,87 @@ def _quiet_search_misses():
     root.removeFilter(drop)
 
 
-def _referenced_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
-  """Every `%MACRO` the gin files (and their includes) refer to."""
-  seen, names, pending = set(), set(), list(files)
+def _gin_texts(files: Sequence[str], search_paths: Sequence[str]) -> list[str]:
+  """The text of every gin file given, and of the files they include."""
+  seen, texts, pending = set(), [], list(files)
   while pending:
     path = pending.pop()
     if path in seen:
       continue
     seen.add(path)
     text = Path(path).read_text(encoding="utf-8")
-    names.update(re.findall(r"%([A-Za-z_][A-Za-z0-9_.]*)", text))
+    texts.append(text)
     for include in re.findall(r"^\s*include\s+['\"]([^'\"]+)['\"]", text, re.MULTILINE):
       pending.append(resolve_gin_file(include, search_paths))
-  return names
+  return texts
+
+
+def _referenced_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
+  """Every `%MACRO` the gin files (and their includes) refer to."""
+  return {name for text in _gin_texts(files, search_paths)
+          for name in re.findall(r"%([A-Za-z_][A-Za-z0-9_.]*)", text)}
+
+
+def _defined_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
+  """Every `MACRO = ...` the gin files (and their includes) define."""
+  return {name for text in _gin_texts(files, search_paths)
+          for name in re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", text, re.MULTILINE)}
+
+
+# The macros the files of the last `parse_gin` define (for `unset_required_macros`).
+_PARSED_MACROS: set[str] = set()
+
+# How to set the macros the shipped gin files leave `%gin.REQUIRED`.
+MACRO_FIXES = {
+    "MODEL_DIR": "--gin.MODEL_DIR=\"'/path/to/run'\"",
+    "MIXTURE_OR_TASK_NAME": "--gin.MIXTURE_OR_TASK_NAME=\"'name'\" (`aya-t5x tasks list` "
+                            "shows the registered ones)",
+    "VOCABULARY_PATH": "--gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\"",
+    "AYA_SOURCES": "--gin.AYA_SOURCES=\"{'aya_dataset': '/data/aya_dataset', ...}\" (one "
+                   "folder or file per source of the scheme)",
+    "AYA_SCHEME": "a mixture file, e.g. --gin_file mixtures/translation_heavy.gin",
+    "DEMO_CORPUS": "--gin.DEMO_CORPUS=\"'/path/to/demo_output/corpus'\"",
+}
+
+
+def _is_required_marker(value) -> bool:
+  return (isinstance(value, gin.config.ConfigurableReference)
+          and value.scoped_selector.split("/")[0] == "gin.REQUIRED")
+
+
+def unset_required_macros() -> list[str]:
+  """The macros of the parsed gin files still bound to `%gin.REQUIRED`.
+
+  gin checks `%gin.REQUIRED` only where a parameter is bound to it directly; through a
+  macro (`MODEL_DIR = %gin.REQUIRED`, `train.model_dir = %MODEL_DIR`) the marker itself
+  would reach the function.
+  """
+  unset = []
+  for name in sorted(_PARSED_MACROS):
+    try:
+      value = gin.query_parameter(f"%{name}")
+    except ValueError:
+      continue
+    if _is_required_marker(value):
+      unset.append(name)
+  return unset
+
+
+def check_required_macros() -> None:
+  """Raises `GinConfigError` naming every `%gin.REQUIRED` macro left unset, and its fix."""
+  unset = unset_required_macros()
+  if unset:
+    fixes = "\n".join(f"  {name}: {MACRO_FIXES.get(name, f'--gin.{name}=...')}"
+                      for name in unset)
+    raise GinConfigError(f"These gin macros must be set: {', '.join(unset)}.\n{fixes}")
+
+
+def macro_value(name: str, default=None):
+  """The value the parsed gin files bind to macro `name` (`default` if none)."""
+  try:
+    return gin.query_parameter(f"%{name}")
+  except ValueError:
+    return default
 
 
 def _check_macro_bindings(bindings: Sequence[str], files: Sequence[str],
@@ -163,6 +231,8 @@ def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
     gin.add_config_file_search_path(os.fspath(path))
   files = [resolve_gin_file(f, search_paths) for f in gin_files]
   _check_macro_bindings(gin_bindings, files, search_paths)
+  _PARSED_MACROS.clear()
+  _PARSED_MACROS.update(_defined_macros(files, search_paths))
   try:
     with _quiet_search_misses():
       gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)
@@ -193,7 +263,18 @@ REQUIRED_MACROS = {
 
 
 def configured_train(**overrides):
-  """Runs `train` with everything the parsed gin files bind; `overrides` win."""
+  """Runs `train` with everything the parsed gin files bind; `overrides` win.
+
+  Before gin builds the arguments: a model size must be configured, every
+  `%gin.REQUIRED` macro set, and the tasks of `TASK_MANIFEST` registered (a mixture that
+  gin builds, such as `aya_mixture.extra`, may name them).
+  """
+  if "model_config" not in overrides:
+    configured_model()
+  check_required_macros()
+  manifest = macro_value("TASK_MANIFEST")
+  if manifest:
+    input_pipeline.register_manifest(manifest)
   try:
     return CONFIGURABLES["train"](**overrides)
   except TypeError as e:

@@ -120,8 +120,9 @@ def _check_registered(name: str) -> None:
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise DataConfigError(
         f"No SeqIO task or mixture named {name!r} is registered.{hint} Register it in a "
-        "module and pass --gin.MIXTURE_OR_TASK_MODULE=\"'my_module'\" (see `aya-t5x tasks "
-        "list`).")
+        "module and pass --gin.MIXTURE_OR_TASK_MODULE=\"'my_module'\", or add it with "
+        "`aya-t5x tasks add` and pass --gin_file mixtures/vocabulary.gin "
+        "--gin.TASK_MANIFEST=\"'aya_tasks.json'\" (see `aya-t5x tasks list`).")
 
 
 def _hide_accelerators_from_tensorflow() -> None:
@@ -135,14 +136,19 @@ def _hide_accelerators_from_tensorflow() -> None:
 
 
 @functools.cache
-def _register_manifest(manifest: str) -> None:
-  # Cached: the trainer, its input pipeline and its evaluators all check the same config,
-  # and registering re-scans every file of the manifest.
+def register_manifest(manifest: str) -> None:
+  """Registers the tasks of a `TASK_MANIFEST` (`aya-t5x tasks add`), once per process.
+
+  Cached: the trainer, its input pipeline and its evaluators all check the same config,
+  and registering re-scans every file of the manifest.
+  """
   from aya_t5x.data import registration
 
   try:
     registration.load_manifest(manifest)
-  except TypeError as e:  # gin could not supply the vocabulary
+  except (TypeError, RuntimeError) as e:  # gin could not supply the vocabulary
+    if isinstance(e, RuntimeError) and "Required bindings" not in str(e):
+      raise
     raise DataConfigError(
         f"TASK_MANIFEST {manifest!r} needs a vocabulary: add --gin_file "
         "mixtures/vocabulary.gin --gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\" "
@@ -153,9 +159,32 @@ def check_dataset_config(config: DatasetConfig) -> None:
   """Fails fast (before anything compiles) if `config` cannot give batches."""
   import_task_modules(config.module)
   if config.task_manifest:
-    _register_manifest(config.task_manifest)
+    register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)
   _check_shards(config, config.shard_count())
+
+
+def check_vocabulary_fits(config: DatasetConfig, model_vocab_size: int) -> None:
+  """Fails fast if a task of `config` has token ids beyond the model's embedding rows.
+
+  Out-of-range ids would not fail: the embedding lookup fills them with NaN, and the run
+  stops at its first step with a NaN loss.
+  """
+  import seqio
+
+  from aya_t5x.data import vocabulary as vocab_lib
+
+  provider = seqio.get_mixture_or_task(config.mixture_or_task_name)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  for task in tasks:
+    for feature_name, feature in task.output_features.items():
+      try:
+        vocab_lib.check_fits_model(feature.vocabulary, model_vocab_size)
+      except ValueError as e:
+        raise DataConfigError(
+            f"{config.mixture_or_task_name!r}: task {task.name!r}, feature "
+            f"{feature_name!r}: {e} (Fine-tuning a checkpoint needs the vocabulary it was "
+            "trained with.)") from e
 
 
 def _check_shards(config: DatasetConfig, num_shards: int) -> None:

@@ -121,6 +121,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   input_pipeline.check_dataset_config(train_data)
+  input_pipeline.check_vocabulary_fits(train_data, model_config.vocab_size)
   is_chief = jax.process_index() == 0
 
   # ------------------------------------------------------- model, optimizer, layout

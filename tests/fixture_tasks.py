@@ -8,6 +8,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+import gin
+
 VOCAB_SIZE = 128
 TASK = "test_reverse"
 
@@ -52,3 +54,13 @@ if BYTES_TASK not in seqio.TaskRegistry.names():
       preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
       output_features={"inputs": seqio.Feature(byte_vocabulary, add_eos=True),
                        "targets": seqio.Feature(byte_vocabulary, add_eos=True)})
+
+
+@gin.configurable(module="tests")
+def mixture_of(tasks=gin.REQUIRED, name: str = "test_mixture") -> str:
+  """Registers a mixture of `tasks` when gin builds the run's arguments (as
+  `aya_mixture.extra` does), so the tasks must be registered by then."""
+  if name in seqio.MixtureRegistry.names():
+    seqio.MixtureRegistry.remove(name)
+  seqio.MixtureRegistry.add(name, [(seqio.TaskRegistry.get(task), 1.0) for task in tasks])
+  return name

@@ -20,6 +20,7 @@ from aya_t5x import cli, gin_config, partitioning, testing, train_state
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
 from aya_t5x.train import TrainingDiverged
+from tests import fixture_tasks  # noqa: F401  (registers the tests.mixture_of configurable)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = testing.TINY
@@ -190,6 +191,8 @@ def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path, fmt):
     (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], "lacks ['targets']"),
     (["--gin.MIXTURE_OR_TASK_NAME='test_revers'"], "Did you mean test_reverse"),
     (["--gin.TRAIN_STEP=3"], "TRAIN_STEP"),
+    (["--gin.MT5Config.vocab_size=100"],
+     "vocabulary has 128 ids but the model has 100 embedding rows"),
 ])
 def test_bad_configuration_fails_before_compiling(tmp_path, capsys, extra, message):
   model_dir = tmp_path / "bad"
@@ -215,12 +218,40 @@ def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
   assert cli.main(["tasks", "add", "swahili_qa", "--path", str(data), "--language", "sw",
                    "--inputs_key", "swali", "--targets_key", "jibu",
                    "--manifest", str(manifest)]) == 0
+  # The task is named inside a mixture that gin builds with the run's arguments (as
+  # `aya_mixture.extra` is), so the manifest must be registered before gin builds them.
   result = run_in_process(
       tmp_path / "run", 2, "--gin_file", "mixtures/vocabulary.gin",
       f"--gin.VOCABULARY_PATH='{spm}'", f"--gin.TASK_MANIFEST='{manifest}'",
-      "--gin.MIXTURE_OR_TASK_NAME='swahili_qa'", "--gin.MIXTURE_OR_TASK_MODULE=None",
+      "--gin.MIXTURE_OR_TASK_NAME=@tests.mixture_of()",
+      "--gin.tests.mixture_of.tasks=['swahili_qa']", "--gin.MIXTURE_OR_TASK_MODULE=None",
       "--gin.train/DatasetConfig.split='train'")
   assert result.step == 2 and np.isfinite(result.last_metrics["loss"])
+
+
+def test_a_manifest_without_a_vocabulary_names_the_fix(tmp_path, capsys):
+  manifest = tmp_path / "tasks.json"
+  manifest.write_text(json.dumps({"tasks": []}))
+  assert cli.main(["train", *gin_args(tmp_path / "run", 2),
+                   f"--gin.TASK_MANIFEST='{manifest}'"]) == 2
+  assert "needs a vocabulary: add --gin_file mixtures/vocabulary.gin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin"],
+     "These gin macros must be set: MIXTURE_OR_TASK_NAME, MODEL_DIR."),
+    (["--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/aya_recipe.gin",
+      "--gin_file", "mixtures/translation_heavy.gin", "--gin.MODEL_DIR='/tmp/unused'"],
+     "These gin macros must be set: AYA_SOURCES, VOCABULARY_PATH."),
+    (["--gin_file", "runs/finetune.gin", "--gin.MODEL_DIR='/tmp/unused'",
+      "--gin.MIXTURE_OR_TASK_NAME='test_reverse'"], "No model size configured"),
+])
+def test_a_missing_setting_names_the_flag_that_sets_it(args, message, capsys):
+  assert cli.main(["train", *args]) == 2
+  err = capsys.readouterr().err
+  assert message in err and "Traceback" not in err
+  if "MODEL_DIR," in message:
+    assert "--gin.MODEL_DIR=\"'/path/to/run'\"" in err
 
 
 def test_inference_loads_the_latest_step_of_a_run(base_run):
