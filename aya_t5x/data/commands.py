@@ -51,8 +51,10 @@ def _tasks_add(args: argparse.Namespace) -> int:
   index = sources.scan(spec, entry["path"], tolerant=bool(entry.get("tolerant")))
   print(f"added task {entry['name']} to {args.manifest}")
   print(index.report.format())
-  print(f"Register it with aya_t5x.data.registration.load_manifest({str(args.manifest)!r}, "
-        "vocabulary) or --gin.aya_t5x.data.registration.load_manifest.manifest=...")
+  print(f"Train on it with --gin_file mixtures/vocabulary.gin "
+        f"--gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\" "
+        f"--gin.TASK_MANIFEST=\"'{args.manifest}'\" (or, in Python, "
+        f"aya_t5x.data.registration.load_manifest({str(args.manifest)!r}, vocabulary))")
   return 0
 
 
