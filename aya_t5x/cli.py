@@ -62,17 +62,38 @@ def _model_info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config
-  from aya_t5x.checkpoints import formats
+  import dataclasses
+  from pathlib import Path
+
+  from aya_t5x import gin_config, inference
+  from aya_t5x.checkpoints import formats, native
 
   config = None
   if args.gin_file or args.gin_bindings:
     _parse_gin(args)
-    config = gin_config.configured_model()
-  params, config = formats.load_params(args.src, config, fmt=args.source_format)
+    # Parameter checkpoints, a training run's included, hold the per-layer layout even
+    # when the run trained with scanned layers.
+    config = dataclasses.replace(gin_config.configured_model(), scan_layers=False)
+  src = Path(args.src).absolute()
+  # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
+  state_dir = (inference._train_state_dir(src) if args.source_format == "aya_t5x"
+               and not (src / native.CONFIG_FILE).exists() else None)
+  if state_dir is None:
+    params, config = formats.load_params(args.src, config, fmt=args.source_format)
+  elif config is None:
+    raise ValueError(
+        f"{args.src} is a training checkpoint ({state_dir}), which does not store the "
+        "model configuration: pass the gin files the run was trained with (the model size "
+        "and any file or --gin.MT5Config binding that changed it), as infer and eval take "
+        f"them, e.g. aya-t5x convert --from aya_t5x --to {args.target_format} "
+        f"--gin_file models/mt5_small.gin {args.src} {args.dst} (for the demo: "
+        "--gin_file models/mt5_tiny.gin --gin_file demo/recipe.gin).")
+  else:
+    params = inference.load_params(src, config)
   formats.save_params(params, config, args.dst, fmt=args.target_format)
   print(f"wrote {args.target_format} checkpoint {args.dst} "
-        f"(d_model={config.d_model}, {config.num_encoder_layers}/"
+        + (f"from {state_dir} " if state_dir else "")
+        + f"(d_model={config.d_model}, {config.num_encoder_layers}/"
         f"{config.num_decoder_layers} layers, vocab {config.vocab_size})")
   return 0
 
@@ -183,12 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
   convert = sub.add_parser(
       "convert", help="convert checkpoints between Hugging Face, T5X and aya_t5x",
       description="Convert a checkpoint. With --gin_file the checkpoint must match the "
-                  "gin model; without, the model is read from the checkpoint.")
+                  "gin model; without, the model is read from the checkpoint. --from "
+                  "aya_t5x also takes a training MODEL_DIR (its latest step) or a step "
+                  "folder, with the gin files the run was trained with (a run does not "
+                  "store its model).")
   convert.add_argument("--from", dest="source_format", choices=("hf", "t5x", "aya_t5x"),
                        required=True)
   convert.add_argument("--to", dest="target_format", choices=("hf", "aya_t5x"),
                        required=True)
-  convert.add_argument("src", help="source checkpoint folder")
+  convert.add_argument("src", help="source checkpoint folder; with --from aya_t5x also a "
+                       "training MODEL_DIR or a step folder (give its --gin_file)")
   convert.add_argument("dst", help="destination folder (created)")
   add_gin_flags(convert)
   convert.set_defaults(handler=_convert)

@@ -119,6 +119,12 @@ def plan_aya_mixture(scheme: str, sources: Mapping[str, Any], *, name: str | Non
   if unknown:
     raise ValueError(f"unknown source(s) {', '.join(sorted(unknown))} in AYA_SOURCES; "
                      f"sources: {', '.join(SOURCES)}")
+  unweighted = set(sources) - set(chosen.weights)
+  if unweighted:
+    raise ValueError(
+        f"AYA_SOURCES has {', '.join(sorted(unweighted))}, which scheme {chosen.name} gives "
+        f"no weight (it weights {', '.join(chosen.weights)}); remove them from AYA_SOURCES "
+        "or give them a weight in the scheme")
   planned = {
       source: registration.plan_source_tasks(
           source, paths, tolerant=tolerant, boosts=boosts.get(source),

@@ -113,6 +113,19 @@ def test_missing_sources_and_extra_tasks(six_sources):
   assert math.isclose(sum(plan.task_rates.values()), 1.0)
 
 
+def test_a_source_the_scheme_does_not_weight_is_named(six_sources):
+  two_sources = mixtures.WeightingScheme(
+      name="test_two_sources", title="two sources", weights={"aya_dataset": 60.0, "xp3x": 40.0})
+  mixtures.register_scheme(two_sources)
+  with pytest.raises(ValueError, match=r"AYA_SOURCES has aya_templated, aya_translated, "
+                     r"data_provenance, sharegpt_command, which scheme test_two_sources "
+                     r"gives no weight"):
+    mixtures.plan_aya_mixture("test_two_sources", six_sources)
+  plan = mixtures.plan_aya_mixture(
+      "test_two_sources", {k: six_sources[k] for k in ("aya_dataset", "xp3x")})
+  assert plan.source_weights == {"aya_dataset": 60.0, "xp3x": 40.0}
+
+
 def test_gin_selects_the_scheme(six_sources, small_vocabulary):
   import gin
   from aya_t5x import gin_config
