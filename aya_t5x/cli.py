@@ -76,19 +76,19 @@ def _convert(args: argparse.Namespace) -> int:
     config = dataclasses.replace(gin_config.configured_model(), scan_layers=False)
   src = Path(args.src).absolute()
   # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = (inference._train_state_dir(src) if args.source_format == "aya_t5x"
-               and not (src / native.CONFIG_FILE).exists() else None)
+  state_dir = inference.train_state_dir(src) if args.source_format == "aya_t5x" else None
   if state_dir is None:
     params, config = formats.load_params(args.src, config, fmt=args.source_format)
-  elif config is None:
-    raise ValueError(
-        f"{args.src} is a training checkpoint ({state_dir}), which does not store the "
-        "model configuration: pass the gin files the run was trained with (the model size "
-        "and any file or --gin.MT5Config binding that changed it), as infer and eval take "
-        f"them, e.g. aya-t5x convert --from aya_t5x --to {args.target_format} "
-        f"--gin_file models/mt5_small.gin {args.src} {args.dst} (for the demo: "
-        "--gin_file models/mt5_tiny.gin --gin_file demo/recipe.gin).")
   else:
+    config = config or inference.stored_config(src)
+    if config is None:
+      raise ValueError(
+          f"{args.src} is a training checkpoint ({state_dir}) from a run that did not save "
+          f"its model ({native.CONFIG_FILE}): pass the gin files the run was trained with "
+          "(the model size and any file or --gin.MT5Config binding that changed it), e.g. "
+          f"aya-t5x convert --from aya_t5x --to {args.target_format} --gin_file "
+          f"models/mt5_small.gin {args.src} {args.dst} (for the demo: --gin_file "
+          "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
     params = inference.load_params(src, config)
   formats.save_params(params, config, args.dst, fmt=args.target_format)
   print(f"wrote {args.target_format} checkpoint {args.dst} "
@@ -132,11 +132,13 @@ def _vocabulary(args: argparse.Namespace):
 
 
 def _infer(args: argparse.Namespace) -> int:
-  from aya_t5x import decoding, gin_config, inference
+  from aya_t5x import decoding, inference
+  from aya_t5x.data import vocabulary as vocab_lib
 
   _parse_gin(args)
-  config = gin_config.configured_model()
+  config = inference.model_config(args.checkpoint)
   vocabulary = _vocabulary(args)
+  vocab_lib.check_fits_model(vocabulary, config.vocab_size)
   options = decoding.DecodingOptions(
       method=args.method, max_decode_length=args.max_decode_length,
       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

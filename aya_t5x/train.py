@@ -94,6 +94,23 @@ def _preemption_notice():
     signal.signal(signal.SIGTERM, previous)
 
 
+def save_model_config(model_dir: str, config: MT5Config) -> None:
+  """Writes the run's model to `MODEL_DIR/mt5_config.json` (local or a bucket).
+
+  `infer`, `eval` and `convert` read it, so a run's checkpoints need no gin model files.
+  Written whole through a temporary file and a rename, so a reader never sees half of it.
+  """
+  from etils import epath
+
+  from aya_t5x.checkpoints import native
+
+  directory = epath.Path(model_dir)
+  directory.mkdir(parents=True, exist_ok=True)
+  temporary = directory / f"{native.CONFIG_FILE}.tmp"
+  temporary.write_text(native.config_to_json(config))
+  temporary.replace(directory / native.CONFIG_FILE)
+
+
 def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline.DatasetConfig,
           train_steps: int, partitioner: Partitioner = Partitioner(),
           schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
@@ -136,6 +153,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   checkpointer = TrainCheckpointer(model_dir, save_every_steps=checkpoint.every_steps,
                                    keep=checkpoint.keep, async_save=checkpoint.async_save)
   latest = checkpointer.latest_step()
+  if is_chief:
+    save_model_config(model_dir, per_layer_config)
   data_state: dict = {}
   if latest is not None:
     state, data_state = checkpointer.restore(latest, saved.abstract)

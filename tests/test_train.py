@@ -259,3 +259,24 @@ def test_inference_loads_the_latest_step_of_a_run(base_run):
 
   model_dir, result = base_run
   assert_trees_equal(inference.load_params(model_dir, TINY), result.state.params)
+
+
+def test_a_run_saves_its_model_so_its_checkpoints_need_no_gin_files(base_run, tmp_path, capsys):
+  from aya_t5x import inference
+  from aya_t5x.checkpoints import hf
+
+  model_dir, result = base_run
+  stored = inference.stored_config(model_dir)
+  assert stored is not None and not stored.scan_layers
+  assert (stored.d_model, stored.d_ff, stored.vocab_size) == (
+      TINY.d_model, TINY.d_ff, TINY.vocab_size)
+  assert stored.dropout_rate == pytest.approx(0.1)  # the run's DROPOUT_RATE, not the file's
+  assert inference.stored_config(model_dir / "checkpoints" / "4") == stored
+  gin_config.parse_gin([], [])  # no model gin file: infer and eval fall back to the run's
+  assert inference.model_config(model_dir) == stored
+  assert cli.main(["convert", "--from", "aya_t5x", "--to", "hf", str(model_dir),
+                   str(tmp_path / "hf")]) == 0
+  params, config = hf.load_hf_checkpoint(tmp_path / "hf")
+  assert_trees_equal(params, result.state.params)
+  assert (config.d_model, config.num_decoder_layers) == (stored.d_model,
+                                                         stored.num_decoder_layers)

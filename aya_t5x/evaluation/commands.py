@@ -76,7 +76,7 @@ def _eval(args: argparse.Namespace) -> int:
                      "go); `aya-t5x eval report` renders or compares reports.")
   search = [p for p in args.gin_search_paths.split(",") if p]
   gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
-  config = gin_config.configured_model()
+  config = inference.model_config(args.checkpoint)
   suite = _configured_suite(args)
   plan = suite_lib.plan(suite)
   print(f"suite {plan.suite}: {len(plan.tasks)} task(s)"

@@ -84,15 +84,15 @@ def test_the_gin_files_of_a_scanned_run_convert_its_per_layer_checkpoint(trainin
 
 
 @pytest.mark.parametrize("source", ["run", "step"])
-def test_a_run_without_gin_files_fails_naming_the_path_and_the_fix(training_run, tmp_path,
-                                                                   capsys, source):
+def test_a_run_that_saved_no_model_needs_gin_files(training_run, tmp_path, capsys, source):
+  """Runs save their model (`train.save_model_config`); this one, as runs before that, did not."""
   model_dir, _ = training_run
   src = model_dir if source == "run" else model_dir / "checkpoints" / "8"
   assert cli.main(["convert", "--from", "aya_t5x", "--to", "hf", str(src),
                    str(tmp_path / "hf")]) == 2
   err = capsys.readouterr().err
   assert str(src) in err and str(model_dir / "checkpoints" / "8" / "state") in err
-  assert "--gin_file models/" in err and "mt5_config.json" not in err
+  assert "did not save its model (mt5_config.json)" in err and "--gin_file models/" in err
   assert not (tmp_path / "hf").exists()
 
 
