@@ -227,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = build_parser()
+  try:
+    parser = build_parser()
+  except ValueError as e:  # a data table the commands read at start (languages.csv) is bad
+    print(f"aya-t5x: error: {e}", file=sys.stderr)
+    return 2
   args, extra = parser.parse_known_args(argv)
   try:
     args.gin_bindings = _split_gin_bindings(extra)

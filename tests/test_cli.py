@@ -54,3 +54,20 @@ def test_help_does_not_import_the_heavy_libraries():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True).stdout
   assert out.strip() == "[]"
+
+
+def test_a_bad_language_table_is_an_error_line_not_a_traceback(tmp_path):
+  from aya_t5x.data import languages
+
+  rows = languages.TABLE.read_text(encoding="utf-8").splitlines()
+  header, first = rows[0], rows[1].split(",")
+  first[header.split(",").index("group")] = "MR" if first[6] != "3" else "HR"
+  bad = tmp_path / "languages.csv"
+  bad.write_text("\n".join([header, ",".join(first), *rows[2:]]) + "\n", encoding="utf-8")
+  code = ("import sys\nfrom pathlib import Path\nfrom aya_t5x.data import languages\n"
+          f"languages.TABLE = Path({str(bad)!r})\n"
+          "from aya_t5x import cli\nsys.exit(cli.main(['--help']))\n")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert result.returncode == 2
+  assert result.stderr.startswith("aya-t5x: error: ") and "Traceback" not in result.stderr
+  assert f"{bad}:2: group" in result.stderr
