@@ -66,14 +66,16 @@ class AyaT5XBackend:
                       config=None, **kwargs) -> AyaT5XBackend:
     """Loads a checkpoint (a training run, a step, or aya_t5x / T5X / HF parameters).
 
-    Without `config` the model configuration is read from the checkpoint (aya_t5x and
-    Hugging Face formats carry it); a training run needs the gin model config.
+    Without `config` the model configuration is read from the checkpoint (a training
+    run's saved model, aya_t5x and Hugging Face checkpoints carry it; T5X's is read off
+    its parameter shapes).
     """
     from aya_t5x import inference
     from aya_t5x.checkpoints import formats
     from aya_t5x.data import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
+    config = config or inference.stored_config(checkpoint)
     if config is None:
       params, config = formats.load_params(checkpoint)
     else:

@@ -26,7 +26,7 @@ from aya_t5x.cli import add_gin_flags
 
 
 def _load_model(args: argparse.Namespace, checkpoint: str):
-  """(params, config, vocabulary) of a checkpoint, sized by the gin flags."""
+  """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
   from aya_t5x import gin_config, inference
   from aya_t5x.data import vocabulary
 
@@ -34,7 +34,7 @@ def _load_model(args: argparse.Namespace, checkpoint: str):
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")
   search = [p for p in args.gin_search_paths.split(",") if p]
   gin_config.parse_gin(args.gin_file, getattr(args, "gin_bindings", []), search)
-  config = gin_config.configured_model()
+  config = inference.model_config(checkpoint)
   return (inference.load_params(checkpoint, config), config,
           vocabulary.sentencepiece_vocabulary(args.vocabulary))
 
