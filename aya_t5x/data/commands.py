@@ -212,11 +212,18 @@ def _mixture_report(args: argparse.Namespace) -> int:
   from aya_t5x.data import report
 
   plan = _plan(args)
+  vocabulary_path = args.vocabulary
+  if not vocabulary_path and (args.gin_file or getattr(args, "gin_bindings", None)):
+    from aya_t5x import gin_config
+
+    # The gin route counts tokens with the mixture's own vocabulary.
+    bound = gin_config.macro_value("VOCABULARY_PATH")
+    vocabulary_path = bound if isinstance(bound, str) else None
   vocabulary = None
-  if args.vocabulary:
+  if vocabulary_path:
     from aya_t5x.data import vocabulary as vocab_lib
 
-    vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
+    vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
   result = report.mixture_report(plan, steps=args.steps, batch=args.batch,
                                  examples_per_sequence=args.examples_per_sequence,
                                  warn_epochs=args.warn_epochs, vocabulary=vocabulary)

@@ -95,3 +95,6 @@ def test_mixture_report_from_gin(tmp_path, capsys, small_vocabulary):
     gin.clear_config()
   out = capsys.readouterr().out
   assert "sizes scanned" in out and "| sw | Swahili | LR |" in out
+  # Counted in the mixture's own tokens (VOCABULARY_PATH), as with --vocabulary.
+  written = json.loads(next((tmp_path / "r").glob("*.json")).read_text())
+  assert all("tokens_per_example" in task for task in written["tasks"])
