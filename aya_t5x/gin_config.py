@@ -60,6 +60,33 @@ ConfiguredMT5Config = CONFIGURABLES["MT5Config"]
 MODEL_SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
 
 
+def _tolerate_folders_named_like_includes() -> None:
+  """Keeps gin's include lookup from crashing on a plain folder in the working directory.
+
+  For `include 'runs/finetune.gin'` gin also looks for a Python package `runs`; under
+  `python -m` the working directory is importable, so a folder `runs/` there is found as
+  a namespace package without a file, and gin's check raises TypeError instead of
+  answering "not here". Such a folder holds no packaged gin file: the check now says so,
+  and gin goes on to the search paths (the shipped gin files).
+  """
+  readers = gin.config._FILE_READERS  # pylint: disable=protected-access
+  for index, (reader, exists) in enumerate(readers):
+    if getattr(exists, "tolerant", False):
+      continue
+
+    def tolerant(path, exists=exists):
+      try:
+        return exists(path)
+      except TypeError:
+        return False
+
+    tolerant.tolerant = True
+    readers[index] = (reader, tolerant)
+
+
+_tolerate_folders_named_like_includes()
+
+
 class GinConfigError(ValueError):
   """A gin file, binding or search path is wrong; the message says what to change."""
 

@@ -71,3 +71,14 @@ def test_a_bad_language_table_is_an_error_line_not_a_traceback(tmp_path):
   assert result.returncode == 2
   assert result.stderr.startswith("aya-t5x: error: ") and "Traceback" not in result.stderr
   assert f"{bad}:2: group" in result.stderr
+
+
+def test_a_folder_named_like_an_include_does_not_break_gin(tmp_path):
+  """Under `python -m` the working folder is importable; a runs/ there is no gin package."""
+  (tmp_path / "runs").mkdir()
+  (tmp_path / "models").mkdir()
+  result = subprocess.run(
+      [sys.executable, "-m", "aya_t5x.cli", "model-info", "--gin_file", "models/mt5_tiny.gin",
+       "--gin_file", "runs/aya_recipe.gin"], cwd=tmp_path, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "parameters:" in result.stdout
