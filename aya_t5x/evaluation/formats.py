@@ -170,7 +170,7 @@ _STORY_COLUMNS = (
 
 
 def read_story_cloze(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """(X)StoryCloze: four story sentences, two endings, answer (0 or 1)."""
+  """(X)StoryCloze: four story sentences, two endings, the right one (1 or 2; 0 or 1 out)."""
   path = require_file(path, STORY_CLOZE)
   with open(path, encoding="utf-8") as f:
     header = f.readline()
@@ -189,7 +189,7 @@ def read_story_cloze(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def read_xwinograd(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """XWinograd: sentence (with `_`), option1, option2, answer (0 or 1)."""
+  """XWinograd: sentence (with `_`), option1, option2, answer (1 or 2; 0 or 1 out)."""
   records = []
   for where, record in jsonl_records(path, XWINOGRAD):
     out = {name: _field(record, name, where, XWINOGRAD) for name in
