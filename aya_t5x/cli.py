@@ -150,6 +150,10 @@ def _infer(args: argparse.Namespace) -> int:
       input_key=args.input_key, seed=args.seed)
   for why in list(report.skipped.values())[:5]:
     print(f"skipped {why}", file=sys.stderr)
+  if not report.written:
+    raise ValueError(
+        f"no prompt of {args.input} could be read ({len(report.skipped)} line(s) skipped); "
+        f"is the prompt's field --input_key {args.input_key!r}?")
   print(f"wrote {report.written} completions to {args.output}; skipped "
         f"{len(report.skipped)} line(s)")
   return 0
