@@ -260,15 +260,22 @@ def plan(suite: EvalSuite) -> Plan:
   Missing data files raise FileNotFoundError listing each with its expected format,
   unless `suite.allow_missing`, which skips those tasks and records why.
   """
-  planned, skipped = [], []
+  planned, skipped, empty = [], [], []
   missing: dict[str, tuple[benchmarks.Benchmark, list]] = {}  # title -> (benchmark, paths)
   for entry in suite.entries():
     group, names, bench = _entry_tasks(suite, entry)
     for name in names:
       info = benchmarks.task_info(name)
       why = info.missing() if info else ""
+      # A file that holds several languages may lack this one.
+      no_rows = (info is not None and not why
+                 and not info.benchmark.rows(info.files(), info.key))
+      if no_rows:
+        why = f"no examples in {', '.join(map(str, info.files().values()))}"
       if why and suite.allow_missing:
         skipped.append((name, why))
+      elif no_rows:
+        empty.append(f"{name}: {why}")
       elif why:
         paths = missing.setdefault(info.benchmark.title, (info.benchmark, []))[1]
         paths.extend(p for p in info.missing_files() or [None] if p not in paths)
@@ -289,6 +296,11 @@ def plan(suite: EvalSuite) -> Plan:
         f"suite {suite.name}: evaluation data missing:\n  " + "\n  ".join(lines) +
         "\nPut the files there (docs/evaluation.md), or pass --allow_missing to skip those "
         "tasks.")
+  if empty:
+    raise ValueError(
+        f"suite {suite.name}: evaluation data without examples for a task:\n  "
+        + "\n  ".join(empty) + "\nAdd that language's rows, or pass --allow_missing to skip "
+        "those tasks.")
   if not planned:
     raise ValueError(f"suite {suite.name}: nothing to evaluate (all {len(skipped)} tasks "
                      "skipped for missing data).")

@@ -70,10 +70,18 @@ def test_suite_plan_lists_missing_files_or_skips_them(tmp_path):
   message = str(error.value)
   assert "XWinograd: 6 file(s) not found" in message and "XNLI" not in message
   assert f"{tmp_path}/xwinograd/test/jp.jsonl" in message and "--allow_missing" in message
+  # The one XNLI file holds only en and sw: the other 13 languages have no examples.
+  with pytest.raises(ValueError) as error:
+    suite_lib.plan(suite_lib.EvalSuite(name="t", tasks=entries[:1], vocabulary=BYTES,
+                                       data_dir=str(tmp_path)))
+  message = str(error.value)
+  assert f"aya_eval.xnli.fr: no examples in {tmp_path}/xnli/xnli.dev.tsv" in message
+  assert "aya_eval.xnli.sw" not in message and "--allow_missing" in message
   plan = suite_lib.plan(suite_lib.EvalSuite(name="t", tasks=entries, vocabulary=BYTES,
                                             data_dir=str(tmp_path), allow_missing=True))
-  assert len(plan.tasks) == 15 and len(plan.skipped) == 6
-  assert plan.skipped[0][0] == "aya_eval.xwinograd.en"
+  assert [task.name for task in plan.tasks] == ["aya_eval.xnli.en", "aya_eval.xnli.sw"]
+  assert len(plan.skipped) == 13 + 6
+  assert ("aya_eval.xwinograd.en", ) == plan.skipped[13][:1]
 
 
 def test_a_benchmark_needs_the_vocabulary_and_a_known_name():
