@@ -247,6 +247,16 @@ def compare(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
   task_names = list(dict.fromkeys(t["task"] for r in reports for t in r["tasks"]))
   per_task = [{t["task"]: t for t in r["tasks"]} for r in reports]
   first = {t["task"]: t for r in reversed(reports) for t in r["tasks"]}
+  # Runs over different tasks (another suite, --allow_missing) have averages over
+  # different things; the shared tasks' average compares like with like.
+  shared = [t for t in task_names if all(t in run for run in per_task)]
+  lacking = {name: [t for t in task_names if t not in run]
+             for name, run in zip(names, per_task)}
+  coverage = None
+  if any(lacking.values()):
+    coverage = {"shared_tasks": len(shared),
+                "missing_tasks": {n: missing for n, missing in lacking.items() if missing},
+                "shared_average": [_average_over(r, set(shared)) for r in reports]}
   return {
       "runs": [{"name": n, "suite": r["suite"], "checkpoint": r.get("checkpoint"),
                 "step": r.get("step")} for n, r in zip(names, reports)],
@@ -257,6 +267,7 @@ def compare(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
           "groups": {g: [run[b]["groups"][g] if b in run else None for run in per_run]
                      for g in GROUPS}} for b in benches],
       "average": [r["average"] for r in reports],
+      "coverage": coverage,
       "groups": {g: [r["groups"][g] for r in reports] for g in GROUPS},
       "tasks": [{"task": t, "benchmark": first[t]["benchmark"],
                  "language": first[t]["language"], "group": first[t]["group"],
@@ -264,6 +275,15 @@ def compare(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
                  "values": [run[t]["score"] if t in run else None for run in per_task]}
                 for t in task_names],
   }
+
+
+def _average_over(report: Mapping[str, Any], tasks: set[str]) -> float | None:
+  """A report's average (benchmarks' means over languages, then their mean) on `tasks`."""
+  by_benchmark: dict[str, list] = {}
+  for task in report["tasks"]:
+    if task["task"] in tasks:
+      by_benchmark.setdefault(task["benchmark"], []).append(task["score"])
+  return _mean([_mean(scores) for scores in by_benchmark.values()])
 
 
 def _delta(values: Sequence[float | None]) -> str:
@@ -280,11 +300,22 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
   lines += [f"- **{r['name']}**: suite {r['suite']}, checkpoint `{r['checkpoint']}`"
             + (f", step {r['step']}" if r.get("step") is not None else "")
             for r in comparison["runs"]]
+  coverage = comparison.get("coverage")
+  if coverage:
+    lacking = "; ".join(f"{name} lacks {len(tasks)} (e.g. {tasks[0]})"
+                        for name, tasks in coverage["missing_tasks"].items())
+    lines += ["", f"**The runs cover different tasks**: {lacking}. Each run's average is "
+              f"over its own tasks; the row *average over the {coverage['shared_tasks']} "
+              "shared tasks* compares like with like."]
   lines += ["", "## Benchmarks (average over languages)", ""]
   rows = [[b["benchmark"], b["metric"], *map(_num, b["values"])] +
           ([_delta(b["values"])] if two else []) for b in comparison["benchmarks"]]
   rows.append(["**average**", "", *map(_num, comparison["average"])] +
               ([_delta(comparison["average"])] if two else []))
+  if coverage:
+    rows.append([f"*average over the {coverage['shared_tasks']} shared tasks*", "",
+                 *map(_num, coverage["shared_average"])] +
+                ([_delta(coverage["shared_average"])] if two else []))
   lines += _table(["benchmark", "metric", *names, *delta], rows)
   lines += ["", "## Resource groups", ""]
   rows = [[b["benchmark"], g, *map(_num, b["groups"][g])] +

@@ -107,6 +107,22 @@ def test_report_compares_runs_side_by_side(run, tmp_path, capsys):
                                               report["tasks"][5]["score"] + 10]
   assert (tmp_path / "compare" / "compare.md").is_file()
   assert (tmp_path / "compare" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+  assert comparison["coverage"] is None and "cover different tasks" not in printed
+  # A run over fewer tasks (another suite, --allow_missing): flagged, and averaged over
+  # the tasks both runs share.
+  fewer = json.loads(json.dumps(better))
+  dropped = [t for t in fewer["tasks"] if t["language"] not in ("sw", "et")]
+  fewer["tasks"] = [t for t in fewer["tasks"] if t["language"] in ("sw", "et")]
+  (tmp_path / "fewer").mkdir()
+  (tmp_path / "fewer" / "eval.json").write_text(json.dumps(fewer))
+  assert cli.main(["eval", "report", "--compare", str(folder / "out" / "eval.json"),
+                   str(tmp_path / "fewer"), "--names", "mT0x", "Aya"]) == 0
+  printed = capsys.readouterr().out
+  assert f"Aya lacks {len(dropped)} (e.g. {dropped[0]['task']})" in printed
+  shared = [t["score"] for t in report["tasks"] if t["language"] in ("sw", "et")]
+  mean = sum(shared) / len(shared)
+  assert (f"| *average over the {len(shared)} shared tasks* |  | {mean:.2f} | {mean + 10:.2f} "
+          "| +10.00 |") in printed
   # One report alone is printed and re-rendered next to it.
   assert cli.main(["eval", "report", str(tmp_path / "aya" / "eval.json")]) == 0
   assert "# Evaluation: aya_heldout" in capsys.readouterr().out
