@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import functools
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -125,6 +126,36 @@ def _check_registered(name: str) -> None:
         "--gin.TASK_MANIFEST=\"'aya_tasks.json'\" (see `aya-t5x tasks list`).")
 
 
+class _FirstOfRepeatedWarning(logging.Filter):
+  """Lets seqio's "uncached FunctionDataset" warning through once per process.
+
+  seqio logs it for every task a mixture reads (55 times for the demo's); it concerns
+  every Python-generated task alike (shuffling restarts from the source), so once says
+  all it has to say.
+  """
+
+  PREFIX = "Using an uncached FunctionDataset for training"
+
+  def __init__(self):
+    super().__init__()
+    self.seen = False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if not str(record.msg).startswith(self.PREFIX):
+      return True
+    first, self.seen = not self.seen, True
+    return first
+
+
+_REPEATED_WARNING = _FirstOfRepeatedWarning()
+
+
+def _quiet_repeated_seqio_warnings() -> None:
+  absl_logger = logging.getLogger("absl")
+  if _REPEATED_WARNING not in absl_logger.filters:
+    absl_logger.addFilter(_REPEATED_WARNING)
+
+
 def _hide_accelerators_from_tensorflow() -> None:
   import tensorflow as tf
 
@@ -205,6 +236,7 @@ def build_dataset(config: DatasetConfig, shard: tuple[int, int] | None = None):
   import seqio
 
   _hide_accelerators_from_tensorflow()
+  _quiet_repeated_seqio_warnings()
   check_dataset_config(config)
   index, count = shard or (jax.process_index(), jax.process_count())
   _check_shards(config, count)

@@ -106,7 +106,7 @@ def _pairwise(args: argparse.Namespace) -> int:
       _judge(args), joined, args.output_dir, seed=args.seed,
       name_a=args.name_a or Path(args.a).stem, name_b=args.name_b or Path(args.b).stem))
   print(judging.format_win_rates(report))
-  print(f"wrote {args.output_dir}/win_rates.json, win_rates.md and judgments.jsonl")
+  print(f"wrote {Path(args.output_dir) / 'win_rates.json'}, win_rates.md and judgments.jsonl")
   return 0
 
 

@@ -92,3 +92,19 @@ def test_loss_of_best_fit_rows_equals_the_unpacked_loss():
   b = train_step.eval_metrics(jax.device_get(step(params, stack(unpacked))))
   assert a["sequences"] == b["sequences"] == 12
   np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+
+
+def test_seqio_uncached_dataset_warning_is_shown_once(caplog):
+  from absl import logging as absl_logging
+
+  from aya_t5x import input_pipeline
+
+  input_pipeline._quiet_repeated_seqio_warnings()
+  input_pipeline._REPEATED_WARNING.seen = False
+  with caplog.at_level("WARNING"):
+    for _ in range(3):
+      absl_logging.warning("Using an uncached FunctionDataset for training is not recommended")
+    absl_logging.warning("another warning")
+  messages = [r.getMessage() for r in caplog.records]
+  assert sum(m.startswith("Using an uncached FunctionDataset") for m in messages) == 1
+  assert "another warning" in messages
