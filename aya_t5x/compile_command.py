@@ -49,9 +49,10 @@ def _step_arguments() -> dict:
   try:
     bindings = gin.get_bindings("train")
   except (ValueError, TypeError) as e:
-    raise ValueError(f"The gin files do not configure a run ({e}). Give a model size, a "
-                     "run file and a partitioning, e.g. --gin_file models/mt5_xl.gin "
-                     "--gin_file runs/aya_recipe.gin --gin_file partitioning/fsdp.gin.") from e
+    raise ValueError(f"The gin files do not give the run's settings: {e}. Fix the binding "
+                     "named there; and if a model size, a run file or a partitioning is "
+                     "missing, give it, e.g. --gin_file models/mt5_xl.gin --gin_file "
+                     "runs/aya_recipe.gin --gin_file partitioning/fsdp.gin.") from e
   missing = [name for name in ("model_config", "train_data") if name not in bindings]
   if missing:
     raise ValueError(f"The gin files bind no {' or '.join(missing)} for `train`; add "
