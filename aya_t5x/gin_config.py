@@ -168,15 +168,14 @@ def _gin_texts(files: Sequence[str], search_paths: Sequence[str]) -> list[str]:
   return texts
 
 
-def _referenced_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
-  """Every `%MACRO` the gin files (and their includes) refer to."""
-  return {name for text in _gin_texts(files, search_paths)
-          for name in re.findall(r"%([A-Za-z_][A-Za-z0-9_.]*)", text)}
+def _referenced_macros(texts: Sequence[str]) -> set[str]:
+  """Every `%MACRO` the gin texts refer to."""
+  return {name for text in texts for name in re.findall(r"%([A-Za-z_][A-Za-z0-9_.]*)", text)}
 
 
-def _defined_macros(files: Sequence[str], search_paths: Sequence[str]) -> set[str]:
-  """Every `MACRO = ...` the gin files (and their includes) define."""
-  return {name for text in _gin_texts(files, search_paths)
+def _defined_macros(texts: Sequence[str]) -> set[str]:
+  """Every `MACRO = ...` the gin texts define."""
+  return {name for text in texts
           for name in re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", text, re.MULTILINE)}
 
 
@@ -208,15 +207,7 @@ def unset_required_macros() -> list[str]:
   macro (`MODEL_DIR = %gin.REQUIRED`, `train.model_dir = %MODEL_DIR`) the marker itself
   would reach the function.
   """
-  unset = []
-  for name in sorted(_PARSED_MACROS):
-    try:
-      value = gin.query_parameter(f"%{name}")
-    except ValueError:
-      continue
-    if _is_required_marker(value):
-      unset.append(name)
-  return unset
+  return [name for name in sorted(_PARSED_MACROS) if _is_required_marker(macro_value(name))]
 
 
 def check_required_macros() -> None:
@@ -236,10 +227,8 @@ def macro_value(name: str, default=None):
     return default
 
 
-def _check_macro_bindings(bindings: Sequence[str], files: Sequence[str],
-                          search_paths: Sequence[str]) -> None:
+def _check_macro_bindings(bindings: Sequence[str], referenced: set[str]) -> None:
   """A macro set on the command line that no file uses is a typo (gin accepts it)."""
-  referenced = _referenced_macros(files, search_paths)
   for binding in bindings:
     name = binding.split("=", 1)[0].strip()
     if re.fullmatch(r"[A-Z][A-Z0-9_]*", name) and name not in referenced:
@@ -257,9 +246,10 @@ def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
   for path in [*search_paths, str(gin_root())]:
     gin.add_config_file_search_path(os.fspath(path))
   files = [resolve_gin_file(f, search_paths) for f in gin_files]
-  _check_macro_bindings(gin_bindings, files, search_paths)
+  texts = _gin_texts(files, search_paths)  # read once, for both checks
+  _check_macro_bindings(gin_bindings, _referenced_macros(texts))
   _PARSED_MACROS.clear()
-  _PARSED_MACROS.update(_defined_macros(files, search_paths))
+  _PARSED_MACROS.update(_defined_macros(texts))
   try:
     with _quiet_search_misses():
       gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)
@@ -282,7 +272,7 @@ def configured_model() -> model.MT5Config:
 
 # The macros a run must set, and how to set them, for the error when one is missing.
 REQUIRED_MACROS = {
-    "model_dir": "--gin.MODEL_DIR=\"'/path/to/run'\"",
+    "model_dir": MACRO_FIXES["MODEL_DIR"],
     "model_config": "--gin_file models/mt5_small.gin (or another size)",
     "train_data": "--gin_file runs/finetune.gin and --gin.MIXTURE_OR_TASK_NAME=\"'name'\"",
     "train_steps": "--gin.TRAIN_STEPS=1000",

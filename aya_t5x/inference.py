@@ -59,7 +59,7 @@ def stored_config(path: str | os.PathLike) -> MT5Config | None:
   if fmt == "aya_t5x":
     return native.read_config(path)
   if fmt == "hf":
-    return hf.mt5_config_from_hf(json.loads((path / "config.json").read_text()))
+    return hf.read_config(path)
   return None
 
 

@@ -53,10 +53,9 @@ def measure(d_model: int, thin_rows: list[int]) -> dict:
   import jax
   import jax.numpy as jnp
 
+  from aya_t5x import throughput
+
   rng = np.random.default_rng(0)
-  square = jnp.asarray(rng.standard_normal((2048, 2048)), jnp.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul_seconds = best_seconds(lambda: matmul(square))
   # [out, in], as the decoding loop stores kernels; 256 MB of float32.
   weights = jnp.asarray(rng.standard_normal((2**26 // d_model, d_model)), jnp.float32)
   weight_bytes = weights.size * 4
@@ -69,7 +68,7 @@ def measure(d_model: int, thin_rows: list[int]) -> dict:
     seconds = best_seconds(lambda x=x: product(x, weights))
     thin[str(rows)] = {"gbytes_per_second": weight_bytes / seconds / 1e9,
                        "gflops": 2 * rows * weights.size / seconds / 1e9}
-  return {"matmul_gflops": 2 * 2048**3 / matmul_seconds / 1e9,
+  return {"matmul_gflops": throughput.measure_matmul_peak(jnp.float32, size=2048) / 1e9,
           "dram_read_gbytes_per_second": weight_bytes / read_seconds / 1e9,
           "thin_dot": thin}
 
@@ -107,9 +106,9 @@ def main() -> None:
 
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   if args.one_core:
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false").strip()
+    from train_step import pin_to_one_core  # this folder's sibling; it imports no jax
+
+    pin_to_one_core()
   from aya_t5x import gin_config, throughput
 
   gin_config.parse_gin([args.gin_file], [f"MT5Config.vocab_size={args.vocab_size}"])

@@ -122,9 +122,9 @@ def main() -> None:
 
     dump_hlo_to(args.hlo_dump_dir, "beam_search|greedy_decode")
   if args.one_core:
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false").strip()
+    from train_step import pin_to_one_core  # this folder's sibling; it imports no jax
+
+    pin_to_one_core()
     import torch
 
     torch.set_num_threads(1)

@@ -198,6 +198,17 @@ def profile_summary(run_one_step, trace_dir: str, steps: int = 2, top: int = 20)
   return summary
 
 
+def pin_to_one_core() -> None:
+  """Runs this process on one core with one XLA thread (call before jax starts).
+
+  On a shared machine, single-threaded runs stay comparable where multi-threaded ones
+  wait on descheduled threads.
+  """
+  os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_cpu_multi_thread_eigen=false").strip()
+
+
 def dump_hlo_to(dump_dir: str, module_re: str) -> None:
   """Makes XLA dump the optimised HLO of the modules matching `module_re` as text.
 

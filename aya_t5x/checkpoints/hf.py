@@ -168,6 +168,14 @@ def _safetensors_files(path: Path) -> list[Path]:
       "with safe_serialization=True).")
 
 
+def read_config(path: str | os.PathLike) -> MT5Config:
+  """The model a Hugging Face mT5 folder's config.json describes."""
+  config_file = Path(path) / "config.json"
+  if not config_file.exists():
+    raise FileNotFoundError(f"{config_file} is missing; it says the model's size.")
+  return mt5_config_from_hf(json.loads(config_file.read_text()))
+
+
 def load_hf_checkpoint(path: str | os.PathLike, config: MT5Config | None = None
                        ) -> tuple[dict, MT5Config]:
   """Reads a Hugging Face mT5 folder (config.json + safetensors, sharded or not).
@@ -185,11 +193,8 @@ def load_hf_checkpoint(path: str | os.PathLike, config: MT5Config | None = None
   path = Path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"Hugging Face checkpoint folder {path} does not exist.")
-  config_file = path / "config.json"
   if config is None:
-    if not config_file.exists():
-      raise FileNotFoundError(f"{config_file} is missing; it says the model's size.")
-    config = mt5_config_from_hf(json.loads(config_file.read_text()))
+    config = read_config(path)
   state_dict: dict[str, np.ndarray] = {}
   for file in _safetensors_files(path):
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -148,6 +149,12 @@ class EvalTaskInfo:
               f"{self.benchmark.data_format}.")
     return ""
 
+  @functools.cached_property
+  def rows(self) -> list[dict[str, Any]]:
+    """The prompt rows (files that exist), read once: the suite's plan checks that there
+    are some, its dataset and every later evaluation in the process use them."""
+    return self.benchmark.rows(self.files(), self.key)
+
 
 def no_folder_message(benchmark: Benchmark) -> str:
   return (f"no data folder; pass --data_dir ROOT (with {benchmark.folder}/ inside), --data "
@@ -196,7 +203,7 @@ def _dataset_fn(info: EvalTaskInfo) -> Callable:
     missing = info.missing()
     if missing:
       raise FileNotFoundError(missing)
-    rows = info.benchmark.rows(info.files(), info.key)
+    rows = info.rows
     if not rows:
       raise ValueError(f"{info.name}: no examples in {list(info.files().values())}.")
     columns = {name: [row[name] for row in rows] for name in rows[0]}

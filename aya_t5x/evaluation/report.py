@@ -34,6 +34,14 @@ def _language(code: str) -> tuple[str, str]:
   return (language.name, language.group) if language else ("", "")
 
 
+def _suite_average(tasks: Sequence[Mapping[str, Any]]) -> float | None:
+  """Per benchmark the mean score over its tasks (languages), then the mean of those."""
+  by_benchmark: dict[str, list] = {}
+  for task in tasks:
+    by_benchmark.setdefault(task["benchmark"], []).append(task["score"])
+  return _mean([_mean(scores) for scores in by_benchmark.values()])
+
+
 def build(result, *, checkpoint: str | None = None, step: int | None = None,
           config: Any = None) -> dict[str, Any]:
   """The report of a `suite.SuiteResult` as a JSON-ready dict."""
@@ -64,7 +72,7 @@ def build(result, *, checkpoint: str | None = None, step: int | None = None,
       "step": step, "created": datetime.datetime.now(datetime.UTC).isoformat(
           timespec="seconds"),
       "model": _model_summary(config), "tasks": tasks, "benchmarks": bench_rows,
-      "average": _mean([b["average"] for b in bench_rows]),
+      "average": _suite_average(tasks),
       "groups": {g: _mean([b["groups"][g] for b in bench_rows]) for g in GROUPS},
       "skipped": [{"task": name, "reason": why} for name, why in result.skipped],
       "notes": notes,
@@ -249,14 +257,15 @@ def compare(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
   first = {t["task"]: t for r in reversed(reports) for t in r["tasks"]}
   # Runs over different tasks (another suite, --allow_missing) have averages over
   # different things; the shared tasks' average compares like with like.
-  shared = [t for t in task_names if all(t in run for run in per_task)]
+  shared = {t for t in task_names if all(t in run for run in per_task)}
   lacking = {name: [t for t in task_names if t not in run]
              for name, run in zip(names, per_task)}
   coverage = None
   if any(lacking.values()):
     coverage = {"shared_tasks": len(shared),
                 "missing_tasks": {n: missing for n, missing in lacking.items() if missing},
-                "shared_average": [_average_over(r, set(shared)) for r in reports]}
+                "shared_average": [_suite_average([t for t in r["tasks"] if t["task"] in shared])
+                                   for r in reports]}
   return {
       "runs": [{"name": n, "suite": r["suite"], "checkpoint": r.get("checkpoint"),
                 "step": r.get("step")} for n, r in zip(names, reports)],
@@ -275,15 +284,6 @@ def compare(reports: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[
                  "values": [run[t]["score"] if t in run else None for run in per_task]}
                 for t in task_names],
   }
-
-
-def _average_over(report: Mapping[str, Any], tasks: set[str]) -> float | None:
-  """A report's average (benchmarks' means over languages, then their mean) on `tasks`."""
-  by_benchmark: dict[str, list] = {}
-  for task in report["tasks"]:
-    if task["task"] in tasks:
-      by_benchmark.setdefault(task["benchmark"], []).append(task["score"])
-  return _mean([_mean(scores) for scores in by_benchmark.values()])
 
 
 def _delta(values: Sequence[float | None]) -> str:

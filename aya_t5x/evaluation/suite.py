@@ -268,8 +268,7 @@ def plan(suite: EvalSuite) -> Plan:
       info = benchmarks.task_info(name)
       why = info.missing() if info else ""
       # A file that holds several languages may lack this one.
-      no_rows = (info is not None and not why
-                 and not info.benchmark.rows(info.files(), info.key))
+      no_rows = info is not None and not why and not info.rows
       if no_rows:
         why = f"no examples in {', '.join(map(str, info.files().values()))}"
       if why and suite.allow_missing:
