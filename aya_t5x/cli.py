@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
       "infer", help="JSONL prompts in, JSONL completions out, from any checkpoint",
       description="Decode prompts with a trained model. --checkpoint is a training "
                   "MODEL_DIR (latest step), a step folder, or an aya_t5x / T5X / Hugging "
-                  "Face checkpoint; --gin_file chooses the model size.")
+                  "Face checkpoint; the model is the one it stores (a run saves "
+                  "mt5_config.json), or the --gin_file model size (T5X, or to override).")
   infer.add_argument("--checkpoint", required=True)
   infer.add_argument("--input", required=True, help="JSONL file, one prompt per line")
   infer.add_argument("--output", required=True, help="JSONL file to write")
@@ -212,14 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
       description="Convert a checkpoint. With --gin_file the checkpoint must match the "
                   "gin model; without, the model is read from the checkpoint. --from "
                   "aya_t5x also takes a training MODEL_DIR (its latest step) or a step "
-                  "folder, with the gin files the run was trained with (a run does not "
-                  "store its model).")
+                  "folder (a run saves its model; one from before that needs the gin "
+                  "files it was trained with).")
   convert.add_argument("--from", dest="source_format", choices=("hf", "t5x", "aya_t5x"),
                        required=True)
   convert.add_argument("--to", dest="target_format", choices=("hf", "aya_t5x"),
                        required=True)
   convert.add_argument("src", help="source checkpoint folder; with --from aya_t5x also a "
-                       "training MODEL_DIR or a step folder (give its --gin_file)")
+                       "training MODEL_DIR or a step folder")
   convert.add_argument("dst", help="destination folder (created)")
   add_gin_flags(convert)
   convert.set_defaults(handler=_convert)

@@ -7,7 +7,8 @@
     aya-t5x eval report --compare mt0x/eval.json aya/eval.json --names mT0x Aya \
       --output_dir comparison
 
-The suite, its tasks and the model size come from gin; the flags here override the
+The suite and its tasks come from gin, the model size from gin or else from the
+checkpoint (a run saves its model); the flags here override the
 suite's data paths and sizes. Everything is checked (tasks, vocabulary, data files)
 before the checkpoint is loaded. Handlers import the heavy libraries only when run and
 raise ValueError / FileNotFoundError with messages that name the fix.
@@ -137,8 +138,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
   evaluate = subparsers.add_parser(
       "eval", help="evaluate a checkpoint on an eval suite (gin/eval/*.gin); `eval report` "
       "renders or compares reports",
-      description="Evaluate a checkpoint on a suite: combine a model size (models/) with a "
-                  f"suite ({', '.join(SUITES)}). Writes eval.json, eval.md, eval.png and "
+      description="Evaluate a checkpoint on a suite "
+                  f"({', '.join(SUITES)}), with a model size (models/) where the checkpoint "
+                  "stores none (T5X). Writes eval.json, eval.md, eval.png and "
                   "predictions/ to --output_dir. See docs/evaluation.md.")
   evaluate.add_argument("--checkpoint", help="a training MODEL_DIR (latest step), a step "
                         "folder, or an aya_t5x / T5X / Hugging Face checkpoint")
