@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 import jax
 
-from aya_t5x import input_pipeline, optim, throughput, train, train_state
-from aya_t5x.model import MT5Config
+from aya_t5x import input_pipeline, optim, throughput, train_state, train_step
+from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import LossConfig
 
@@ -241,7 +241,7 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   devices = list(topology.devices)
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
-  tx = train.make_run_optimizer(model_config, schedule, optimizer)
+  tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
            for name, spec in input_pipeline.batch_spec(train_data).items()}
@@ -249,9 +249,10 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   start = time.perf_counter()
   with _without_persistent_cache(devices):
     layout = train_state.state_layout(model_config, tx, partitioner, mesh)
-    step = train.jit_train_step(model_config, tx, schedule, loss, seed=seed,
-                                num_microbatches=num_microbatches, layout=layout,
-                                batch_sharding=batch_sharding)
+    step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
+                                     num_microbatches=num_microbatches,
+                                     state_shardings=layout.shardings,
+                                     batch_sharding=batch_sharding)
     with jax.set_mesh(mesh), partitioner.rules_context():
       lowered = step.lower(layout.abstract, batch)
     try:

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from aya_t5x.model import MT5, MT5Config
+from aya_t5x.model import MT5
+from aya_t5x.model_config import MT5Config
 
 Array = jax.Array
 

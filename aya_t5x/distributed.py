@@ -18,10 +18,12 @@ jax itself loads only when a process joins: the CLI builds its flags from this m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
 import re
+import signal
 import socket
 import sys
 import time
@@ -231,3 +233,37 @@ def check_hosts_agree(items: Mapping[str, str], *, limit: int = 5) -> None:
     more = f"\n  ... and {len(differences) - limit} more" if len(differences) > limit else ""
     raise ClusterError("The hosts of this run disagree on its configuration; start every "
                        f"host with the same command and files:\n  {shown}{more}")
+
+
+@contextlib.contextmanager
+def preemption_notice():
+  """Yields `requested(step)`: whether to save and stop after `step` (SIGTERM arrived).
+
+  With several processes jax's preemption service hears SIGTERM on any host and picks a
+  step at which `requested` is True on every host together, so that all of them save
+  that step and none waits in a collective for one that stopped. Call it every step.
+  """
+  import jax
+
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    yield multihost_utils.reached_preemption_sync_point
+    return
+  flag = {"requested": False}
+
+  def handler(signum, frame):
+    flag["requested"] = True
+
+  def requested(step: int) -> bool:
+    return flag["requested"]
+
+  try:
+    previous = signal.signal(signal.SIGTERM, handler)
+  except ValueError:  # not the main thread: no signal handling possible
+    yield requested
+    return
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGTERM, previous)

@@ -17,7 +17,7 @@ import jax
 from jax.sharding import Mesh
 
 from aya_t5x import input_pipeline
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import LossConfig, eval_metrics, make_eval_step
 

@@ -21,7 +21,7 @@ from aya_t5x import (
   decoding,
   evaluators,
   input_pipeline,
-  model,
+  model_config,
   optim,
   partitioning,
   train,
@@ -34,7 +34,7 @@ from aya_t5x.evaluation import suite as eval_suite
 # Registered once at import: gin's registry is the one piece of module-level state.
 # Each entry is the name a gin file uses; the values are the callables gin configures.
 _UNWRAPPED = {
-    "MT5Config": model.MT5Config,
+    "MT5Config": model_config.MT5Config,
     "train": train.train,
     "DatasetConfig": input_pipeline.DatasetConfig,
     "Partitioner": partitioning.Partitioner,
@@ -258,7 +258,7 @@ def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
     raise GinConfigError(f"gin configuration error: {message}{_suggestion(message)}") from e
 
 
-def configured_model() -> model.MT5Config:
+def configured_model() -> model_config.MT5Config:
   """The `MT5Config` the parsed gin files bind (a model size file is required)."""
   try:
     return ConfiguredMT5Config()

@@ -19,7 +19,7 @@ import numpy as np
 
 from aya_t5x import decoding
 from aya_t5x.checkpoints.train_checkpoints import CHECKPOINT_SUBDIR
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The building blocks of mT5: relative position bias, attention masks, dense, RMS norm,
 embedding, multi-head attention with its decoding caches, and the gated MLP.
 
-Each block reads its sizes from an `MT5Config` (`aya_t5x.model`), creates its parameters
+Each block reads its sizes from an `MT5Config` (`aya_t5x.model_config`), creates its parameters
 with `nn.with_logical_partitioning` under T5X's names and logical axes, and constrains its
 main activations with `nn.with_logical_constraint`; `aya_t5x.model` assembles them into
 the encoder, the decoder and the network.
@@ -9,17 +9,14 @@ the encoder, the decoder and the network.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-if TYPE_CHECKING:
-  from aya_t5x.model import MT5Config
+from aya_t5x.model_config import ACTIVATIONS, MT5Config
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -28,14 +25,6 @@ Initializer = Callable[..., Array]
 # in float32 and bfloat16, small enough that adding two of them stays finite.
 MASKED_BIAS = -1e10
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    # T5 v1.1 and mT5 use the tanh approximation ("gelu_new" in Hugging Face).
-    "gelu": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_exact": functools.partial(jax.nn.gelu, approximate=False),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
-    "linear": lambda x: x,
-}
 
 
 # ----------------------------------------------------------------------------------------

@@ -35,16 +35,12 @@ each attention layer's `cached_key`/`cached_value` [batch, heads, length, kv] in
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from aya_t5x import layer_stack
 from aya_t5x.layers import (
-  ACTIVATIONS,
   MASKED_BIAS,
   Dense,
   Embed,
@@ -54,87 +50,9 @@ from aya_t5x.layers import (
   RMSNorm,
   attention_mask_bias,
 )
+from aya_t5x.model_config import REMAT_POLICIES, MT5Config
 
 Array = jax.Array
-
-
-# Rematerialisation of each layer in the backward pass: what the forward pass may keep.
-# 'none' keeps everything (fastest, most memory); 'full' keeps only the layer inputs;
-# 'dots' keeps matmul outputs without a batch dimension (T5X's usual trade-off).
-REMAT_POLICIES: dict[str, Callable | None] = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-    "dots_saveable": jax.checkpoint_policies.checkpoint_dots,
-}
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class MT5Config:
-  """Hyperparameters of one mT5 network; a model size is one gin file binding these.
-
-  `dtype` is the activation (compute) dtype and `param_dtype` the storage dtype of the
-  parameters; the recipe trains with bfloat16 activations and float32 parameters.
-  `scan_layers` runs each stack's layers as one scanned module with stacked parameters
-  (fast compilation of large models; see `aya_t5x.layer_stack`).
-  `float32_attention_logits` casts queries and keys to float32 before their product (as
-  T5X does); without it they stay in the activation dtype and the product still
-  accumulates and returns float32.
-  """
-
-  vocab_size: int = 250_112
-  d_model: int
-  num_heads: int
-  d_kv: int = 64
-  d_ff: int
-  num_encoder_layers: int
-  num_decoder_layers: int
-  relative_attention_num_buckets: int = 32
-  relative_attention_max_distance: int = 128
-  dropout_rate: float = 0.0
-  layer_norm_epsilon: float = 1e-6
-  mlp_activations: tuple[str, ...] = ("gelu", "linear")
-  dtype: str = "float32"
-  param_dtype: str = "float32"
-  float32_attention_logits: bool = True
-  remat_policy: str = "none"
-  scan_layers: bool = False
-
-  def __post_init__(self):
-    for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
-                 "num_encoder_layers", "num_decoder_layers"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value <= 0:
-        raise ValueError(f"MT5Config.{name} must be a positive integer, got {value!r}.")
-    unknown = [a for a in self.mlp_activations if a not in ACTIVATIONS]
-    if unknown or not self.mlp_activations:
-      raise ValueError(
-          f"MT5Config.mlp_activations={self.mlp_activations!r}: unknown {unknown}; "
-          f"choose from {sorted(ACTIVATIONS)}.")
-    for name in ("dtype", "param_dtype"):
-      try:
-        jnp.dtype(getattr(self, name))
-      except TypeError as e:
-        raise ValueError(
-            f"MT5Config.{name}={getattr(self, name)!r} is not a dtype; use 'float32' or "
-            "'bfloat16'.") from e
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; choose from "
-                       f"{sorted(REMAT_POLICIES)}.")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"MT5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}.")
-
-  @property
-  def activation_dtype(self) -> jnp.dtype:
-    return jnp.dtype(self.dtype)
-
-  @property
-  def parameter_dtype(self) -> jnp.dtype:
-    return jnp.dtype(self.param_dtype)
-
-  @property
-  def joined_kv(self) -> int:
-    return self.num_heads * self.d_kv
 
 
 def _residual(module: nn.Module, branch: Array, residual: Array, deterministic: bool) -> Array:

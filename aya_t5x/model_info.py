@@ -7,7 +7,8 @@ import math
 
 from flax import traverse_util
 
-from aya_t5x.model import MT5Config, param_shapes
+from aya_t5x.model import param_shapes
+from aya_t5x.model_config import MT5Config
 
 # Parameter kinds, recognised by the name of the module that owns the parameter.
 _KINDS = (("embedding", "token_embedder"), ("logits", "logits_dense"),

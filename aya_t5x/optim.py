@@ -14,6 +14,9 @@ import dataclasses
 import jax.numpy as jnp
 import optax
 
+from aya_t5x import layer_stack
+from aya_t5x.model_config import MT5Config
+
 SCHEDULES = ("constant", "linear_warmup", "rsqrt_decay", "cosine")
 
 
@@ -90,3 +93,16 @@ def make_optimizer(schedule: LearningRateSchedule,
   if config.global_gradient_clip_norm:
     return optax.chain(optax.clip_by_global_norm(config.global_gradient_clip_norm), adafactor)
   return adafactor
+
+
+def make_run_optimizer(model_config: MT5Config, schedule: LearningRateSchedule,
+                       optimizer: AdafactorConfig) -> optax.GradientTransformation:
+  """The optimizer of a run; with scanned layers it still works per layer."""
+  if not model_config.scan_layers:
+    return make_optimizer(schedule, optimizer)
+  # The global norm is the same in both layouts: clip before the per-layer update, as the
+  # unscanned chain does (its state has the same structure too).
+  clip = optimizer.global_gradient_clip_norm
+  per_layer = layer_stack.per_layer_optimizer(make_optimizer(
+      schedule, dataclasses.replace(optimizer, global_gradient_clip_norm=None)))
+  return optax.chain(optax.clip_by_global_norm(clip), per_layer) if clip else per_layer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 # Two deliberately different shapes: the second has more heads than d_model / d_kv
 # would suggest, unequal encoder and decoder depths, and a vocabulary that is not a

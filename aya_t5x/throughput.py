@@ -13,7 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 # Dense bf16 peak FLOP/s per device as jax enumerates them (one TPU v4/v5p chip in
 # megacore mode, one GPU), from the vendors' data sheets.
@@ -76,3 +76,12 @@ def device_peak_flops(device: jax.Device | None = None, dtype=jnp.bfloat16) -> t
     if kind.startswith(name):
       return PEAK_FLOPS[name], f"data sheet ({kind})"
   return measure_matmul_peak(dtype), f"measured matmul ({kind or device.platform})"
+
+
+def interval_rates(steps: int, seconds: float, *, tokens_per_step: int, flops_per_step: float,
+                   total_peak: float) -> dict[str, float]:
+  """Throughput over an interval: tokens (padded, as computed), sequences and MFU."""
+  seconds = max(seconds, 1e-9)
+  return {"tokens_per_second": steps * tokens_per_step / seconds,
+          "steps_per_second": steps / seconds,
+          "mfu": steps * flops_per_step / seconds / total_peak}

@@ -11,17 +11,14 @@ itself has no flags.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
-import optax
 
 from aya_t5x import (
   distributed,
@@ -32,11 +29,12 @@ from aya_t5x import (
   throughput,
   train_state,
 )
+from aya_t5x.checkpoints import native
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.evaluators import EvalContext, Evaluator
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
-from aya_t5x.train_step import LossConfig, make_train_step
+from aya_t5x.train_step import LossConfig, jit_train_step
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -60,55 +58,6 @@ class TrainResult:
 
 class TrainingDiverged(FloatingPointError):
   """The loss became NaN or infinite; the message names the step and the last checkpoint."""
-
-
-@contextlib.contextmanager
-def _preemption_notice():
-  """Yields `requested(step)`: whether to save and stop after `step` (SIGTERM arrived).
-
-  With several processes jax's preemption service hears SIGTERM on any host and picks a
-  step at which `requested` is True on every host together, so that all of them save
-  that step and none waits in a collective for one that stopped. Call it every step.
-  """
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
-    yield multihost_utils.reached_preemption_sync_point
-    return
-  flag = {"requested": False}
-
-  def handler(signum, frame):
-    flag["requested"] = True
-
-  def requested(step: int) -> bool:
-    return flag["requested"]
-
-  try:
-    previous = signal.signal(signal.SIGTERM, handler)
-  except ValueError:  # not the main thread: no signal handling possible
-    yield requested
-    return
-  try:
-    yield requested
-  finally:
-    signal.signal(signal.SIGTERM, previous)
-
-
-def save_model_config(model_dir: str, config: MT5Config) -> None:
-  """Writes the run's model to `MODEL_DIR/mt5_config.json` (local or a bucket).
-
-  `infer`, `eval` and `convert` read it, so a run's checkpoints need no gin model files.
-  Written whole through a temporary file and a rename, so a reader never sees half of it.
-  """
-  from etils import epath
-
-  from aya_t5x.checkpoints import native
-
-  directory = epath.Path(model_dir)
-  directory.mkdir(parents=True, exist_ok=True)
-  temporary = directory / f"{native.CONFIG_FILE}.tmp"
-  temporary.write_text(native.config_to_json(config))
-  temporary.replace(directory / native.CONFIG_FILE)
 
 
 def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline.DatasetConfig,
@@ -142,7 +91,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   is_chief = jax.process_index() == 0
 
   # ------------------------------------------------------- model, optimizer, layout
-  tx = make_run_optimizer(model_config, schedule, optimizer)
+  tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   layout = train_state.state_layout(model_config, tx, partitioner, mesh)
   # Checkpoints, evaluators and imports see per-layer parameters even when they are
   # stacked for a scan during training (aya_t5x.layer_stack).
@@ -154,7 +103,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                                    keep=checkpoint.keep, async_save=checkpoint.async_save)
   latest = checkpointer.latest_step()
   if is_chief:
-    save_model_config(model_dir, per_layer_config)
+    native.save_model_config(model_dir, per_layer_config)
   data_state: dict = {}
   if latest is not None:
     state, data_state = checkpointer.restore(latest, saved.abstract)
@@ -191,11 +140,13 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 
   # ----------------------------------------------------------------- compiled step
   compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
-                                 num_microbatches=num_microbatches, layout=layout,
+                                 num_microbatches=num_microbatches,
+                                 state_shardings=layout.shardings,
                                  batch_sharding=batch_sharding)
 
   # ------------------------------------------------------------- metrics, progress
   lengths = train_data.task_feature_lengths
+  tokens_per_step = train_data.batch_size * (lengths["inputs"] + lengths["targets"])
   flops_per_step = throughput.train_flops_per_step(
       model_config, train_data.batch_size, lengths["inputs"], lengths["targets"])
   peak, peak_source = throughput.device_peak_flops(dtype=model_config.activation_dtype)
@@ -228,7 +179,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   last_metrics: dict[str, float] = {}
   preempted = False
   step = start_step
-  with (_preemption_notice() as preemption_requested, jax.set_mesh(mesh),
+  with (distributed.preemption_notice() as preemption_requested, jax.set_mesh(mesh),
         partitioner.rules_context()):
     while step < train_steps:
       batch = input_pipeline.global_batch(next(batches), batch_sharding)
@@ -246,8 +197,9 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
         elapsed = time.perf_counter() - interval_start
         last_metrics = {k: float(v) / interval_steps
                         for k, v in jax.device_get(interval_sums).items()}
-        last_metrics.update(_rates(interval_steps, elapsed, train_data, flops_per_step,
-                                   peak * mesh.size))
+        last_metrics.update(throughput.interval_rates(
+            interval_steps, elapsed, tokens_per_step=tokens_per_step,
+            flops_per_step=flops_per_step, total_peak=peak * mesh.size))
         # Real examples (several per row when packed) per second.
         last_metrics["sequences_per_second"] = (
             last_metrics["sequences"] * last_metrics["steps_per_second"])
@@ -287,30 +239,6 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                      last_metrics=last_metrics, preempted=preempted)
 
 
-def make_run_optimizer(model_config: MT5Config, schedule: optim.LearningRateSchedule,
-                       optimizer: optim.AdafactorConfig) -> optax.GradientTransformation:
-  """The optimizer of a run; with scanned layers it still works per layer."""
-  if not model_config.scan_layers:
-    return optim.make_optimizer(schedule, optimizer)
-  # The global norm is the same in both layouts: clip before the per-layer update, as the
-  # unscanned chain does (its state has the same structure too).
-  clip = optimizer.global_gradient_clip_norm
-  per_layer = layer_stack.per_layer_optimizer(optim.make_optimizer(
-      schedule, dataclasses.replace(optimizer, global_gradient_clip_norm=None)))
-  return optax.chain(optax.clip_by_global_norm(clip), per_layer) if clip else per_layer
-
-
-def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
-                   schedule: optim.LearningRateSchedule, loss: LossConfig, *, seed: int,
-                   num_microbatches: int, layout: train_state.StateLayout,
-                   batch_sharding: jax.sharding.Sharding):
-  """The train step jitted with the state's and the batch's shardings, the state donated."""
-  step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
-                            num_microbatches=num_microbatches)
-  return jax.jit(step_fn, in_shardings=(layout.shardings, batch_sharding),
-                 out_shardings=(layout.shardings, None), donate_argnums=(0,))
-
-
 def _host_items(arguments: dict[str, Any]) -> dict[str, str]:
   """What every host of a run must agree on: the arguments (less the per-host ones)."""
   import aya_t5x
@@ -319,14 +247,3 @@ def _host_items(arguments: dict[str, Any]) -> dict[str, str]:
   return distributed.describe(
       jax_version=jax.__version__, aya_t5x_version=aya_t5x.__version__,
       **{k: v for k, v in arguments.items() if k not in per_host})
-
-
-def _rates(steps: int, seconds: float, data: input_pipeline.DatasetConfig,
-           flops_per_step: float, total_peak: float) -> dict[str, float]:
-  """Throughput over an interval: tokens (padded, as computed), sequences and MFU."""
-  lengths = data.task_feature_lengths
-  per_step_tokens = data.batch_size * (lengths["inputs"] + lengths["targets"])
-  seconds = max(seconds, 1e-9)
-  return {"tokens_per_second": steps * per_step_tokens / seconds,
-          "steps_per_second": steps / seconds,
-          "mfu": steps * flops_per_step / seconds / total_peak}

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from aya_t5x import layer_stack, model
+from aya_t5x import layer_stack, model, model_config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import TrainState
 
@@ -40,7 +40,7 @@ class StateLayout:
                         self.shapes, self.shardings)
 
 
-def state_layout(config: model.MT5Config, optimizer: optax.GradientTransformation,
+def state_layout(config: model_config.MT5Config, optimizer: optax.GradientTransformation,
                  partitioner: Partitioner, mesh: Mesh) -> StateLayout:
   """Computes the state's shapes and shardings without allocating it."""
   param_shapes = model.param_shapes(config)
@@ -60,7 +60,7 @@ def state_layout(config: model.MT5Config, optimizer: optax.GradientTransformatio
   return StateLayout(shapes=shapes, shardings=shardings)
 
 
-def init_state(config: model.MT5Config, optimizer: optax.GradientTransformation,
+def init_state(config: model_config.MT5Config, optimizer: optax.GradientTransformation,
                layout: StateLayout, mesh: Mesh, rng: jax.Array,
                params: Any | None = None) -> TrainState:
   """A fresh train state, sharded as `layout` says.
@@ -82,7 +82,7 @@ def init_state(config: model.MT5Config, optimizer: optax.GradientTransformation,
     return jax.jit(from_params, out_shardings=layout.shardings)(params)
 
 
-def checkpoint_layout(config: model.MT5Config, optimizer: optax.GradientTransformation,
+def checkpoint_layout(config: model_config.MT5Config, optimizer: optax.GradientTransformation,
                       partitioner: Partitioner, mesh: Mesh, layout: StateLayout
                       ) -> StateLayout:
   """The layout checkpoints hold: `layout` itself unless the layers are scanned."""

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from aya_t5x import losses
-from aya_t5x.model import MT5, MT5Config
+from aya_t5x.model import MT5
+from aya_t5x.model_config import MT5Config
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -159,3 +160,14 @@ def eval_metrics(totals: dict[str, float]) -> dict[str, float]:
   return {"loss": totals["loss_numerator"] / max(totals["denominator"], 1e-8),
           "accuracy": totals["correct"] / max(totals["tokens"], 1.0),
           "target_tokens": totals["tokens"], "sequences": totals["sequences"]}
+
+
+def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
+                   schedule: Callable[[Any], Any], loss: LossConfig, *, seed: int,
+                   num_microbatches: int, state_shardings: Any,
+                   batch_sharding: jax.sharding.Sharding):
+  """The train step jitted with the state's and the batch's shardings, the state donated."""
+  step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
+                            num_microbatches=num_microbatches)
+  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, None), donate_argnums=(0,))

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from aya_t5x import aot, cli, gin_config, model, partitioning, throughput, train, train_state
+from aya_t5x import aot, cli, gin_config, model, optim, partitioning, throughput, train_state
 from aya_t5x.compile_command import _step_arguments
 
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
@@ -45,7 +45,7 @@ def test_cpu_compile_reports_the_memory_of_the_state_and_batch_shards(tmp_path, 
   arguments = _step_arguments()
   part = arguments["partitioner"]
   mesh = part.mesh(jax.devices()[:8])
-  tx = train.make_run_optimizer(arguments["model_config"], arguments["schedule"],
+  tx = optim.make_run_optimizer(arguments["model_config"], arguments["schedule"],
                                 arguments["optimizer"])
   layout = train_state.state_layout(arguments["model_config"], tx, part, mesh)
   state_bytes = sum(np.prod(s.sharding.shard_shape(s.shape)) * s.dtype.itemsize

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aya_t5x import inference, layer_stack, model, optim, testing, train
+from aya_t5x import inference, layer_stack, model, optim, testing
 from aya_t5x.checkpoints import formats
 from tests.test_train import committed_steps, run_in_process
 
@@ -65,7 +65,7 @@ def test_per_layer_optimizer_equals_adafactor_on_the_unscanned_model(clip):
   schedule = optim.LearningRateSchedule(base_learning_rate=0.01)
   settings = optim.AdafactorConfig(global_gradient_clip_norm=clip, momentum=0.9)
   reference = optim.make_optimizer(schedule, settings)
-  scanned = train.make_run_optimizer(dataclasses.replace(config, scan_layers=True), schedule,
+  scanned = optim.make_run_optimizer(dataclasses.replace(config, scan_layers=True), schedule,
                                      settings)
   stacked_params, stacked_grads = (layer_stack.stack_layers(t) for t in (params, grads))
   state, stacked_state = reference.init(params), scanned.init(stacked_params)

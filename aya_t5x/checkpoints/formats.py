@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 FORMATS = ("aya_t5x", "hf", "t5x")
 

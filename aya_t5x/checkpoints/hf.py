@@ -17,7 +17,7 @@ import numpy as np
 from flax import traverse_util
 
 from aya_t5x.checkpoints.compatibility import CheckpointMismatchError, check_params_match
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 _ATTENTION = {"q": "query", "k": "key", "v": "value", "o": "out"}
 _TIED_EMBEDDING_NAMES = ("shared.weight", "encoder.embed_tokens.weight",

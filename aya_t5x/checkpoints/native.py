@@ -20,7 +20,8 @@ from typing import Any
 import jax
 
 from aya_t5x.checkpoints.compatibility import check_params_match
-from aya_t5x.model import MT5Config, param_shapes
+from aya_t5x.model import param_shapes
+from aya_t5x.model_config import MT5Config
 
 CONFIG_FILE = "mt5_config.json"
 PARAMS_DIR = "params"
@@ -99,3 +100,18 @@ def load_params(path: str | os.PathLike, config: MT5Config | None = None, *,
       raise ValueError(f"{params_dir}: could not restore the parameters ({e}). The "
                        "checkpoint is corrupt or was written by another model.") from e
   return params, config
+
+
+def save_model_config(model_dir: str, config: MT5Config) -> None:
+  """Writes the run's model to `MODEL_DIR/mt5_config.json` (local or a bucket).
+
+  `infer`, `eval` and `convert` read it, so a run's checkpoints need no gin model files.
+  Written whole through a temporary file and a rename, so a reader never sees half of it.
+  """
+  from etils import epath
+
+  directory = epath.Path(model_dir)
+  directory.mkdir(parents=True, exist_ok=True)
+  temporary = directory / f"{CONFIG_FILE}.tmp"
+  temporary.write_text(config_to_json(config))
+  temporary.replace(directory / CONFIG_FILE)

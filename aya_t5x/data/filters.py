@@ -22,11 +22,28 @@ import hashlib
 import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from aya_t5x.data import languages
-from aya_t5x.data.sources import Example
+from aya_t5x.data.examples import Example
 from aya_t5x.data.templates import TemplatePruning
+
+
+class FilterRun(Protocol):
+  """What a scan drives: `observe`/`finalize` only when `needs_scan`, then `reason`."""
+
+  name: str
+  needs_scan: bool
+
+  def reason(self, example: Example) -> str | None: ...
+
+  def summary(self) -> dict[str, Any] | None: ...
+
+
+class SourceFilter(Protocol):
+  """A filter's frozen configuration; `start()` gives a fresh run for one scan."""
+
+  def start(self) -> FilterRun: ...
 
 
 class RecordFilter(abc.ABC):

@@ -29,8 +29,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from aya_t5x import registry
-from aya_t5x.data import languages, readers
+from aya_t5x.data import languages, readers, templates
+from aya_t5x.data.examples import Example
+from aya_t5x.data.filters import FilterRun, SourceFilter
 from aya_t5x.data.readers import Location, MalformedRecord
+
+__all__ = ["Example", "Field", "SourceSpec", "register_source", "get_source", "scan", "iterate"]
 
 SPLITS = ("train", "validation", "test")
 # Split names sources use, mapped to SeqIO's.
@@ -49,23 +53,6 @@ class Field:
   type: type | tuple[type, ...] = str
   required: bool = True
   nonempty: bool = True  # for strings: reject "" and whitespace
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Example:
-  """A record after validation: what a SeqIO task yields, plus where it came from."""
-
-  inputs: str
-  targets: str
-  language: str            # mT5 code from languages.csv
-  dataset: str
-  split: str
-  language_code: str = ""  # as the record gave it (for example `ary`, `arb_Arab`)
-  template: str = ""
-  task_type: str = ""
-  record_id: str = ""
-  location: Location | None = None
-  fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the raw record
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -93,8 +80,9 @@ class SourceSpec:
   id_field: str | None = None
   multilingual: bool = True
   max_chars: int = DEFAULT_MAX_CHARS
-  filters: Callable[[], Sequence[Any]] = lambda: ()
-  template: Any = None  # a templates.Template or TemplateSet that makes inputs/targets
+  filters: Callable[[], Sequence[SourceFilter]] = lambda: ()
+  # Makes inputs/targets from the record's fields; None reads inputs_field/targets_field.
+  template: templates.Template | templates.TemplateSet | None = None
   description: str = ""
 
   def field_names(self) -> tuple[str, ...]:
@@ -216,8 +204,6 @@ def normalise_split(value: str, location: Location | None = None) -> str:
 
 def _render(spec: SourceSpec, record: Mapping[str, Any], language: str, location: Location
             ) -> tuple[dict[str, str], str]:
-  from aya_t5x.data import templates
-
   try:
     if isinstance(spec.template, templates.TemplateSet):
       key = str(record.get(spec.id_field) or "") if spec.id_field else ""
@@ -292,7 +278,7 @@ class SourceIndex:
   chars: collections.Counter   # (split, language, dataset) -> characters of inputs+targets
   files_by_language: dict[str, set[str]]
   report: DataReport
-  filter_runs: list[Any]
+  filter_runs: list[FilterRun]
   tolerant: bool = False
 
   def languages(self, split: str = "train") -> list[str]:
@@ -331,7 +317,7 @@ def _validated(spec: SourceSpec, files: list[tuple[str, str | None]], report: Da
 
 
 def scan(spec: SourceSpec, paths: PathsArg, *, tolerant: bool = False,
-         filters: Sequence[Any] | None = None) -> SourceIndex:
+         filters: Sequence[SourceFilter] | None = None) -> SourceIndex:
   """Reads a source once per filter stage and returns what it holds after filtering.
 
   `filters` replaces the spec's own (`spec.filters()`); pass `()` to keep everything.

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from aya_t5x import decoding, model
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 
 EOS_ID = decoding.EOS_ID

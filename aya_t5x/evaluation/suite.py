@@ -33,7 +33,7 @@ import numpy as np
 from aya_t5x import decoding, registry
 from aya_t5x.data import languages
 from aya_t5x.evaluation import benchmarks, metrics, predict
-from aya_t5x.model import MT5Config
+from aya_t5x.model_config import MT5Config
 
 DEFAULT_MAX_INPUT_LENGTH = 1024
 DEFAULT_MAX_TARGET_LENGTH = 128

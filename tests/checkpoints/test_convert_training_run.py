@@ -85,7 +85,7 @@ def test_the_gin_files_of_a_scanned_run_convert_its_per_layer_checkpoint(trainin
 
 @pytest.mark.parametrize("source", ["run", "step"])
 def test_a_run_that_saved_no_model_needs_gin_files(training_run, tmp_path, capsys, source):
-  """Runs save their model (`train.save_model_config`); this one, as runs before that, did not."""
+  """Runs save their model (`native.save_model_config`); this one, as runs before that, did not."""
   model_dir, _ = training_run
   src = model_dir if source == "run" else model_dir / "checkpoints" / "8"
   assert cli.main(["convert", "--from", "aya_t5x", "--to", "hf", str(src),

@@ -15,7 +15,7 @@ from jax.tree_util import tree_map as jax_tree_map
 from aya_t5x import cli, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.data import filters
-from aya_t5x.data.sources import Example
+from aya_t5x.data.examples import Example
 from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation import predict, safety
 from tests.conftest import hf_reference_model, hf_state_dict_numpy
