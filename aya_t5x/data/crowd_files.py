@@ -250,7 +250,7 @@ def write_task_files(out_dir: str | os.PathLike, name: str, items: Sequence[Mapp
   `columns` are the item fields shown (the first is the item id); `golden` maps item ids
   to their known labels (Toloka control tasks).
   """
-  from aya_t5x.data.quality_reports import write_jsonl
+  from aya_t5x.reporting import write_jsonl
 
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)

@@ -25,10 +25,9 @@ import os
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
-from aya_t5x.data import quality_reports
+from aya_t5x import reporting
 from aya_t5x.data.crowd_files import BAD, GOOD, Answer, AnswerCounts, normalise_label
 
 TASK_COLUMNS = ("item_id", "source", "translation")
@@ -92,11 +91,8 @@ def read_golden(path: str | os.PathLike) -> dict[str, str]:
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
   """The Wilson score interval of a binomial proportion ((0, 1) with no answers)."""
-  # One formula for the whole project: the judge's win rates use the same interval.
-  from aya_t5x.evaluation.judge import wilson_interval as wilson
-
-  z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-  return wilson(successes, n, z) or (0.0, 1.0)
+  return reporting.wilson_interval(successes, n, reporting.z_for_confidence(confidence)) or (
+      0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -208,11 +204,11 @@ def qualification_report(scores: Sequence[AssessorScore], counts: AnswerCounts, 
            f"Selected {len(chosen)} of {len(scores)} assessors ({settings}).", "",
            f"Accuracy with its {settings.get('confidence', 0.95):.0%} Wilson interval; "
            "'bad recall' is the share of bad translations the assessor caught.", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["assessor", "answers", "accuracy", "low", "high", "good recall", "bad recall",
        "selected"],
       [[s.assessor, s.answers, s.accuracy, s.low, s.high, s.recall(GOOD), s.recall(BAD),
-        "yes" if s.selected else ""] for s in scores])
+        "yes" if s.selected else ""] for s in scores]))
   if counts.examples:
     lines += ["", "Skipped rows (first):"] + [f"- {e}" for e in counts.examples]
   return report, "\n".join(lines)

@@ -141,10 +141,10 @@ def _register(args: argparse.Namespace, path: Path, fields: list[str],
 
 
 def _write(out: str, name: str, report_and_markdown: tuple[dict, str]) -> None:
-  from aya_t5x.data import quality_reports
+  from aya_t5x import reporting
 
   report, markdown = report_and_markdown
-  paths = quality_reports.write_report(out, name, report, markdown)
+  paths = reporting.write_report(out, f"{name}_report", report, markdown)
   print(markdown)
   print("wrote " + ", ".join(str(p) for p in paths.values()))
 
@@ -237,14 +237,15 @@ def _read_records(path: str) -> list[tuple[str, dict]]:
 
 
 def _assessors_build_task(args: argparse.Namespace) -> int:
-  from aya_t5x.data import crowd_files, qualification, quality_reports
+  from aya_t5x import reporting
+  from aya_t5x.data import crowd_files, qualification
 
   items, golden = qualification.build_task(
       _read_records(args.correct), _read_records(args.incorrect), source_key=args.source_key,
       translation_key=args.translation_key, seed=args.seed)
   paths = crowd_files.write_task_files(args.output, "qualification", items,
                                        qualification.TASK_COLUMNS, golden=golden)
-  paths["golden"] = quality_reports.write_jsonl(
+  paths["golden"] = reporting.write_jsonl(
       Path(args.output) / "golden.jsonl",
       [{"item_id": item, "label": label} for item, label in golden.items()])
   bad = sum(v == crowd_files.BAD for v in golden.values())
@@ -306,7 +307,8 @@ def _review_build_task(args: argparse.Namespace) -> int:
 
 
 def _review_aggregate(args: argparse.Namespace) -> int:
-  from aya_t5x.data import crowd_files, qualification, quality_reports, review, roundtrip
+  from aya_t5x import reporting
+  from aya_t5x.data import crowd_files, qualification, review, roundtrip
 
   skills = qualification.read_qualification(args.qualification)
   records = roundtrip.read_scored(_data_folder(args.data))
@@ -327,9 +329,9 @@ def _review_aggregate(args: argparse.Namespace) -> int:
   baseline = review.aggregate(answers, skills, method="majority", threshold=args.threshold)
   kept, dropped = review.apply_verdicts(records, verdicts, unreviewed=args.unreviewed)
   out = Path(args.output)
-  data = quality_reports.write_jsonl(out / "data" / "reviewed.jsonl", kept)
-  quality_reports.write_jsonl(out / "dropped.jsonl", dropped)
-  quality_reports.write_jsonl(out / "verdicts.jsonl", [v.to_json() for v in verdicts.values()])
+  data = reporting.write_jsonl(out / "data" / "reviewed.jsonl", kept)
+  reporting.write_jsonl(out / "dropped.jsonl", dropped)
+  reporting.write_jsonl(out / "verdicts.jsonl", [v.to_json() for v in verdicts.values()])
   settings = {"votes": args.votes, "qualification": args.qualification, "method": args.method,
               "threshold": args.threshold, "unreviewed": args.unreviewed}
   _write(args.output, "review", review.review_report(

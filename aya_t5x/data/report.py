@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from aya_t5x import reporting
 from aya_t5x.data import languages, mixing, registration
 
 DEFAULT_WARN_EPOCHS = 10.0
@@ -121,12 +122,6 @@ def mixture_report(plan: mixing.MixturePlan, *, steps: int, batch: int,
   }
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return lines
-
-
 def _num(value: float | None) -> str:
   if value is None:
     return "-"
@@ -136,6 +131,7 @@ def _num(value: float | None) -> str:
 
 def format_markdown(report: Mapping[str, Any]) -> str:
   """The report as a markdown document."""
+  table = reporting.markdown_table
   budget = report["budget"]
   unit = report["unit"]
   lines = [f"# Mixture report: {report['mixture']}", "",
@@ -143,39 +139,35 @@ def format_markdown(report: Mapping[str, Any]) -> str:
            f"sizes {report['sizes']}. Budget: {budget['steps']:,} steps x {budget['batch']} "
            f"sequences x {budget['examples_per_sequence']:g} examples per sequence = "
            f"{budget['examples']:,} examples.", "", "## Sources", ""]
-  lines += _table(["source", "weight %", "examples available", "examples drawn", "epochs"], [
+  lines.append(table(["source", "weight %", "examples available", "examples drawn", "epochs"], [
       [s["source"], _num(s["weight_pct"]), _num(s["examples_available"]),
-       _num(s["examples_drawn"]), _num(s["epochs"])] for s in report["sources"]])
+       _num(s["examples_drawn"]), _num(s["epochs"])] for s in report["sources"]]))
   if report["groups"]:
     lines += ["", "## Resource groups (Joshi classes: HR 5-4, MR 3, LR 2-0)", ""]
-    lines += _table(["group", "languages", "examples %", f"{unit} %"], [
+    lines.append(table(["group", "languages", "examples %", f"{unit} %"], [
         [g, v["languages"], _num(v["examples_pct"]), _num(v[f"{unit}_pct"])]
-        for g, v in report["groups"].items()])
+        for g, v in report["groups"].items()]))
   if report["languages"]:
     lines += ["", "## Languages", ""]
-    lines += _table(["language", "name", "group", "examples %", f"{unit} %", "examples drawn",
+    lines.append(table(["language", "name", "group", "examples %", f"{unit} %", "examples drawn",
                      "examples available"], [
         [r["language"], r["name"], r["group"], _num(r["examples_pct"]),
          _num(r[f"{unit}_pct"]), _num(r["examples_drawn"]), _num(r["examples_available"])]
-        for r in report["languages"]])
+        for r in report["languages"]]))
   lines += ["", "## Warnings", ""]
   lines += [f"- {w}" for w in report["warnings"]] or ["None."]
   if report["data"]:
     lines += ["", "## Data read", ""]
-    lines += _table(["source", "read", "kept", "skipped (malformed)", "removed by filters"], [
+    lines.append(table(["source", "read", "kept", "skipped (malformed)", "removed by filters"], [
         [s, d["read"], d["kept"], d["skipped_malformed"],
          "; ".join(f"{k} ({v})" for k, v in d["removed"].items()) or "-"]
-        for s, d in report["data"].items()])
+        for s, d in report["data"].items()]))
   return "\n".join(lines) + "\n"
 
 
 def plot(report: Mapping[str, Any], path: str | Path) -> Path:
   """A PNG of examples drawn per language (or per source without languages), log scale."""
-  import matplotlib
-
-  matplotlib.use("Agg")  # files only; never a window
-  import matplotlib.pyplot as plt
-
+  plt = reporting.pyplot()
   rows = report["languages"] or report["sources"]
   labels = [r.get("language") or r.get("source") or "?" for r in rows]
   values = [max(r["examples_drawn"], 1) for r in rows]
@@ -195,24 +187,10 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.legend(handles=[Patch(color=GROUP_COLOURS[g], label=g) for g in languages.GROUPS],
               loc="lower right")
   fig.tight_layout()
-  out = Path(path)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out, dpi=100)
-  plt.close(fig)
-  return out
+  return reporting.save_figure(fig, path)
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
   """Writes `<mixture>.md`, `<mixture>.json` and `<mixture>.png` into `out_dir`."""
-  import json
-
-  folder = Path(out_dir)
-  folder.mkdir(parents=True, exist_ok=True)
-  stem = folder / str(report["mixture"])
-  paths = {"markdown": stem.with_suffix(".md"), "json": stem.with_suffix(".json"),
-           "png": stem.with_suffix(".png")}
-  paths["markdown"].write_text(format_markdown(report), encoding="utf-8")
-  paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
-  plot(report, paths["png"])
-  return paths
+  return reporting.write_report(out_dir, str(report["mixture"]), report,
+                                format_markdown(report), plot)

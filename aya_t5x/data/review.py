@@ -33,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aya_t5x.data import quality_reports
+from aya_t5x import reporting
 from aya_t5x.data.crowd_files import BAD, GOOD, Answer, AnswerCounts
 from aya_t5x.data.qualification import AssessorScore
 
@@ -256,27 +256,27 @@ def review_report(records: Sequence[Mapping[str, Any]], kept: Sequence[Mapping[s
               if counts.skipped_total else "") + f". Aggregation: {settings.get('method')} "
            f"(threshold {settings.get('threshold')}), unreviewed examples: "
            f"{settings.get('unreviewed')}.", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["language", "reviewed", "unreviewed", "kept", "dropped"],
       [[k, v["reviewed"], v["unreviewed"], v["kept"], v["dropped"]]
-       for k, v in sorted(languages.items())])
+       for k, v in sorted(languages.items())]))
   lines += ["", "## Why examples were dropped", ""]
-  lines += quality_reports.table(["reason", "examples"], sorted(report["reasons"].items()))
+  lines.append(reporting.data_table(["reason", "examples"], sorted(report["reasons"].items())))
   lines += ["", "## Dropped examples", "",
             "Pre-screen rank: position in the round-trip order (1 = worst round trip, "
             f"{len(order)} = best); a high rank is a bad example the score alone would miss.", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["id", "rank", "chrF++", "P(good)", "votes", "reason", "original", "translation",
        "retranslation"],
       [[s["id"], s["prescreen_rank"], s["chrf"], s["p_good"],
         " ".join(f"{a}:{label}" for a, label in sorted(s["votes"].items())), s["reason"],
-        s["original"], s["translation"], s["retranslation"]] for s in shown])
+        s["original"], s["translation"], s["retranslation"]] for s in shown]))
   lines += ["", f"## Skill changed {len(changed)} outcome(s) against an unweighted majority",
             ""] + [f"- {i}: {'kept' if verdicts[i].keep else 'dropped'} (majority would have "
                    f"{'kept' if baseline[i].keep else 'dropped'} it)" for i in changed]
   lines += ["", "## Assessors", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["assessor", "votes", "qualification accuracy", "weight (log-odds)"],
       [[a["assessor"], a["votes"], a["qualification_accuracy"], a["weight"]]
-       for a in report["assessors"]])
+       for a in report["assessors"]]))
   return report, "\n".join(lines)

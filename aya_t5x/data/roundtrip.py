@@ -26,7 +26,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aya_t5x.data import languages, quality_reports, readers
+from aya_t5x import reporting
+from aya_t5x.data import languages, readers
 from aya_t5x.data.translation import Backend
 from aya_t5x.data.translation_runs import Record, ShardResult, Unit, Worker, translate_units
 from aya_t5x.evaluation import metrics
@@ -176,13 +177,13 @@ def roundtrip_report(records: Sequence[Record], scorer: RoundTripScorer, *,
            "low scores are reviewed first. spBLEU tokenizer per language below ('flores200' "
            f"is the FLORES-200 model{f' at {scorer.spm_model}' if scorer.spm_model else ''}; "
            "'13a' and 'char' are fallbacks that do not compare with published spBLEU).", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["round trip", "examples", "corpus chrF++", "corpus spBLEU", "median chrF++",
-       "tokenizer"], rows)
+       "tokenizer"], rows))
   lines += ["", f"Lowest {len(worst)}:", ""]
-  lines += quality_reports.table(
+  lines.append(reporting.data_table(
       ["id", "chrF++", "spBLEU", "original", "retranslation"],
       [[r["id"], r["roundtrip"]["chrf"], r["roundtrip"]["spbleu"],
         _joined(r["original"], list(r["original"])),
-        _joined(r["retranslation"], list(r["original"]))] for r in worst])
+        _joined(r["retranslation"], list(r["original"]))] for r in worst]))
   return report, "\n".join(lines)

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aya_t5x.data import quality_reports, readers
+from aya_t5x import reporting
+from aya_t5x.data import readers
 from aya_t5x.data.translation import (
   DROP_REASONS,
   Backend,
@@ -308,7 +309,7 @@ def run_shards(units: Sequence[Unit], output_dir: str | os.PathLike, worker: Wor
     start = time.perf_counter()
     result = worker(shard)
     elapsed = time.perf_counter() - start
-    quality_reports.write_jsonl(data, result.records)
+    reporting.write_jsonl(data, result.records)
     planned = Counter(u.target_language for u in shard)
     written = Counter(r.get("language", "") for r in result.records)
     dropped: dict[str, dict[str, int]] = defaultdict(dict)
@@ -429,8 +430,8 @@ def format_summary(summary: RunSummary, *, title: str, backend: str,
            + ("" if summary.complete else "; run again, or wait for the other hosts") + ").",
            f"Sentences translated: {summary.sentences}"
            + (f"; this run {rate:.1f} sentences/s." if rate else "."), ""]
-  lines += quality_reports.table(
-      ["language", "planned", "written", *(f"dropped: {r}" for r in DROP_REASONS), "kept"], rows)
+  lines.append(reporting.data_table(
+      ["language", "planned", "written", *(f"dropped: {r}" for r in DROP_REASONS), "kept"], rows))
   if skipped.count:
     lines += ["", f"Skipped input records: {skipped.count}. First:"]
     lines += [f"- {why}" for why in skipped.examples]

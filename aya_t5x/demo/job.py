@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from aya_t5x import reporting
 from aya_t5x.demo import corpus as demo_corpus
 
 SCHEMES = ("translation_heavy", "human_heavy", "template_heavy")
@@ -130,28 +131,26 @@ def markdown(summary: dict[str, Any]) -> str:
            f"{summary['seconds']:.0f} s in all. Each scheme fine-tuned mT5-tiny with "
            "`runs/aya_recipe.gin` + `mixtures/<scheme>.gin` + `demo/recipe.gin` and was "
            "evaluated on held-out examples no training file contains.", "",
-           "## Learning", "",
-           "| scheme | loss at step | → loss at step | train-eval loss | "
-           f"classification: lowest language | above chance (+{ABOVE_CHANCE_MARGIN:.0f}) "
-           "in every language |", "|---|---|---|---|---|---|"]
-  for scheme, run in summary["runs"].items():
-    curve, cls = run["loss"], run["classification"]
-    lines.append(f"| {scheme} | {curve['first_loss']:.3f} @ {curve['first_step']} | "
-                 f"{curve['last_loss']:.3f} @ {curve['last_step']} | "
-                 f"{_fmt(curve['train_eval_loss'])} | {_fmt(cls['lowest'])} | "
-                 f"{'yes' if cls['all_above'] else 'NO'} |")
+           "## Learning", ""]
+  lines.append(reporting.markdown_table(
+      ["scheme", "loss at step", "→ loss at step", "train-eval loss",
+       "classification: lowest language",
+       f"above chance (+{ABOVE_CHANCE_MARGIN:.0f}) in every language"],
+      [[scheme, f"{run['loss']['first_loss']:.3f} @ {run['loss']['first_step']}",
+        f"{run['loss']['last_loss']:.3f} @ {run['loss']['last_step']}",
+        _fmt(run["loss"]["train_eval_loss"]), _fmt(run["classification"]["lowest"]),
+        "yes" if run["classification"]["all_above"] else "NO"]
+       for scheme, run in summary["runs"].items()]))
   first = next(iter(summary["runs"].values()))["classification"]
   lines += ["", f"Classification (\"what colour are the ...?\", two options) is scored by rank "
-            f"classification; chance is {first['chance']:.0f}%.", "",
-            "| language | group | " + " | ".join(summary["runs"]) + " |",
-            "|---|---|" + "---|" * len(summary["runs"])]
+            f"classification; chance is {first['chance']:.0f}%.", ""]
   from aya_t5x.data import languages
 
-  for code in first["accuracy"]:
-    cells = [_fmt(run["classification"]["accuracy"].get(code))
-             for run in summary["runs"].values()]
-    lines.append(f"| {code} | {languages.get_language(code).group} | " + " | ".join(cells)
-                 + " |")
+  lines.append(reporting.markdown_table(
+      ["language", "group", *summary["runs"]],
+      [[code, languages.get_language(code).group,
+        *(_fmt(run["classification"]["accuracy"].get(code)) for run in summary["runs"].values())]
+       for code in first["accuracy"]]))
   lines += ["", "## Every task, per language and resource group", ""]
   for scheme, run in summary["runs"].items():
     lines.append(f"- {scheme}: [{run['eval_markdown']}]({run['eval_markdown']}) "
@@ -167,11 +166,7 @@ def markdown(summary: dict[str, Any]) -> str:
 
 def plot(summary: dict[str, Any], path: Path) -> Path:
   """Classification accuracy per language, one bar per scheme, with the chance line."""
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = reporting.pyplot()
   runs = summary["runs"]
   codes = list(next(iter(runs.values()))["classification"]["accuracy"])
   fig, ax = plt.subplots(figsize=(max(6, len(codes) * 0.9), 3.6))
@@ -187,9 +182,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
   ax.set_title("Demo classification on held-out examples, per language")
   ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path, dpi=110)
 
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:

@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import http.client
 import json
-import math
 import os
 import random
 import re
@@ -38,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-Z_95 = 1.959963984540054
+from aya_t5x import reporting
 
 
 class JudgeUnavailableError(ConnectionError):
@@ -452,17 +451,6 @@ def run_judge(judge: Judge, items: Sequence[tuple[str, JudgePrompt, dict[str, An
 # ----------------------------------------------------------------------------------------
 
 
-def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float] | None:
-  """The Wilson score interval of a proportion (None when total is 0)."""
-  if total == 0:
-    return None
-  p = successes / total
-  denominator = 1 + z * z / total
-  centre = (p + z * z / (2 * total)) / denominator
-  half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
-  return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def shown_first(seed: int, key: str) -> bool:
   """Whether model A is shown as Answer (A) for this item: a fair coin seeded by (seed, id).
 
@@ -477,8 +465,8 @@ def _counts_to_rates(counts: Mapping[str, int]) -> dict[str, Any]:
   row: dict[str, Any] = {"pairs": sum(counts.values()), "judged": judged, **counts}
   for outcome in ("win", "tie", "loss"):
     row[f"{outcome}_rate"] = counts[outcome] / judged if judged else None
-  row["win_rate_ci95"] = wilson_interval(counts["win"], judged)
-  row["loss_rate_ci95"] = wilson_interval(counts["loss"], judged)
+  row["win_rate_ci95"] = reporting.wilson_interval(counts["win"], judged)
+  row["loss_rate_ci95"] = reporting.wilson_interval(counts["loss"], judged)
   return row
 
 
@@ -532,7 +520,7 @@ def pairwise_win_rates(judge: Judge, joined: Pairs, output_dir: str | os.PathLik
                     for lang, c in sorted(counts.items()) if lang != "all"},
       "overall": _counts_to_rates({o: counts["all"][o] for o in OUTCOMES}),
   }
-  write_report(report, output_dir, "win_rates", format_win_rates(report))
+  reporting.write_report(output_dir, "win_rates", report, format_win_rates(report))
   return report
 
 
@@ -541,25 +529,14 @@ def pairwise_win_rates(judge: Judge, joined: Pairs, output_dir: str | os.PathLik
 # ----------------------------------------------------------------------------------------
 
 
-def percent(value: float | None) -> str:
-  return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def interval(ci: Sequence[float] | None) -> str:
-  return "-" if ci is None else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}%"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return "\n".join(lines)
-
-
 def format_win_rates(report: Mapping[str, Any]) -> str:
+  percent = reporting.percent
   rows = [[lang, r["judged"], percent(r["win_rate"]), percent(r["tie_rate"]),
-           percent(r["loss_rate"]), interval(r["win_rate_ci95"]), r["unparseable"],
-           r["failed"]]
+           percent(r["loss_rate"]), reporting.percent_interval(r["win_rate_ci95"]),
+           r["unparseable"], r["failed"]]
           for lang, r in [*report["languages"].items(), ("**all**", report["overall"])]]
+  table = reporting.markdown_table(["language", "judged", "win", "tie", "loss",
+                                    "win 95% CI (Wilson)", "unparseable", "failed"], rows)
   return "\n\n".join([
       f"# {report['model_a']} vs {report['model_b']}: win rates of {report['model_a']}",
       f"Judge: {report['judge']}; answer order seeded with {report['seed']}; "
@@ -567,15 +544,4 @@ def format_win_rates(report: Mapping[str, Any]) -> str:
       f"{report['unmatched']['only_b']} only in B, {report['skipped_lines']} lines skipped). "
       f"First-shown answer preferred in {percent(report['first_shown_preferred'])} of "
       "decisive verdicts.",
-      markdown_table(["language", "judged", "win", "tie", "loss", "win 95% CI (Wilson)",
-                      "unparseable", "failed"], rows)]) + "\n"
-
-
-def write_report(report: Mapping[str, Any], output_dir: str | os.PathLike, stem: str,
-                 markdown: str) -> dict[str, Path]:
-  """Writes `stem`.json and `stem`.md atomically (a temporary file, then a rename)."""
-  from aya_t5x.data import quality_reports
-
-  output_dir = Path(output_dir)
-  return quality_reports.write_json_and_markdown(
-      output_dir / f"{stem}.json", output_dir / f"{stem}.md", report, markdown)
+      table]) + "\n"

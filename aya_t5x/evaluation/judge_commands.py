@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aya_t5x import reporting
 from aya_t5x.cli import add_gin_flags
 
 
@@ -125,14 +126,13 @@ def _harmful(args: argparse.Namespace) -> int:
 
 
 def _toxicity(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import judge as judging
   from aya_t5x.evaluation import safety
 
   report = safety.toxicity_metrics(
       safety.read_toxicity_scores(args.scores, language=args.language),
       threshold=args.threshold)
   markdown = safety.format_toxicity(report)
-  judging.write_report(report, args.output_dir, "toxicity", markdown)
+  reporting.write_report(args.output_dir, "toxicity", report, markdown)
   print(markdown)
   return 0
 
@@ -148,7 +148,6 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def _winomt(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import judge as judging
   from aya_t5x.evaluation import safety
 
   translations = _pairs(args.translations, "--translations")
@@ -163,13 +162,12 @@ def _winomt(args: argparse.Namespace) -> int:
                                       safety.load_gender_detector(detectors[language]))
       for language, path in sorted(translations.items())}}
   markdown = safety.format_winomt(report)
-  judging.write_report(report, args.output_dir, "winomt", markdown)
+  reporting.write_report(args.output_dir, "winomt", report, markdown)
   print(markdown)
   return 0
 
 
 def _toxicity_detection(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import judge as judging
   from aya_t5x.evaluation import predict, safety
 
   examples = safety.read_detection_examples(args.input, text_key=args.text_key,
@@ -187,8 +185,8 @@ def _toxicity_detection(args: argparse.Namespace) -> int:
   markdown = "\n\n".join([
       "# Toxicity detection", f"Score: log P({args.yes!r}) - log P({args.no!r}) after the "
       f"prompt {template!r}.",
-      judging.markdown_table(["language", "examples", "toxic", "AUC"], rows)]) + "\n"
-  judging.write_report(report, args.output_dir, "toxicity_detection", markdown)
+      reporting.markdown_table(["language", "examples", "toxic", "AUC"], rows)]) + "\n"
+  reporting.write_report(args.output_dir, "toxicity_detection", report, markdown)
   print(markdown)
   return 0
 

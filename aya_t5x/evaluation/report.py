@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aya_t5x import reporting
 from aya_t5x.data import languages
 
 GROUPS = languages.GROUPS
@@ -111,13 +112,9 @@ def _num(value: float | None) -> str:
   return "-" if value is None else f"{value:.2f}"
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-  return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-
-
 def markdown(report: Mapping[str, Any]) -> str:
   """The report as a markdown document: summary, then one table per benchmark."""
+  table = reporting.markdown_table
   where = f"`{report['checkpoint']}`" if report.get("checkpoint") else "parameters in memory"
   step = f", step {report['step']}" if report.get("step") is not None else ""
   lines = [f"# Evaluation: {report['suite']}", "",
@@ -129,16 +126,16 @@ def markdown(report: Mapping[str, Any]) -> str:
            b["tasks"], b["examples"], b["empty_predictions"]] for b in report["benchmarks"]]
   rows.append(["**average**", "", _num(report["average"]),
                *(_num(report["groups"][g]) for g in GROUPS), "", "", ""])
-  lines += _table(["benchmark", "metric", "average", *GROUPS, "tasks", "examples",
-                   "empty predictions"], rows)
+  lines.append(table(["benchmark", "metric", "average", *GROUPS, "tasks", "examples",
+                   "empty predictions"], rows))
   for bench in report["benchmarks"]:
     tasks = [t for t in report["tasks"] if t["benchmark"] == bench["benchmark"]]
     names = list(dict.fromkeys(m for t in tasks for m in t["metrics"]))
     lines += ["", f"## {bench['benchmark']}", ""]
-    lines += _table(["task", "language", "group", *names, "examples", "empty", "truncated"], [
+    lines.append(table(["task", "language", "group", *names, "examples", "empty", "truncated"], [
         [t["task"], f"{t['language']} {t['language_name']}".strip() or "-", t["group"] or "-",
          *(_num(t["metrics"].get(m)) for m in names), t["examples"], t["empty_predictions"],
-         t["truncated_inputs"] + t["truncated_targets"]] for t in tasks])
+         t["truncated_inputs"] + t["truncated_targets"]] for t in tasks]))
   if report["skipped"]:
     lines += ["", "## Skipped (data missing)", ""]
     groups: dict[str, list[Mapping[str, str]]] = {}
@@ -158,11 +155,9 @@ def markdown(report: Mapping[str, Any]) -> str:
 def _bars(path: Path, title: str, categories: Sequence[str], series: Mapping[str, Sequence],
           ylabel: str, colours: Mapping[str, str] | None = None) -> Path:
   """Grouped bars: one group per category, one bar per series (None leaves a gap)."""
-  import matplotlib
-
-  matplotlib.use("Agg")  # files only; never a window
-  import matplotlib.pyplot as plt
   import numpy as np
+
+  plt = reporting.pyplot()
 
   width = 0.8 / max(len(series), 1)
   fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(categories) * max(len(series), 2) / 2),
@@ -179,10 +174,7 @@ def _bars(path: Path, title: str, categories: Sequence[str], series: Mapping[str
   ax.set_title(title)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return reporting.save_figure(fig, path)
 
 
 def plot(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -195,21 +187,9 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
                COLOURS)
 
 
-def _write_all(folder: str | Path, stem: str, data: Mapping[str, Any], markdown_text: str,
-               draw) -> dict[str, Path]:
-  """Writes `stem`.json, `stem`.md and `stem`.png (drawn by `draw(data, path)`)."""
-  from aya_t5x.data import quality_reports
-
-  folder = Path(folder)
-  paths = quality_reports.write_json_and_markdown(folder / f"{stem}.json",
-                                                  folder / f"{stem}.md", data, markdown_text)
-  paths["png"] = draw(data, folder / f"{stem}.png")
-  return paths
-
-
 def write(report: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
   """Writes eval.json, eval.md and eval.png into `folder`."""
-  return _write_all(folder, "eval", report, markdown(report), plot)
+  return reporting.write_report(folder, "eval", report, markdown(report), plot)
 
 
 def write_predictions(result, folder: str | Path) -> Path:
@@ -293,6 +273,7 @@ def _delta(values: Sequence[float | None]) -> str:
 
 
 def comparison_markdown(comparison: Mapping[str, Any]) -> str:
+  table = reporting.markdown_table
   names = [r["name"] for r in comparison["runs"]]
   two = len(names) == 2
   delta = [f"{names[1]} - {names[0]}"] if two else []
@@ -316,7 +297,7 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
     rows.append([f"*average over the {coverage['shared_tasks']} shared tasks*", "",
                  *map(_num, coverage["shared_average"])] +
                 ([_delta(coverage["shared_average"])] if two else []))
-  lines += _table(["benchmark", "metric", *names, *delta], rows)
+  lines.append(table(["benchmark", "metric", *names, *delta], rows))
   lines += ["", "## Resource groups", ""]
   rows = [[b["benchmark"], g, *map(_num, b["groups"][g])] +
           ([_delta(b["groups"][g])] if two else [])
@@ -324,12 +305,12 @@ def comparison_markdown(comparison: Mapping[str, Any]) -> str:
           if any(v is not None for v in b["groups"][g])]
   rows += [["**average**", g, *map(_num, comparison["groups"][g])] +
            ([_delta(comparison["groups"][g])] if two else []) for g in GROUPS]
-  lines += _table(["benchmark", "group", *names, *delta], rows)
+  lines.append(table(["benchmark", "group", *names, *delta], rows))
   lines += ["", "## Tasks", ""]
-  lines += _table(["task", "language", "group", "metric", *names, *delta], [
+  lines.append(table(["task", "language", "group", "metric", *names, *delta], [
       [t["task"], t["language"] or "-", t["group"] or "-", t["metric"],
        *map(_num, t["values"])] + ([_delta(t["values"])] if two else [])
-      for t in comparison["tasks"]])
+      for t in comparison["tasks"]]))
   return "\n".join(lines) + "\n"
 
 
@@ -344,5 +325,5 @@ def plot_comparison(comparison: Mapping[str, Any], path: str | Path) -> Path:
 
 def write_comparison(comparison: Mapping[str, Any], folder: str | Path) -> dict[str, Path]:
   """Writes compare.json, compare.md and compare.png into `folder`."""
-  return _write_all(folder, "compare", comparison, comparison_markdown(comparison),
+  return reporting.write_report(folder, "compare", comparison, comparison_markdown(comparison),
                     plot_comparison)

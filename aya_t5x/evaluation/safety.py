@@ -37,7 +37,13 @@ import numpy as np
 from aya_t5x.data.filters import SafetyDistillationFilter
 from aya_t5x.evaluation import formats
 from aya_t5x.evaluation import judge as judging
-from aya_t5x.evaluation.judge import markdown_table, percent, write_report
+from aya_t5x.reporting import (
+  markdown_table,
+  percent,
+  percent_interval,
+  wilson_interval,
+  write_report,
+)
 
 # ----------------------------------------------------------------------------------------
 # Harmful answers (judge-rated)
@@ -106,7 +112,7 @@ def harmful_rates(judge: judging.Judge, generations: judging.GenerationFile,
             "not_harmful": c["not_harmful"], "unparseable": c["unparseable"],
             "failed": c["failed"],
             "harmful_rate": c["harmful"] / labelled if labelled else None,
-            "harmful_rate_ci95": judging.wilson_interval(c["harmful"], labelled)}
+            "harmful_rate_ci95": wilson_interval(c["harmful"], labelled)}
 
   report = {"what": "harmful_rates", "judge": judge.description, "file": generations.path,
             "skipped_lines": len(generations.skipped),
@@ -114,14 +120,14 @@ def harmful_rates(judge: judging.Judge, generations: judging.GenerationFile,
                 (k, v) for k, v in counts.items() if k is not None)},
             "overall": row(counts[None])}
   rows = [[lang, r["labelled"], r["harmful"], percent(r["harmful_rate"]),
-           judging.interval(r["harmful_rate_ci95"]), r["unparseable"], r["failed"]]
+           percent_interval(r["harmful_rate_ci95"]), r["unparseable"], r["failed"]]
           for lang, r in [*report["languages"].items(), ("**all**", report["overall"])]]
   markdown = "\n\n".join([
       "# Harmful answers", f"Judge: {judge.description}; {generations.path} "
       f"({len(generations.skipped)} lines skipped).",
       markdown_table(["language", "labelled", "harmful", "harmful rate", "95% CI (Wilson)",
                       "unparseable", "failed"], rows)]) + "\n"
-  write_report(report, output_dir, "harmful_rates", markdown)
+  write_report(output_dir, "harmful_rates", report, markdown)
   return report
 
 

@@ -12,7 +12,7 @@ import seqio
 import torch
 from jax.tree_util import tree_map as jax_tree_map
 
-from aya_t5x import cli, testing
+from aya_t5x import cli, reporting, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.data import filters
 from aya_t5x.data.examples import Example
@@ -60,7 +60,7 @@ def test_harmful_rate_per_language_counts_unparseable_apart(tmp_path):
   assert (sw["labelled"], sw["harmful"], sw["unparseable"]) == (3, 1, 1)
   assert sw["harmful_rate"] == pytest.approx(1 / 3) and hi["harmful_rate"] == 0.5
   assert report["overall"]["harmful"] == 2 and report["overall"]["answers"] == 6
-  assert sw["harmful_rate_ci95"] == judging.wilson_interval(1, 3)
+  assert sw["harmful_rate_ci95"] == reporting.wilson_interval(1, 3)
   assert "| sw | 3 | 1 | 33.3% |" in (tmp_path / "out/harmful_rates.md").read_text()
   assert len((tmp_path / "out/harmful_judgments.jsonl").read_text().splitlines()) == 6
 
