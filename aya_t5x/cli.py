@@ -1,9 +1,9 @@
 """The `aya-t5x` command: parses flags and gin, then calls library functions.
 
-Heavy libraries load inside each subcommand, so `aya-t5x --help` answers at once.
-Gin flags work as in T5X on every subcommand that builds a model:
-`--gin_file FILE` (repeatable), `--gin.NAME=VALUE` (repeatable, applied after the
-files), `--gin_search_paths DIR[,DIR]`.
+Heavy libraries load inside each subcommand, so `aya-t5x --help` answers at once. The
+core commands (model-info, train, infer, convert) are here; each product's commands sit in
+its own `commands.py` (COMMAND_MODULES), and the gin flags they all share in
+`aya_t5x.command_flags`.
 """
 
 from __future__ import annotations
@@ -13,86 +13,42 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from aya_t5x.command_flags import (
+  CommandError,
+  add_gin_flags,
+  parse_gin,
+  split_gin_bindings,
+  uses_gin,
+)
 
-class CommandError(Exception):
-  """A user error with a message that says what to change; printed without a traceback."""
-
-
-COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.data.quality_commands",
+COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
                    "aya_t5x.compile_command")
 
 
-def add_gin_flags(parser: argparse.ArgumentParser) -> None:
-  """The T5X gin flags, for every subcommand that reads gin (data commands too)."""
-  parser.add_argument("--gin_file", action="append", default=[], metavar="FILE",
-                      help="gin file; repeat to combine (model size, run, mixture, ...)")
-  parser.add_argument("--gin_search_paths", default="", metavar="DIR[,DIR]",
-                      help="extra folders where gin files and includes are looked up")
-  parser.epilog = "Any --gin.NAME=VALUE flag adds a gin binding after the files."
-
-
-def _split_gin_bindings(extra: Sequence[str]) -> list[str]:
-  bindings = []
-  for arg in extra:
-    if not arg.startswith("--gin."):
-      raise CommandError(f"unrecognised argument {arg!r} (gin bindings are --gin.NAME=VALUE)")
-    binding = arg.removeprefix("--gin.")
-    if "=" not in binding:
-      raise CommandError(f"{arg!r}: a gin binding needs a value, as in --gin.NAME=VALUE")
-    bindings.append(binding)
-  return bindings
-
-
-def _parse_gin(args: argparse.Namespace) -> None:
-  from aya_t5x import gin_config
-
-  search = [p for p in args.gin_search_paths.split(",") if p]
-  gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
-
-
 def _model_info(args: argparse.Namespace) -> int:
   from aya_t5x import gin_config, model_info
 
-  _parse_gin(args)
+  parse_gin(args)
   report = model_info.parameter_report(gin_config.configured_model())
   print(model_info.format_report(report))
   return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-  import dataclasses
-  from pathlib import Path
-
-  from aya_t5x import gin_config, inference
-  from aya_t5x.checkpoints import formats, native
+  from aya_t5x import gin_config
+  from aya_t5x.checkpoints import conversion
 
   config = None
-  if args.gin_file or args.gin_bindings:
-    _parse_gin(args)
-    # Parameter checkpoints, a training run's included, hold the per-layer layout even
-    # when the run trained with scanned layers.
-    config = dataclasses.replace(gin_config.configured_model(), scan_layers=False)
-  src = Path(args.src).absolute()
-  # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = inference.train_state_dir(src) if args.source_format == "aya_t5x" else None
-  if state_dir is None:
-    params, config = formats.load_params(args.src, config, fmt=args.source_format)
-  else:
-    config = config or inference.stored_config(src)
-    if config is None:
-      raise ValueError(
-          f"{args.src} is a training checkpoint ({state_dir}) from a run that did not save "
-          f"its model ({native.CONFIG_FILE}): pass the gin files the run was trained with "
-          "(the model size and any file or --gin.MT5Config binding that changed it), e.g. "
-          f"aya-t5x convert --from aya_t5x --to {args.target_format} --gin_file "
-          f"models/mt5_small.gin {args.src} {args.dst} (for the demo: --gin_file "
-          "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
-    params = inference.load_params(src, config)
-  formats.save_params(params, config, args.dst, fmt=args.target_format)
+  if uses_gin(args):
+    parse_gin(args)
+    config = gin_config.configured_model()
+  result = conversion.convert_checkpoint(args.src, args.dst, source_format=args.source_format,
+                                         target_format=args.target_format, config=config)
+  config = result.config
   print(f"wrote {args.target_format} checkpoint {args.dst} "
-        + (f"from {state_dir} " if state_dir else "")
+        + (f"from {result.train_state_dir} " if result.train_state_dir else "")
         + f"(d_model={config.d_model}, {config.num_encoder_layers}/"
         f"{config.num_decoder_layers} layers, vocab {config.vocab_size})")
   return 0
@@ -102,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
   from aya_t5x import distributed, gin_config
 
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
-  _parse_gin(args)
+  parse_gin(args)
   result = gin_config.configured_train()
   if distributed.is_first_process():  # one summary per run, not one per host
     status = "stopped by SIGTERM at" if result.preempted else "finished at"
@@ -135,7 +91,7 @@ def _infer(args: argparse.Namespace) -> int:
   from aya_t5x import decoding, inference
   from aya_t5x.data import vocabulary as vocab_lib
 
-  _parse_gin(args)
+  parse_gin(args)
   config = inference.model_config(args.checkpoint)
   vocabulary = _vocabulary(args)
   vocab_lib.check_fits_model(vocabulary, config.vocab_size)
@@ -239,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   args, extra = parser.parse_known_args(argv)
   try:
-    args.gin_bindings = _split_gin_bindings(extra)
+    args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)
   except CommandError as e:
     parser.error(str(e))

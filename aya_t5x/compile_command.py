@@ -17,7 +17,7 @@ import json
 import os
 import re
 
-from aya_t5x.cli import add_gin_flags
+from aya_t5x.command_flags import add_gin_flags, parse_gin
 
 # The `train` arguments that shape the compiled step.
 STEP_ARGUMENTS = ("model_config", "train_data", "partitioner", "schedule", "optimizer",
@@ -73,10 +73,10 @@ def _compile(args: argparse.Namespace) -> int:
 
   # Compilation never runs anything: no accelerator is opened, even where one exists.
   jax.config.update("jax_platforms", "cpu")
-  from aya_t5x import aot, cli
+  from aya_t5x import aot
 
   topology = aot.resolve_topology(args.topology)
-  cli._parse_gin(args)
+  parse_gin(args)
   report = aot.compile_train_step(topology=topology, **_step_arguments())
   print(aot.format_report(report, args.utilization))
   if args.json:

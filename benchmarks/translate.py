@@ -2,7 +2,7 @@
 
 Both backends get the same paragraphs through `translation.translate_texts` (sentence
 splitting, length-sorted batches, joining back), each with a tiny random model of about
-the same shape built offline (`tiny_translation_models`: mT5 with d_model 32, 2+2 layers;
+the same shape built offline (`aya_t5x.testing.translation_models`: mT5 with d_model 32, 2+2 layers;
 M2M100 with d_model 32, 2+2 layers), greedy decoding of up to `--max_new_tokens` tokens
 per sentence. Repeats alternate between the backends and the median is reported, so that
 the machine's drift affects both. Both run on one CPU thread by default (`--threads`):
@@ -70,7 +70,8 @@ def main() -> None:
   import torch
 
   from aya_t5x import decoding
-  from aya_t5x.data import tiny_translation_models, translation, translation_backends
+  from aya_t5x.gathering import translation, translation_backends
+  from aya_t5x.testing import translation_models as tiny_translation_models
 
   torch.set_num_threads(args.threads)
   texts = paragraphs(args.paragraphs, args.sentences_per_paragraph)

@@ -1,4 +1,7 @@
-"""Shared fixtures: CPU only, 8 simulated devices, and Hugging Face reference models."""
+"""Shared fixtures: CPU only, 8 simulated devices, multilingual text and a small vocabulary.
+
+The tiny models, vocabularies and translation models themselves are in `aya_t5x.testing`.
+"""
 
 import os
 import tempfile
@@ -21,37 +24,22 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
-def hf_reference_model(config, seed: int = 0):
-  """A randomly initialised Hugging Face `MT5ForConditionalGeneration` matching `config`.
+@pytest.fixture(scope="session")
+def sentences_file(tmp_path_factory):
+  from aya_t5x.testing import vocabularies
 
-  The weights are drawn with a larger spread than Hugging Face's init so that every
-  parameter (norm scales and the relative position table included) affects the output.
-  """
-  import torch
-  import transformers
-
-  from aya_t5x.checkpoints import hf
-
-  torch.manual_seed(seed)
-  hf_config = transformers.MT5Config(**hf.hf_config_dict(config))
-  model = transformers.MT5ForConditionalGeneration(hf_config).eval()
-  # mT5's output layer is its own matrix; a reference that tied it to the embedding
-  # would hide a swapped or missing logits_dense.
-  assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
-  with torch.no_grad():
-    for name, tensor in model.named_parameters():
-      if name.endswith("layer_norm.weight"):
-        tensor.copy_(1.0 + 0.2 * torch.randn_like(tensor))
-      elif "relative_attention_bias" in name:
-        tensor.copy_(torch.randn_like(tensor))
-      else:
-        fan_in = tensor.shape[-1] if tensor.dim() == 2 and "shared" not in name else 1
-        tensor.copy_(torch.randn_like(tensor) / np.sqrt(fan_in))
-  return model
+  return vocabularies.write_sentences(tmp_path_factory.mktemp("text") / "sentences.txt")
 
 
-def hf_state_dict_numpy(model) -> dict:
-  return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+@pytest.fixture(scope="session")
+def small_vocabulary(sentences_file, tmp_path_factory):
+  """A 512-piece SentencePiece vocabulary trained on the sentences (T5 ids)."""
+  from aya_t5x.data import vocabulary
+  from aya_t5x.testing import vocabularies
+
+  path = vocabularies.train_vocabulary(sentences_file, tmp_path_factory.mktemp("spm"),
+                                       vocab_size=512)
+  return vocabulary.sentencepiece_vocabulary(str(path))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import torch
 
 from aya_t5x import decoding, model, testing
 from aya_t5x.checkpoints import hf
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 from tests.test_model import padded_batch, shift_right
 
 MAX_LEN = 10

@@ -8,7 +8,7 @@ import torch
 
 from aya_t5x import layers, losses, model, testing
 from aya_t5x.checkpoints import hf
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 
 def padded_batch(rng, vocab, batch, max_len, min_len=1):

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from aya_t5x import cli, gin_config, partitioning, testing, train_state
+from aya_t5x import cli, command_flags, gin_config, partitioning, testing, train_state
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
 from aya_t5x.train import TrainingDiverged
@@ -46,7 +46,7 @@ def gin_args(model_dir, steps, *extra):
 def run_in_process(model_dir, steps, *extra, **overrides):
   args = cli.build_parser().parse_known_args(["train", *gin_args(model_dir, steps, *extra)])
   parsed, bindings = args
-  gin_config.parse_gin(parsed.gin_file, cli._split_gin_bindings(bindings))
+  gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
   return gin_config.configured_train(show_progress=False, **overrides)
 
 

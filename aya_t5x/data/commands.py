@@ -16,7 +16,8 @@ import argparse
 import statistics
 from typing import Any
 
-from aya_t5x.cli import add_gin_flags as _add_gin_flags
+from aya_t5x.command_flags import add_gin_flags as _add_gin_flags
+from aya_t5x.command_flags import parse_gin, uses_gin
 
 DEFAULT_MANIFEST = "aya_tasks.json"
 
@@ -184,11 +185,8 @@ def _parse_sources(items: list[str]) -> dict[str, str]:
 def _plan(args: argparse.Namespace):
   from aya_t5x import mixtures
 
-  if args.gin_file or getattr(args, "gin_bindings", None):
-    from aya_t5x import gin_config
-
-    search = [p for p in args.gin_search_paths.split(",") if p]
-    gin_config.parse_gin(args.gin_file, getattr(args, "gin_bindings", []), search)
+  if uses_gin(args):
+    parse_gin(args)
     try:
       name = mixtures.aya_mixture()
     except KeyError as e:  # an unknown scheme or source named in the gin files

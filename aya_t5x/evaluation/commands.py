@@ -21,7 +21,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from aya_t5x.cli import add_gin_flags as _add_gin_flags
+from aya_t5x.command_flags import add_gin_flags as _add_gin_flags
+from aya_t5x.command_flags import parse_gin
 
 SUITES = ("eval/aya_heldout.gin", "eval/aya_generative.gin", "eval/aya_full.gin",
           "eval/demo.gin")
@@ -75,8 +76,7 @@ def _eval(args: argparse.Namespace) -> int:
     raise ValueError("give --checkpoint (a training MODEL_DIR, a step folder or any "
                      "checkpoint) and --output_dir (where eval.json, eval.md and eval.png "
                      "go); `aya-t5x eval report` renders or compares reports.")
-  search = [p for p in args.gin_search_paths.split(",") if p]
-  gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
+  parse_gin(args)
   config = inference.model_config(args.checkpoint)
   suite = _configured_suite(args)
   plan = suite_lib.plan(suite)

@@ -23,18 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from aya_t5x import reporting
-from aya_t5x.cli import add_gin_flags
+from aya_t5x.command_flags import add_gin_flags, parse_gin
 
 
 def _load_model(args: argparse.Namespace, checkpoint: str):
   """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
-  from aya_t5x import gin_config, inference
+  from aya_t5x import inference
   from aya_t5x.data import vocabulary
 
   if not args.vocabulary:
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")
-  search = [p for p in args.gin_search_paths.split(",") if p]
-  gin_config.parse_gin(args.gin_file, getattr(args, "gin_bindings", []), search)
+  parse_gin(args)
   config = inference.model_config(checkpoint)
   return (inference.load_params(checkpoint, config), config,
           vocabulary.sentencepiece_vocabulary(args.vocabulary))

@@ -12,7 +12,7 @@ from safetensors.numpy import load_file
 from aya_t5x import model, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.checkpoints.compatibility import CheckpointMismatchError
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import sentencepiece as spm
 
 from aya_t5x.data import vocabulary
-from tests.data.conftest import multilingual_sentences
+from aya_t5x.testing.vocabularies import multilingual_sentences
 
 
 def test_trained_vocabulary_follows_t5_ids(small_vocabulary):

@@ -17,7 +17,7 @@ from aya_t5x import cli, reporting, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation import predict
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 KEY = "sekret-test-key"
 MODEL = "judge-1"

@@ -18,7 +18,7 @@ from aya_t5x.data import filters
 from aya_t5x.data.examples import Example
 from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation import predict, safety
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 # ----------------------------------------------------------------------------- harmful
 

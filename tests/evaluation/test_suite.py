@@ -15,7 +15,7 @@ from aya_t5x.checkpoints import hf
 from aya_t5x.evaluation import benchmarks, metrics, predict
 from aya_t5x.evaluation import suite as suite_lib
 from aya_t5x.partitioning import Partitioner, preset_rules
-from tests.conftest import hf_reference_model, hf_state_dict_numpy
+from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 from tests.evaluation import fixtures
 
 CONFIG = dataclasses.replace(testing.TINY, vocab_size=259)  # seqio.ByteVocabulary

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from aya_t5x.data import languages
-from aya_t5x.data.sentences import Segmented, split_sentences
+from aya_t5x.gathering.sentences import Segmented, split_sentences
 
 UNK = "<unk>"
 DROP_REASONS = ("unk", "empty", "copy")

@@ -24,13 +24,15 @@ import os
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aya_t5x import reporting
 from aya_t5x.data import languages, readers
-from aya_t5x.data.translation import Backend
-from aya_t5x.data.translation_runs import Record, ShardResult, Unit, Worker, translate_units
 from aya_t5x.evaluation import metrics
+from aya_t5x.gathering import translation_runs as runs
+from aya_t5x.gathering.translation import Backend
+from aya_t5x.gathering.translation_runs import Record, ShardResult, Unit, Worker, translate_units
 
 REQUIRED_FIELDS = ("id", "language", "source_language", "original")
 class RoundTripScorer:
@@ -187,3 +189,39 @@ def roundtrip_report(records: Sequence[Record], scorer: RoundTripScorer, *,
         _joined(r["original"], list(r["original"])),
         _joined(r["retranslation"], list(r["original"]))] for r in worst]))
   return report, "\n".join(lines)
+
+
+def retranslate_dataset(backend: Backend, translated: str | os.PathLike,
+                        output_dir: str | os.PathLike, *, scorer: RoundTripScorer,
+                        tolerant: bool = False, batch_size: int = 32,
+                        split_sentences: bool = True,
+                        shards: runs.ShardPlan = runs.ShardPlan()) -> runs.StepResult:
+  """Translates a translation step's output back into its source language, resumably.
+
+  `translated` is a translate step's output folder (its `data/`) or data file. Writes
+  `retranslation_report.{md,json}` and, once every shard is done, the round-trip scores'
+  `roundtrip_report.{md,json}`; the records carry their scores for `review build-task`.
+  """
+  data = Path(translated)
+  if (data / runs.DATA_DIR).is_dir():
+    data = data / runs.DATA_DIR
+  if data.resolve().is_relative_to(Path(output_dir).resolve()):
+    raise ValueError(f"--output {output_dir} contains the input {data}; write elsewhere")
+  records, skipped = runs.read_input(data, tolerant=tolerant)
+  settings = {"step": "retranslate", "input": str(data), "backend": backend.description,
+              "split_sentences": split_sentences, "spbleu_model": scorer.spm_model}
+  summary = runs.run_shards(
+      retranslation_units(records), output_dir,
+      retranslation_worker(backend, scorer, batch_size=batch_size, split=split_sentences),
+      settings=settings, examples_per_shard=shards.examples_per_shard,
+      num_shards=shards.num_shards, host_index=shards.host_index,
+      host_count=shards.host_count)
+  reports = {"retranslation": runs.format_summary(
+      summary, title="Retranslation", backend=backend.description, skipped=skipped)}
+  if summary.complete:
+    reports["roundtrip"] = roundtrip_report(read_scored(summary.data_dir), scorer)
+  paths = {}
+  for name, report in reports.items():
+    paths.update({f"{name}_{kind}": path for kind, path in
+                  runs.write_step_report(output_dir, name, report).items()})
+  return runs.StepResult(summary=summary, reports=reports, report_paths=paths)

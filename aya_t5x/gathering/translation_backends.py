@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from aya_t5x.data import languages
-from aya_t5x.data.translation import decode_keeping_unk, language_code
+from aya_t5x.gathering.translation import decode_keeping_unk, language_code
 
 DEFAULT_PROMPT = "Translate from {source} to {target}: {text}"
 HF_INSTALL = "pip install -c requirements/constraints.txt transformers torch"

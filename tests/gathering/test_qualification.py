@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from aya_t5x import cli
-from aya_t5x.data import crowd_files, qualification
+from aya_t5x.gathering import crowd_files, qualification
 from tests.data.fixtures import write_jsonl
 
 

@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from aya_t5x.cli import add_gin_flags
+from aya_t5x.command_flags import add_gin_flags, parse_gin, uses_gin
 
 DEFAULT_MANIFEST = "aya_tasks.json"
 BACKENDS = ("aya_t5x", "hf", "dictionary")
@@ -39,7 +39,7 @@ def _csv(value: str) -> list[str]:
 
 def _backend(args: argparse.Namespace):
   """The translation backend the flags describe."""
-  from aya_t5x.data import translation, translation_backends
+  from aya_t5x.gathering import translation, translation_backends
 
   if args.backend == "dictionary":
     if not args.dictionary:
@@ -68,11 +68,10 @@ def _backend(args: argparse.Namespace):
   from aya_t5x import decoding
 
   config = None
-  if args.gin_file or args.gin_bindings:
+  if uses_gin(args):
     from aya_t5x import gin_config
 
-    search = [p for p in args.gin_search_paths.split(",") if p]
-    gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
+    parse_gin(args)
     config = gin_config.configured_model()
   options = decoding.DecodingOptions(method="beam" if args.num_beams > 1 else "greedy",
                                      num_beams=args.num_beams,
@@ -141,17 +140,16 @@ def _register(args: argparse.Namespace, path: Path, fields: list[str],
 
 
 def _write(out: str, name: str, report_and_markdown: tuple[dict, str]) -> None:
-  from aya_t5x import reporting
+  from aya_t5x.gathering import translation_runs as runs
 
-  report, markdown = report_and_markdown
-  paths = reporting.write_report(out, f"{name}_report", report, markdown)
-  print(markdown)
+  paths = runs.write_step_report(out, name, report_and_markdown)
+  print(report_and_markdown[1])
   print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def _data_folder(path: str) -> str:
   """The data folder of a step's output folder (its `data/`), or the path itself."""
-  from aya_t5x.data.translation_runs import DATA_DIR
+  from aya_t5x.gathering.translation_runs import DATA_DIR
 
   data = Path(path) / DATA_DIR
   return str(data) if data.is_dir() else path
@@ -160,35 +158,37 @@ def _data_folder(path: str) -> str:
 # ----------------------------------------------------------------------------- translate
 
 
-def _translate(args: argparse.Namespace) -> int:
-  from aya_t5x.data import translation_runs as runs
+def _shard_plan(args: argparse.Namespace):
+  from aya_t5x.gathering import translation_runs as runs
 
-  fields = _csv(args.fields)
-  if not fields:
-    raise ValueError("--fields: name at least one text field to translate")
+  return runs.ShardPlan(examples_per_shard=args.examples_per_shard, num_shards=args.num_shards,
+                        host_index=args.host_index, host_count=args.host_count)
+
+
+def _print_step(result) -> None:
+  for _, markdown in result.reports.values():
+    print(markdown)
+  print("wrote " + ", ".join(str(p) for p in result.report_paths.values()))
+
+
+def _translate(args: argparse.Namespace) -> int:
+  from aya_t5x.gathering import translation_runs as runs
+
   if args.task:
     from aya_t5x import input_pipeline
 
     input_pipeline.import_task_modules(args.module)
-  records, skipped = runs.read_input(args.input, task=args.task, split=args.split,
-                                     tolerant=args.tolerant)
-  caps = runs.Caps(max_per_language=args.max_per_language, uncapped=tuple(args.uncapped),
-                   dataset_key=args.dataset_key, seed=args.seed)
-  units, more = runs.plan_units(records, fields=fields, source_language=args.source_language,
-                                target_languages=_csv(args.target_languages), caps=caps,
-                                id_key=args.id_key, tolerant=args.tolerant)
-  backend = _backend(args)
-  settings = {"step": "translate", "input": args.input or f"task:{args.task}:{args.split}",
-              "fields": fields, "backend": backend.description, "split_sentences":
-              not args.no_split, "caps": [args.max_per_language, sorted(args.uncapped),
-                                          args.dataset_key, args.seed]}
-  summary = runs.run_shards(
-      units, args.output, runs.translation_worker(backend, fields, batch_size=args.batch_size,
-                                                  split=not args.no_split),
-      settings=settings, examples_per_shard=args.examples_per_shard,
-      num_shards=args.num_shards, host_index=args.host_index, host_count=args.host_count)
-  _write(args.output, "translation", runs.format_summary(
-      summary, title="Translation", backend=backend.description, skipped=skipped + more))
+  fields = _csv(args.fields)
+  result = runs.translate_dataset(
+      _backend(args), args.output, fields=fields, source_language=args.source_language,
+      target_languages=_csv(args.target_languages), input_path=args.input, task=args.task,
+      split=args.split, caps=runs.Caps(max_per_language=args.max_per_language,
+                                       uncapped=tuple(args.uncapped),
+                                       dataset_key=args.dataset_key, seed=args.seed),
+      id_key=args.id_key, tolerant=args.tolerant, batch_size=args.batch_size,
+      split_sentences=not args.no_split, shards=_shard_plan(args))
+  _print_step(result)
+  summary = result.summary
   if args.register:
     if not summary.complete:
       raise ValueError(f"{args.output}: {len(summary.done)} of {summary.num_shards} shards are "
@@ -202,28 +202,13 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def _retranslate(args: argparse.Namespace) -> int:
-  from aya_t5x.data import roundtrip
-  from aya_t5x.data import translation_runs as runs
+  from aya_t5x.gathering import roundtrip
 
-  data = _data_folder(args.input)
-  if Path(data).resolve().is_relative_to(Path(args.output).resolve()):
-    raise ValueError(f"--output {args.output} contains the input {data}; write elsewhere")
-  records, skipped = runs.read_input(data, tolerant=args.tolerant)
-  units = roundtrip.retranslation_units(records)
-  backend = _backend(args)
-  scorer = roundtrip.RoundTripScorer(args.spbleu_model)
-  settings = {"step": "retranslate", "input": data, "backend": backend.description,
-              "split_sentences": not args.no_split, "spbleu_model": args.spbleu_model}
-  summary = runs.run_shards(
-      units, args.output, roundtrip.retranslation_worker(
-          backend, scorer, batch_size=args.batch_size, split=not args.no_split),
-      settings=settings, examples_per_shard=args.examples_per_shard,
-      num_shards=args.num_shards, host_index=args.host_index, host_count=args.host_count)
-  _write(args.output, "retranslation", runs.format_summary(
-      summary, title="Retranslation", backend=backend.description, skipped=skipped))
-  if summary.complete:
-    _write(args.output, "roundtrip",
-           roundtrip.roundtrip_report(roundtrip.read_scored(summary.data_dir), scorer))
+  _print_step(roundtrip.retranslate_dataset(
+      _backend(args), args.input, args.output,
+      scorer=roundtrip.RoundTripScorer(args.spbleu_model), tolerant=args.tolerant,
+      batch_size=args.batch_size, split_sentences=not args.no_split,
+      shards=_shard_plan(args)))
   return 0
 
 
@@ -231,14 +216,14 @@ def _retranslate(args: argparse.Namespace) -> int:
 
 
 def _read_records(path: str) -> list[tuple[str, dict]]:
-  from aya_t5x.data import translation_runs as runs
+  from aya_t5x.gathering import translation_runs as runs
 
   return runs.read_input(path)[0]
 
 
 def _assessors_build_task(args: argparse.Namespace) -> int:
   from aya_t5x import reporting
-  from aya_t5x.data import crowd_files, qualification
+  from aya_t5x.gathering import crowd_files, qualification
 
   items, golden = qualification.build_task(
       _read_records(args.correct), _read_records(args.incorrect), source_key=args.source_key,
@@ -267,7 +252,7 @@ def _roster(path: str | None):
 
 
 def _assessors_qualify(args: argparse.Namespace) -> int:
-  from aya_t5x.data import crowd_files, qualification
+  from aya_t5x.gathering import crowd_files, qualification
 
   golden = qualification.read_golden(args.golden)
   answers, counts = crowd_files.read_answers(
@@ -296,7 +281,7 @@ def _assessors_qualify(args: argparse.Namespace) -> int:
 
 
 def _review_build_task(args: argparse.Namespace) -> int:
-  from aya_t5x.data import crowd_files, review, roundtrip
+  from aya_t5x.gathering import crowd_files, review, roundtrip
 
   records = roundtrip.ranked(roundtrip.read_scored(_data_folder(args.input)), by=args.rank_by)
   items, columns = review.build_review_task(records, limit=args.limit)
@@ -308,7 +293,7 @@ def _review_build_task(args: argparse.Namespace) -> int:
 
 def _review_aggregate(args: argparse.Namespace) -> int:
   from aya_t5x import reporting
-  from aya_t5x.data import crowd_files, qualification, review, roundtrip
+  from aya_t5x.gathering import crowd_files, qualification, review, roundtrip
 
   skills = qualification.read_qualification(args.qualification)
   records = roundtrip.read_scored(_data_folder(args.data))

@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aya_t5x import reporting
-from aya_t5x.data.crowd_files import BAD, GOOD, Answer, AnswerCounts
-from aya_t5x.data.qualification import AssessorScore
+from aya_t5x.gathering.crowd_files import BAD, GOOD, Answer, AnswerCounts
+from aya_t5x.gathering.qualification import AssessorScore
 
 METHODS = ("dawid_skene", "glad", "weighted_majority", "mmsr", "majority")
 UNREVIEWED = ("drop", "keep")
@@ -214,7 +214,7 @@ def review_report(records: Sequence[Mapping[str, Any]], kept: Sequence[Mapping[s
   the outcome. Each dropped example shows its rank in the round-trip pre-screen
   (1 = worst round trip), which says how much the automatic score alone would have missed.
   """
-  from aya_t5x.data.roundtrip import ranked
+  from aya_t5x.gathering.roundtrip import ranked
 
   order = {r["id"]: i + 1 for i, r in enumerate(ranked(records))} if records and \
       "roundtrip" in records[0] else {}

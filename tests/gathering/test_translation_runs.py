@@ -8,8 +8,8 @@ import pytest
 
 from aya_t5x import cli
 from aya_t5x.data import registration
-from aya_t5x.data import translation_runs as runs
-from aya_t5x.data.translation import DictionaryBackend
+from aya_t5x.gathering import translation_runs as runs
+from aya_t5x.gathering.translation import DictionaryBackend
 from tests.data.fixtures import write_jsonl
 
 SENTENCES = {f"Sentence number {i}.": (f"Sentensi namba {i}.", f"Gbolohun nomba {i}.")

@@ -8,8 +8,8 @@ import pytest
 import sacrebleu
 
 from aya_t5x import cli
-from aya_t5x.data import roundtrip
-from aya_t5x.data import translation_runs as runs
+from aya_t5x.gathering import roundtrip
+from aya_t5x.gathering import translation_runs as runs
 from tests.data.fixtures import write_jsonl
 
 PAIRS = [("The children read books at home.", "where do aliens come from"),

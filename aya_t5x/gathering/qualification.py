@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aya_t5x import reporting
-from aya_t5x.data.crowd_files import BAD, GOOD, Answer, AnswerCounts, normalise_label
+from aya_t5x.gathering.crowd_files import BAD, GOOD, Answer, AnswerCounts, normalise_label
 
 TASK_COLUMNS = ("item_id", "source", "translation")
 

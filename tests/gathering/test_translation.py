@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from aya_t5x import cli
-from aya_t5x.data import tiny_translation_models, translation, translation_backends
-from aya_t5x.data.translation import DictionaryBackend, output_problem, translate_texts
-from tests.data.conftest import multilingual_sentences
+from aya_t5x.gathering import translation, translation_backends
+from aya_t5x.gathering.translation import DictionaryBackend, output_problem, translate_texts
+from aya_t5x.testing import translation_models as tiny_translation_models
+from aya_t5x.testing.vocabularies import multilingual_sentences
 
 
 class Recording(DictionaryBackend):

@@ -35,7 +35,7 @@ from typing import Any
 
 from aya_t5x import reporting
 from aya_t5x.data import readers
-from aya_t5x.data.translation import (
+from aya_t5x.gathering.translation import (
   DROP_REASONS,
   Backend,
   language_code,
@@ -436,3 +436,68 @@ def format_summary(summary: RunSummary, *, title: str, backend: str,
     lines += ["", f"Skipped input records: {skipped.count}. First:"]
     lines += [f"- {why}" for why in skipped.examples]
   return report, "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- whole steps
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShardPlan:
+  """How a step's units are cut into shards and which hosts run which."""
+
+  examples_per_shard: int = 1000
+  num_shards: int | None = None    # instead of examples_per_shard
+  host_index: int = 0
+  host_count: int = 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepResult:
+  """A step's run and the reports it wrote (name -> (JSON facts, markdown), and files)."""
+
+  summary: RunSummary
+  reports: dict[str, tuple[dict[str, Any], str]]
+  report_paths: dict[str, Path]
+
+
+def write_step_report(output_dir: str | os.PathLike, name: str,
+                      report_and_markdown: tuple[dict[str, Any], str]) -> dict[str, Path]:
+  """Writes `<name>_report.json` and `<name>_report.md` into the step's output folder."""
+  report, markdown = report_and_markdown
+  return reporting.write_report(output_dir, f"{name}_report", report, markdown)
+
+
+def translate_dataset(backend: Backend, output_dir: str | os.PathLike, *,
+                      fields: Sequence[str], source_language: str,
+                      target_languages: Sequence[str], input_path: str | None = None,
+                      task: str | None = None, split: str = "train", caps: Caps = Caps(),
+                      id_key: str | None = None, tolerant: bool = False,
+                      batch_size: int = 32, split_sentences: bool = True,
+                      shards: ShardPlan = ShardPlan()) -> StepResult:
+  """Translates a data file, folder or SeqIO task into `target_languages`, resumably.
+
+  Reads the input, applies the caps, runs this host's unfinished shards and writes
+  `translation_report.{md,json}`; rerunning continues where a run stopped. The result's
+  summary says whether every host's shards are done (`summary.complete`).
+  """
+  if not fields:
+    raise ValueError("--fields: name at least one text field to translate")
+  records, skipped = read_input(input_path, task=task, split=split, tolerant=tolerant)
+  units, more = plan_units(records, fields=fields, source_language=source_language,
+                           target_languages=target_languages, caps=caps, id_key=id_key,
+                           tolerant=tolerant)
+  settings = {"step": "translate", "input": input_path or f"task:{task}:{split}",
+              "fields": list(fields), "backend": backend.description,
+              "split_sentences": split_sentences,
+              "caps": [caps.max_per_language, sorted(caps.uncapped), caps.dataset_key,
+                       caps.seed]}
+  summary = run_shards(
+      units, output_dir, translation_worker(backend, fields, batch_size=batch_size,
+                                            split=split_sentences),
+      settings=settings, examples_per_shard=shards.examples_per_shard,
+      num_shards=shards.num_shards, host_index=shards.host_index,
+      host_count=shards.host_count)
+  report = format_summary(summary, title="Translation", backend=backend.description,
+                          skipped=skipped + more)
+  return StepResult(summary=summary, reports={"translation": report},
+                    report_paths=write_step_report(output_dir, "translation", report))

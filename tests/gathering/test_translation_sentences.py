@@ -2,7 +2,7 @@
 
 import pytest
 
-from aya_t5x.data.sentences import split_sentences
+from aya_t5x.gathering.sentences import split_sentences
 
 CASES = [
     ("en", "Hello there. Mr. Smith met J. K. Rowling! Did he? He did.\n\nA new paragraph.",

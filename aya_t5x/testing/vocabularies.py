@@ -1,9 +1,15 @@
-"""Fixtures for the data tests: multilingual text, a trained vocabulary, clean registries."""
+"""Small multilingual text and SentencePiece vocabularies trained on it, for tests.
+
+Five scripts (Latin, Cyrillic, Devanagari, Arabic, Han), so that a vocabulary trained here
+exercises the byte fallback and every script path of the tokenisers, in a second.
+"""
+
+from __future__ import annotations
 
 import itertools
+import os
 import random
-
-import pytest
+from pathlib import Path
 
 # A few words per language in five scripts, enough for SentencePiece to find pieces.
 _WORDS = {
@@ -28,19 +34,18 @@ def multilingual_sentences(count: int = 350, seed: int = 0) -> list[str]:
   return sentences
 
 
-@pytest.fixture(scope="session")
-def sentences_file(tmp_path_factory):
-  path = tmp_path_factory.mktemp("text") / "sentences.txt"
-  path.write_text("\n".join(multilingual_sentences()) + "\n", encoding="utf-8")
+def write_sentences(path: str | os.PathLike, count: int = 350, seed: int = 0) -> Path:
+  """Writes `multilingual_sentences(count, seed)`, one a line; returns the path."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join(multilingual_sentences(count, seed)) + "\n", encoding="utf-8")
   return path
 
 
-@pytest.fixture(scope="session")
-def small_vocabulary(sentences_file, tmp_path_factory):
-  """A 512-piece SentencePiece vocabulary trained on the sentences (T5 ids)."""
+def train_vocabulary(text_file: str | os.PathLike, folder: str | os.PathLike, *,
+                     vocab_size: int = 512, name: str = "small.model") -> Path:
+  """A SentencePiece model with T5's ids and byte fallback, trained on `text_file`."""
   from aya_t5x.data import vocabulary
 
-  path = vocabulary.train_sentencepiece(
-      [sentences_file], tmp_path_factory.mktemp("spm") / "small.model", vocab_size=512,
-      byte_fallback=True)
-  return vocabulary.sentencepiece_vocabulary(str(path))
+  return Path(vocabulary.train_sentencepiece([text_file], Path(folder) / name,
+                                             vocab_size=vocab_size, byte_fallback=True))

@@ -14,7 +14,8 @@ import pytest
 import seqio
 
 from aya_t5x import cli
-from aya_t5x.data import crowd_files, qualification, registration, review, roundtrip
+from aya_t5x.data import registration
+from aya_t5x.gathering import crowd_files, qualification, review, roundtrip
 from tests.data.fixtures import write_jsonl
 
 # (English instruction, answer) -> Swahili -> English again.
