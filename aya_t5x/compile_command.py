@@ -1,7 +1,7 @@
 """The `aya-t5x compile` subcommand (wired in by `aya_t5x.cli`).
 
     aya-t5x compile --topology v4-128 --gin_file models/mt5_xxl.gin \
-      --gin_file runs/aya_recipe.gin --gin_file aya/xxl_v4_128.gin [--utilization 0.5]
+      --gin_file runs/aya_recipe.gin --gin_file topologies/xxl_v4_128.gin [--utilization 0.5]
 
 Takes the same gin files as `aya-t5x train` and compiles that run's train step for the
 topology (see `aya_t5x.aot`), without its devices; no data is read and nothing is

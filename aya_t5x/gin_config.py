@@ -19,17 +19,17 @@ from pathlib import Path
 import gin
 from aya_t5x import (
   decoding,
-  evaluators,
   input_pipeline,
   model_config,
   optim,
   partitioning,
   train,
+  train_evaluators,
   train_step,
 )
-from aya_t5x.evaluation import evaluator as eval_hook
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
+from aya_t5x.evaluation import suite_evaluator as eval_hook
 
 # Registered once at import: gin's registry is the one piece of module-level state.
 # Each entry is the name a gin file uses; the values are the callables gin configures.
@@ -43,7 +43,7 @@ _UNWRAPPED = {
     "AdafactorConfig": optim.AdafactorConfig,
     "LossConfig": train_step.LossConfig,
     "CheckpointConfig": train.CheckpointConfig,
-    "TeacherForcedEvaluator": evaluators.TeacherForcedEvaluator,
+    "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
     # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric
     # functions demo suites name (`metric_fns = [@exact_match, @chrf]`).
     "EvalTask": eval_suite.EvalTask,
@@ -101,8 +101,22 @@ def gin_root() -> Path:
                        f"{package.parent / 'gin'}); reinstall the package.")
 
 
+# Shipped gin folders renamed, old prefix -> new; the old paths work for one release.
+RENAMED_GIN_FOLDERS = {"aya/": "topologies/"}
+
+
+def _warn_if_renamed(name: str) -> None:
+  stripped = name.removeprefix("gin/")
+  for old, new in RENAMED_GIN_FOLDERS.items():
+    if stripped.startswith(old):
+      logging.getLogger("aya_t5x").warning(
+          "gin file %r has moved to %r; the old path works until the next release.",
+          name, new + stripped.removeprefix(old))
+
+
 def resolve_gin_file(name: str, search_paths: Sequence[str] = ()) -> str:
   """Finds a gin file as given, under a search path, or under the shipped gin folder."""
+  _warn_if_renamed(name)
   candidates = [Path(name)]
   roots = [Path(p) for p in search_paths] + [gin_root()]
   stripped = name.removeprefix("gin/")

@@ -31,9 +31,9 @@ from aya_t5x import (
 )
 from aya_t5x.checkpoints import native
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
-from aya_t5x.evaluators import EvalContext, Evaluator
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
+from aya_t5x.train_evaluators import EvalContext, Evaluator
 from aya_t5x.train_step import LossConfig, jit_train_step
 
 

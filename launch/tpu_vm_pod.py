@@ -4,7 +4,7 @@
     python launch/tpu_vm_pod.py --tpu aya-v4-128 --zone us-central2-b \
       --model_dir gs://my-bucket/aya_xxl --copy --setup --dry_run -- \
       --gin_file models/mt5_xxl.gin --gin_file runs/aya_recipe.gin \
-      --gin_file mixtures/translation_heavy.gin --gin_file aya/xxl_v4_128.gin
+      --gin_file mixtures/translation_heavy.gin --gin_file topologies/xxl_v4_128.gin
 
 Every step is one `gcloud compute tpus tpu-vm` command over all workers; `--dry_run`
 prints them exactly as they would run (copy them into a terminal to run them by hand):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aya_t5x.demo.corpus import eval_task_name
 from aya_t5x.demo.lexicon import LANGUAGES
-from aya_t5x.evaluation import benchmarks, formats, metrics
+from aya_t5x.evaluation import eval_sets, formats, metrics
 
 DATA_FORMAT = ("JSONL written by aya_t5x.demo.corpus.build_corpus: {\"inputs\", \"targets\", "
                "\"language\", \"task\"[, \"options\"]} per line, in eval/<task>.<language>.jsonl")
@@ -42,7 +42,7 @@ def _as_asked(row: dict) -> tuple[str, list[str], int]:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class DemoBenchmark(benchmarks.Benchmark):
+class DemoBenchmark(eval_sets.Benchmark):
   """One demo task type; `task` names its files (`<task>.<language>.jsonl`)."""
 
   task: str
@@ -54,7 +54,7 @@ class DemoBenchmark(benchmarks.Benchmark):
   def rows(self, files, key):
     records = _read(files["examples"])
     if self.kind == "rank":
-      return benchmarks.rank_rows(records, (_as_asked,))
+      return eval_sets.rank_rows(records, (_as_asked,))
     return [{"inputs": r["inputs"], "targets": r["targets"]} for r in records]
 
   def metric_fns(self, key, *, spbleu_model=None):
@@ -63,7 +63,7 @@ class DemoBenchmark(benchmarks.Benchmark):
 
 def _demo(task: str, kind: str, title: str, languages: tuple[str, ...],
           metric_fns: tuple[Callable, ...], primary: str) -> DemoBenchmark:
-  return benchmarks.add_benchmark(DemoBenchmark(
+  return eval_sets.add_benchmark(DemoBenchmark(
       name=f"demo_{task}", title=f"Demo {title}", kind=kind, split="validation",
       folder="eval", data_format=DATA_FORMAT, languages=languages, primary_metric=primary,
       max_input_length=64, max_target_length=32, task=task, metrics_of=metric_fns))

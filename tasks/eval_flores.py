@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aya_t5x.data import languages
-from aya_t5x.evaluation import benchmarks, formats, metrics
+from aya_t5x.evaluation import eval_sets, formats, metrics
 
 # FLORES-200 codes that are not the language table's ISO 639-3 code and script: FLORES
 # names an individual language where the table has the macrolanguage (arb for ara).
@@ -40,7 +40,7 @@ LANGUAGES = tuple(lang.code for lang in languages.all_languages()
                   if lang.code not in NOT_IN_FLORES and lang.code != "en")
 
 
-class Flores(benchmarks.Benchmark):
+class Flores(eval_sets.Benchmark):
   """One translation direction; `name` says which (`flores_x_en` or `flores_en_x`)."""
 
   @property
@@ -50,7 +50,7 @@ class Flores(benchmarks.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     def path(code: str) -> Path:
       name = f"{code}.devtest"
-      return benchmarks.first_existing(root / "devtest" / name, root / name)
+      return eval_sets.first_existing(root / "devtest" / name, root / name)
 
     return {"english": path(ENGLISH), "other": path(flores_code(key))}
 
@@ -63,7 +63,7 @@ class Flores(benchmarks.Benchmark):
     if self.into_english:
       return [{"inputs": f"Translate to English: {o}", "targets": e}
               for o, e in zip(other, english)]
-    name = benchmarks.language_name(key)
+    name = eval_sets.language_name(key)
     return [{"inputs": f"Translate to {name}: {e}", "targets": o} for o, e in zip(other, english)]
 
   def metric_fns(self, key, *, spbleu_model=None):
@@ -74,7 +74,7 @@ class Flores(benchmarks.Benchmark):
 _COMMON = dict(kind="generate", split="devtest", folder="flores200",
                data_format=formats.FLORES, languages=LANGUAGES, primary_metric="spbleu",
                max_input_length=256, max_target_length=256)
-FLORES_X_EN = benchmarks.add_benchmark(Flores(name="flores_x_en",
+FLORES_X_EN = eval_sets.add_benchmark(Flores(name="flores_x_en",
                                               title="FLORES-200 X->English", **_COMMON))
-FLORES_EN_X = benchmarks.add_benchmark(Flores(name="flores_en_x",
+FLORES_EN_X = eval_sets.add_benchmark(Flores(name="flores_en_x",
                                               title="FLORES-200 English->X", **_COMMON))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats
+from aya_t5x.evaluation import eval_sets, formats
 
 NUM_SHOTS = 5
 HEADER = "The following are multiple choice questions (with answers)."
@@ -35,7 +35,7 @@ def few_shot_template(shots):
   return template
 
 
-class OkapiMmlu(benchmarks.Benchmark):
+class OkapiMmlu(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     return {"examples": root / f"{key}_test.json", "shots": root / f"{key}_dev.json"}
 
@@ -44,11 +44,11 @@ class OkapiMmlu(benchmarks.Benchmark):
     if len(shots) < NUM_SHOTS:
       raise formats.FormatError(f"{files['shots']}: {len(shots)} records; {NUM_SHOTS}-shot "
                                 f"evaluation needs at least {NUM_SHOTS}.")
-    return benchmarks.rank_rows(formats.read_okapi_mmlu(files["examples"]),
+    return eval_sets.rank_rows(formats.read_okapi_mmlu(files["examples"]),
                                 [few_shot_template(shots[:NUM_SHOTS])])
 
 
-MMLU = benchmarks.add_benchmark(OkapiMmlu(
+MMLU = eval_sets.add_benchmark(OkapiMmlu(
     name="mmlu", title="Multilingual MMLU (Okapi, 5-shot)", kind="rank", split="test",
     folder="mmlu", data_format=formats.OKAPI_MMLU, max_input_length=1024,
     max_target_length=8, truncate="left",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats, metrics
+from aya_t5x.evaluation import eval_sets, formats, metrics
 
 LANGUAGE_NAMES = {"ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish",
                   "id": "indonesian", "ja": "japanese", "ko": "korean", "ru": "russian",
@@ -19,11 +19,11 @@ LANGUAGE_NAMES = {"ar": "arabic", "bn": "bengali", "en": "english", "fi": "finni
 COMBINED = "tydiqa-goldp-v1.1-dev.json"
 
 
-class TyDiQaGoldP(benchmarks.Benchmark):
+class TyDiQaGoldP(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     per_language = (root / "tydiqa-goldp-v1.1-dev" /
                     f"tydiqa-goldp-dev-{LANGUAGE_NAMES[key]}.json")
-    return {"examples": benchmarks.first_existing(per_language, root / COMBINED)}
+    return {"examples": eval_sets.first_existing(per_language, root / COMBINED)}
 
   def rows(self, files, key):
     prefix = f"{LANGUAGE_NAMES[key]}-"
@@ -40,7 +40,7 @@ class TyDiQaGoldP(benchmarks.Benchmark):
     return metrics.answers_target
 
 
-TYDIQA = benchmarks.add_benchmark(TyDiQaGoldP(
+TYDIQA = eval_sets.add_benchmark(TyDiQaGoldP(
     name="tydiqa", title="TyDiQA GoldP", kind="generate", split="validation", folder="tydiqa",
     data_format=formats.SQUAD, languages=tuple(LANGUAGE_NAMES), primary_metric="f1",
     max_input_length=1024, max_target_length=64))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats
+from aya_t5x.evaluation import eval_sets, formats
 
 
 def _plain(record):
@@ -42,17 +42,17 @@ def _options(record):
 TEMPLATES = (_plain, _listed, _continuation, _options)
 
 
-class Xcopa(benchmarks.Benchmark):
+class Xcopa(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     name = f"val.{key}.jsonl"
-    return {"examples": benchmarks.first_existing(root / name, root / key / name,
+    return {"examples": eval_sets.first_existing(root / name, root / key / name,
                                                   root / "data" / key / name)}
 
   def rows(self, files, key):
-    return benchmarks.rank_rows(formats.read_xcopa(files["examples"]), TEMPLATES)
+    return eval_sets.rank_rows(formats.read_xcopa(files["examples"]), TEMPLATES)
 
 
-XCOPA = benchmarks.add_benchmark(Xcopa(
+XCOPA = eval_sets.add_benchmark(Xcopa(
     name="xcopa", title="XCOPA", kind="rank", split="validation", folder="xcopa",
     data_format=formats.XCOPA,
     languages=("et", "ht", "id", "it", "qu", "sw", "ta", "th", "tr", "vi", "zh")))

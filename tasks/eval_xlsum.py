@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats, metrics
+from aya_t5x.evaluation import eval_sets, formats, metrics
 
 # Task suffix -> XL-Sum's file name.
 FILE_NAMES = {
@@ -29,13 +29,13 @@ FILE_NAMES = {
 SPLIT_FILES = {"validation": "val", "test": "test"}
 
 
-class XlSum(benchmarks.Benchmark):
+class XlSum(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     name = f"{FILE_NAMES[key]}_{SPLIT_FILES[self.split]}.jsonl"
-    return {"examples": benchmarks.first_existing(root / name, root / FILE_NAMES[key] / name)}
+    return {"examples": eval_sets.first_existing(root / name, root / FILE_NAMES[key] / name)}
 
   def rows(self, files, key):
-    language = benchmarks.language_name(key)
+    language = eval_sets.language_name(key)
     return [{"inputs": f"Summarize the following article in {language}: {r['text']}",
              "targets": r["summary"]} for r in formats.read_xlsum(files["examples"])]
 
@@ -43,7 +43,7 @@ class XlSum(benchmarks.Benchmark):
     return [metrics.rouge_lsum]
 
 
-XLSUM = benchmarks.add_benchmark(XlSum(
+XLSUM = eval_sets.add_benchmark(XlSum(
     name="xlsum", title="XL-Sum", kind="generate", split="validation", folder="xlsum",
     data_format=formats.XLSUM, languages=tuple(FILE_NAMES), primary_metric="rougeLsum",
     max_input_length=1024, max_target_length=128))

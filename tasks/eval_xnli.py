@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats
+from aya_t5x.evaluation import eval_sets, formats
 
 
 # Each template gives its answer words in XNLI_LABELS order: entailment, neutral,
@@ -41,16 +41,16 @@ TEMPLATES = (_true_false, _infer, _based_on, _follows)
 SPLIT_FILES = {"validation": "dev", "test": "test"}
 
 
-class Xnli(benchmarks.Benchmark):
+class Xnli(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     stem = f"xnli.{SPLIT_FILES[self.split]}"
-    return {"examples": benchmarks.first_existing(root / f"{stem}.tsv", root / f"{stem}.jsonl")}
+    return {"examples": eval_sets.first_existing(root / f"{stem}.tsv", root / f"{stem}.jsonl")}
 
   def rows(self, files, key):
-    return benchmarks.rank_rows(formats.read_xnli(files["examples"], key), TEMPLATES)
+    return eval_sets.rank_rows(formats.read_xnli(files["examples"], key), TEMPLATES)
 
 
-XNLI = benchmarks.add_benchmark(Xnli(
+XNLI = eval_sets.add_benchmark(Xnli(
     name="xnli", title="XNLI", kind="rank", split="validation", folder="xnli",
     data_format=formats.XNLI,
     languages=("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats
+from aya_t5x.evaluation import eval_sets, formats
 
 
 def _story(record) -> str:
@@ -38,16 +38,16 @@ def _numbered(record):
 TEMPLATES = (_continuation, _plain, _numbered)
 
 
-class XStoryCloze(benchmarks.Benchmark):
+class XStoryCloze(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     name = f"spring2016.val.{key}.tsv.split_20_80_eval.tsv"
-    return {"examples": benchmarks.first_existing(root / name, root / key / name)}
+    return {"examples": eval_sets.first_existing(root / name, root / key / name)}
 
   def rows(self, files, key):
-    return benchmarks.rank_rows(formats.read_story_cloze(files["examples"]), TEMPLATES)
+    return eval_sets.rank_rows(formats.read_story_cloze(files["examples"]), TEMPLATES)
 
 
-XSTORYCLOZE = benchmarks.add_benchmark(XStoryCloze(
+XSTORYCLOZE = eval_sets.add_benchmark(XStoryCloze(
     name="xstorycloze", title="XStoryCloze", kind="rank", split="validation",
     folder="xstorycloze", data_format=formats.STORY_CLOZE,
     languages=("ar", "es", "eu", "hi", "id", "my", "ru", "sw", "te", "zh")))

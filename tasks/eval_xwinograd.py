@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aya_t5x.evaluation import benchmarks, formats
+from aya_t5x.evaluation import eval_sets, formats
 
 # The dataset's file names where they differ from mT5's codes.
 FILE_NAMES = {"ja": "jp"}
@@ -37,15 +37,15 @@ def _blank(record):
 TEMPLATES = (_replace, _stands_for, _blank)
 
 
-class XWinograd(benchmarks.Benchmark):
+class XWinograd(eval_sets.Benchmark):
   def files(self, root: Path, key: str) -> dict[str, Path]:
     name = f"{FILE_NAMES.get(key, key)}.jsonl"
-    return {"examples": benchmarks.first_existing(root / "test" / name, root / name)}
+    return {"examples": eval_sets.first_existing(root / "test" / name, root / name)}
 
   def rows(self, files, key):
-    return benchmarks.rank_rows(formats.read_xwinograd(files["examples"]), TEMPLATES)
+    return eval_sets.rank_rows(formats.read_xwinograd(files["examples"]), TEMPLATES)
 
 
-XWINOGRAD = benchmarks.add_benchmark(XWinograd(
+XWINOGRAD = eval_sets.add_benchmark(XWinograd(
     name="xwinograd", title="XWinograd", kind="rank", split="test", folder="xwinograd",
     data_format=formats.XWINOGRAD, languages=("en", "fr", "ja", "pt", "ru", "zh")))

@@ -1,8 +1,8 @@
 """The evaluation sets of the Aya recipe (RECIPE.md §5), one module each.
 
-Importing this module registers their definitions with `aya_t5x.evaluation.benchmarks`;
+Importing this module registers their definitions with `aya_t5x.evaluation.eval_sets`;
 their SeqIO tasks are registered from a data folder by
-`benchmarks.register_benchmark(name, vocabulary=..., data_dir=...)`, which the eval
+`eval_sets.register_benchmark(name, vocabulary=..., data_dir=...)`, which the eval
 suites (`gin/eval/*.gin`) do. See docs/evaluation.md for where each set's files go.
 """
 

@@ -82,3 +82,22 @@ def test_a_folder_named_like_an_include_does_not_break_gin(tmp_path):
        "--gin_file", "runs/aya_recipe.gin"], cwd=tmp_path, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "parameters:" in result.stdout
+
+
+def test_the_renamed_topology_folder_still_works_and_names_the_new_path(caplog):
+  import gin
+
+  from aya_t5x import gin_config
+
+  def partitioning(path):
+    gin_config.parse_gin(["models/mt5_xxl.gin", "runs/aya_recipe.gin", path])
+    return (gin.query_parameter("MT5Config.remat_policy"),
+            gin.query_parameter("MT5Config.scan_layers"),
+            gin.query_parameter("train.num_microbatches"))
+
+  new = partitioning("topologies/xxl_v4_128.gin")
+  assert not [r for r in caplog.records if "has moved" in r.getMessage()]
+  old = partitioning("aya/xxl_v4_128.gin")
+  assert old == new
+  moved = [r.getMessage() for r in caplog.records if "has moved" in r.getMessage()]
+  assert moved and "'topologies/xxl_v4_128.gin'" in moved[0]

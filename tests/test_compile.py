@@ -123,7 +123,7 @@ def test_an_unknown_topology_lists_the_generations_libtpu_knows(tmp_path, capsys
 
 @needs_libtpu
 @pytest.mark.parametrize("size,gin_file,topology", [
-    ("xxl", "aya/xxl_v4_128.gin", "v4-128"), ("xl", "aya/xl_v4_16.gin", "v4-16")])
+    ("xxl", "topologies/xxl_v4_128.gin", "v4-128"), ("xl", "topologies/xl_v4_16.gin", "v4-16")])
 def test_the_proven_placements_divide_their_topologies(size, gin_file, topology):
   """The committed gin files (compiled in BENCHMARKS.md) stay consistent with the recipe."""
   gin_config.parse_gin([f"models/mt5_{size}.gin", "runs/aya_recipe.gin", gin_file],

@@ -8,12 +8,12 @@ is cheap):
 - `text`: tokenization and normalisation that work for every script (metrics use it).
 - `metrics`: SeqIO metric functions: rank classification (median over templates),
   spBLEU and chrF++, multi-script RougeLsum, SQuAD-style F1 and exact match.
-- `benchmarks`: what a benchmark is (files, prompts, metrics) and how its SeqIO tasks
+- `eval_sets`: what a benchmark is (files, prompts, metrics) and how its SeqIO tasks
   are registered from a data folder the user gives.
 - `predict`: runs the model over examples in fixed-shape batches (option
   log-likelihoods, generated text).
 - `suite`: evaluation suites chosen by gin, and running them.
-- `evaluator`: the trainer hook that runs a suite every N steps.
+- `suite_evaluator`: the trainer hook that runs a suite every N steps.
 - `report`: per task, per language and per resource group; JSON, markdown, PNG; the
   comparison of several runs.
 - `commands`: `aya-t5x eval` and `aya-t5x eval report`.

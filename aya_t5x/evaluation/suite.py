@@ -32,7 +32,7 @@ import numpy as np
 
 from aya_t5x import decoding, registry
 from aya_t5x.data import languages
-from aya_t5x.evaluation import benchmarks, metrics, predict
+from aya_t5x.evaluation import eval_sets, metrics, predict
 from aya_t5x.model_config import MT5Config
 
 DEFAULT_MAX_INPUT_LENGTH = 1024
@@ -80,9 +80,9 @@ class EvalTask:
       raise ValueError(f"EvalTask needs exactly one of task= (a SeqIO task or mixture) and "
                        f"benchmark= (one of the recipe's); got task={self.task!r}, "
                        f"benchmark={self.benchmark!r}.")
-    if self.kind is not None and self.kind not in benchmarks.KINDS:
+    if self.kind is not None and self.kind not in eval_sets.KINDS:
       raise ValueError(f"EvalTask({self.task or self.benchmark}): kind={self.kind!r}; choose "
-                       f"from {benchmarks.KINDS}.")
+                       f"from {eval_sets.KINDS}.")
     if self.options is not None and len(self.options) < 2:
       raise ValueError(f"EvalTask({self.task}): rank classification needs two or more "
                        f"options, got {self.options!r}.")
@@ -200,10 +200,10 @@ def _entry_tasks(suite: EvalSuite, entry: EvalTask) -> tuple[str, list[str], Any
           "--gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\" (the suite gin files of "
           "gin/eval/ include it).")
     try:
-      bench = benchmarks.get_benchmark(entry.benchmark)
+      bench = eval_sets.get_benchmark(entry.benchmark)
     except KeyError as e:
       raise ValueError(e.args[0]) from None
-    mixture = benchmarks.register_benchmark(
+    mixture = eval_sets.register_benchmark(
         bench, vocabulary=suite.vocabulary, data_dir=suite.data_dir,
         data_paths=suite.data_paths, spbleu_model=suite.spbleu_model)
     return bench.name, [t.name for t in seqio.get_mixture_or_task(mixture).tasks], bench
@@ -217,11 +217,11 @@ def _entry_tasks(suite: EvalSuite, entry: EvalTask) -> tuple[str, list[str], Any
 
 
 def _plan_task(suite: EvalSuite, entry: EvalTask, name: str, group: str,
-               bench: benchmarks.Benchmark | None) -> PlannedTask:
+               bench: eval_sets.Benchmark | None) -> PlannedTask:
   import seqio
 
   task = seqio.get_mixture_or_task(name)
-  info = benchmarks.task_info(name)
+  info = eval_sets.task_info(name)
   bench = bench or (info.benchmark if info else None)  # a benchmark task named directly
   kind = entry.kind or (bench.kind if bench else None) or (
       "rank" if entry.options or task.score_metric_fns else "generate")
@@ -261,11 +261,11 @@ def plan(suite: EvalSuite) -> Plan:
   unless `suite.allow_missing`, which skips those tasks and records why.
   """
   planned, skipped, empty = [], [], []
-  missing: dict[str, tuple[benchmarks.Benchmark, list]] = {}  # title -> (benchmark, paths)
+  missing: dict[str, tuple[eval_sets.Benchmark, list]] = {}  # title -> (benchmark, paths)
   for entry in suite.entries():
     group, names, bench = _entry_tasks(suite, entry)
     for name in names:
-      info = benchmarks.task_info(name)
+      info = eval_sets.task_info(name)
       why = info.missing() if info else ""
       # A file that holds several languages may lack this one.
       no_rows = info is not None and not why and not info.rows
@@ -284,7 +284,7 @@ def plan(suite: EvalSuite) -> Plan:
     lines = []
     for title, (bench, paths) in missing.items():
       if paths == [None]:
-        lines.append(f"{title}: {benchmarks.no_folder_message(bench)}")
+        lines.append(f"{title}: {eval_sets.no_folder_message(bench)}")
         continue
       shown = ", ".join(map(str, paths[:MAX_LISTED_MISSING]))
       more = f" and {len(paths) - MAX_LISTED_MISSING} more" if len(paths) > \

@@ -12,7 +12,7 @@ import torch
 
 from aya_t5x import decoding, model, testing
 from aya_t5x.checkpoints import hf
-from aya_t5x.evaluation import benchmarks, metrics, predict
+from aya_t5x.evaluation import eval_sets, metrics, predict
 from aya_t5x.evaluation import suite as suite_lib
 from aya_t5x.partitioning import Partitioner, preset_rules
 from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
@@ -41,7 +41,7 @@ def hf_log_likelihood(reference, inputs: np.ndarray, targets: np.ndarray) -> flo
 @fixtures.needs_real_xcopa
 def test_rank_classification_picks_the_option_hugging_face_finds_most_likely():
   reference, params = reference_and_params()
-  benchmarks.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
+  eval_sets.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
   suite = suite_lib.EvalSuite(
       name="t", tasks=[suite_lib.EvalTask(task="aya_eval.xcopa.sw"),
                        suite_lib.EvalTask(task="aya_eval.xcopa.zh")],
@@ -127,7 +127,7 @@ def test_generation_matches_greedy_decoding_and_empty_predictions_score_zero(tmp
   fixtures.write_tydiqa(tmp_path)
   fixtures.write_flores(tmp_path)
   for name in ("tydiqa", "flores_x_en"):
-    benchmarks.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
+    eval_sets.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
   names = ["aya_eval.tydiqa.sw", "aya_eval.tydiqa.ja", "aya_eval.flores_x_en.sw"]
   plan = suite_lib.plan(suite_lib.EvalSuite(
       name="t", tasks=[suite_lib.EvalTask(task=n, max_target_length=12) for n in names],

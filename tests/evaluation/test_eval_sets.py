@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import seqio
 
-from aya_t5x.evaluation import benchmarks
+from aya_t5x.evaluation import eval_sets
 from aya_t5x.evaluation import suite as suite_lib
 from aya_t5x.tasks import eval_flores, eval_mmlu, eval_xcopa
 from tests.evaluation import fixtures
@@ -48,14 +48,14 @@ def text(value):
 
 
 def test_tasks_register_without_data_and_fail_clearly_when_read(tmp_path):
-  mixture = benchmarks.register_benchmark("xnli", vocabulary=BYTES, data_dir=tmp_path)
+  mixture = eval_sets.register_benchmark("xnli", vocabulary=BYTES, data_dir=tmp_path)
   names = [t.name for t in seqio.get_mixture_or_task(mixture).tasks]
   assert len(names) == 15 and "aya_eval.xnli.sw" in names
   with pytest.raises(FileNotFoundError, match=rf"{tmp_path}/xnli/xnli\.dev\.tsv not found; "
                      r"expected XNLI-1\.0's xnli\.<split>\.tsv"):
     rows_of("aya_eval.xnli.sw", "validation")
   # No folder at all: the message says how to give one.
-  benchmarks.register_benchmark("xnli", vocabulary=BYTES)
+  eval_sets.register_benchmark("xnli", vocabulary=BYTES)
   with pytest.raises(FileNotFoundError, match=r"no data folder; pass --data_dir ROOT \(with "
                      r"xnli/ inside\), --data xnli=PATH, or set AYA_EVAL_DATA"):
     rows_of("aya_eval.xnli.sw", "validation")
@@ -94,7 +94,7 @@ def test_a_benchmark_needs_the_vocabulary_and_a_known_name():
 
 @fixtures.needs_real_xcopa
 def test_xcopa_rows_from_the_real_files():
-  benchmarks.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
+  eval_sets.register_benchmark("xcopa", vocabulary=BYTES, data_dir=fixtures.XCOPA_ROOT)
   rows = rows_of("aya_eval.xcopa.sw", "validation")
   templates = len(eval_xcopa.TEMPLATES)
   assert len(rows) == 100 * templates * 2
@@ -119,7 +119,7 @@ def test_rank_rows_of_the_other_held_out_sets(tmp_path):
   fixtures.write_xstorycloze(tmp_path)
   fixtures.write_xwinograd(tmp_path)
   for name in ("xnli", "xstorycloze", "xwinograd"):
-    benchmarks.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
+    eval_sets.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
   xnli = rows_of("aya_eval.xnli.sw", "validation")
   correct = [text(r["targets_pretokenized"]) for r in xnli if r["is_correct"]]
   assert correct[:4] == ["False", "No", "No", "No"]  # example 0 is a contradiction
@@ -132,7 +132,7 @@ def test_rank_rows_of_the_other_held_out_sets(tmp_path):
 
 def test_mmlu_five_shots_from_dev_and_the_question_last(tmp_path):
   fixtures.write_mmlu(tmp_path, tests=2, shots=6)
-  benchmarks.register_benchmark("mmlu", vocabulary=BYTES, data_dir=tmp_path)
+  eval_sets.register_benchmark("mmlu", vocabulary=BYTES, data_dir=tmp_path)
   rows = rows_of("aya_eval.mmlu.id", "test")
   assert [text(r["targets_pretokenized"]) for r in rows[:4]] == ["A", "B", "C", "D"]
   assert [bool(r["is_correct"]) for r in rows[:4]] == [False, True, False, False]
@@ -151,7 +151,7 @@ def test_generative_rows_flores_xlsum_tydiqa(tmp_path):
   fixtures.write_xlsum(tmp_path)
   fixtures.write_tydiqa(tmp_path)
   for name in ("flores_x_en", "flores_en_x", "xlsum", "tydiqa"):
-    benchmarks.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
+    eval_sets.register_benchmark(name, vocabulary=BYTES, data_dir=tmp_path)
   x_en = rows_of("aya_eval.flores_x_en.sw", "devtest")
   assert [(text(r["inputs_pretokenized"]), text(r["targets_pretokenized"])) for r in x_en] == [
       (f"Translate to English: {s}", e)
@@ -173,7 +173,7 @@ def test_generative_rows_flores_xlsum_tydiqa(tmp_path):
 def test_flores_files_must_be_line_aligned(tmp_path):
   folder = fixtures.write_flores(tmp_path)
   (folder / "swh_Latn.devtest").write_text("Paka analala.\n", encoding="utf-8")
-  benchmarks.register_benchmark("flores_x_en", vocabulary=BYTES, data_dir=tmp_path)
+  eval_sets.register_benchmark("flores_x_en", vocabulary=BYTES, data_dir=tmp_path)
   with pytest.raises(Exception, match="has 1 lines but .*eng_Latn.devtest has 3"):
     rows_of("aya_eval.flores_x_en.sw", "devtest")
 
@@ -185,16 +185,16 @@ def test_every_flores_language_has_a_published_flores_200_code():
 
 
 def test_data_folder_order_paths_then_root_then_environment(tmp_path, monkeypatch):
-  bench = benchmarks.get_benchmark("flores_x_en")
-  monkeypatch.setenv(benchmarks.DATA_ENV, str(tmp_path / "env"))
-  assert benchmarks.data_folder(bench) == tmp_path / "env" / "flores200"
-  assert benchmarks.data_folder(bench, tmp_path) == tmp_path / "flores200"
-  assert benchmarks.data_folder(bench, tmp_path, {"flores200": "/x"}).as_posix() == "/x"
-  assert benchmarks.language_name("zh_hant") == "Chinese (Traditional)"
+  bench = eval_sets.get_benchmark("flores_x_en")
+  monkeypatch.setenv(eval_sets.DATA_ENV, str(tmp_path / "env"))
+  assert eval_sets.data_folder(bench) == tmp_path / "env" / "flores200"
+  assert eval_sets.data_folder(bench, tmp_path) == tmp_path / "flores200"
+  assert eval_sets.data_folder(bench, tmp_path, {"flores200": "/x"}).as_posix() == "/x"
+  assert eval_sets.language_name("zh_hant") == "Chinese (Traditional)"
 
 
 def test_rank_rows_layout():
-  rows = benchmarks.rank_rows([{"q": "a"}, {"q": "b"}],
+  rows = eval_sets.rank_rows([{"q": "a"}, {"q": "b"}],
                               [lambda r: (r["q"], ["x", "y", "z"], 2)])
   assert [(r["idx"], r["option"], r["is_correct"]) for r in rows] == [
       (0, 0, False), (0, 1, False), (0, 2, True), (1, 0, False), (1, 1, False), (1, 2, True)]

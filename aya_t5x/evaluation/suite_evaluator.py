@@ -1,4 +1,4 @@
-"""The trainer hook that runs an evaluation suite every N steps (`aya_t5x.evaluators` contract).
+"""The trainer hook that runs an evaluation suite every N steps (a `train_evaluators` contract).
 
     train.evaluators = [@TeacherForcedEvaluator(), @SuiteEvaluator()]
     SuiteEvaluator.suite = @EvalSuite()
@@ -22,7 +22,7 @@ import jax
 
 from aya_t5x.evaluation import predict, report
 from aya_t5x.evaluation import suite as suite_lib
-from aya_t5x.evaluators import EvalContext
+from aya_t5x.train_evaluators import EvalContext
 
 
 @dataclasses.dataclass(kw_only=True)
