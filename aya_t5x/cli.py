@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from aya_t5x import startup
 from aya_t5x.command_flags import (
   CommandError,
   add_gin_flags,
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="aya-t5x",
       description="Multilingual instruction tuning of mT5, the Aya recipe, T5X style.")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show the start-up messages of TensorFlow, CUDA and libtpu "
+                           "(hidden where no accelerator is in use) and full error details")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
   info = sub.add_parser("model-info", help="parameter count and bytes of a gin model",
@@ -194,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"aya-t5x: error: {e}", file=sys.stderr)
     return 2
   args, extra = parser.parse_known_args(argv)
+  startup.quiet_start(verbose=args.verbose)
   try:
     args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)

@@ -126,15 +126,19 @@ def _check_registered(name: str) -> None:
         "--gin.TASK_MANIFEST=\"'aya_tasks.json'\" (see `aya-t5x tasks list`).")
 
 
-class _FirstOfRepeatedWarning(logging.Filter):
-  """Lets seqio's "uncached FunctionDataset" warning through once per process.
+class _UncachedDataNote(logging.Filter):
+  """Replaces seqio's "uncached FunctionDataset" warning with one line that fits aya_t5x.
 
-  seqio logs it for every task a mixture reads (55 times for the demo's); it concerns
-  every Python-generated task alike (shuffling restarts from the source), so once says
-  all it has to say.
+  seqio logs it for every task a mixture reads (55 times for the demo's) and warns of poor
+  shuffling after a restart; here a restart resumes at the very example it stopped at
+  (the data position is checkpointed), so what remains true is the cost: every host
+  preprocesses its tasks itself, on the fly. Said once per process.
   """
 
   PREFIX = "Using an uncached FunctionDataset for training"
+  NOTE = ("Training reads its tasks preprocessed on the fly from their source files (no SeqIO "
+          "cache): a restart resumes at the same example, and every host runs the "
+          "preprocessing itself. For a large mixture, build caches once (docs/data.md).")
 
   def __init__(self):
     super().__init__()
@@ -144,10 +148,12 @@ class _FirstOfRepeatedWarning(logging.Filter):
     if not str(record.msg).startswith(self.PREFIX):
       return True
     first, self.seen = not self.seen, True
+    if first:
+      record.msg, record.args = self.NOTE, ()
     return first
 
 
-_REPEATED_WARNING = _FirstOfRepeatedWarning()
+_REPEATED_WARNING = _UncachedDataNote()
 
 
 def _quiet_repeated_seqio_warnings() -> None:

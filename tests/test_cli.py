@@ -1,5 +1,6 @@
 """The aya-t5x command: model-info sizes, gin flags and their errors, a fast --help."""
 
+import os
 import subprocess
 import sys
 
@@ -86,7 +87,6 @@ def test_a_folder_named_like_an_include_does_not_break_gin(tmp_path):
 
 def test_the_renamed_topology_folder_still_works_and_names_the_new_path(caplog):
   import gin
-
   from aya_t5x import gin_config
 
   def partitioning(path):
@@ -101,3 +101,39 @@ def test_the_renamed_topology_folder_still_works_and_names_the_new_path(caplog):
   assert old == new
   moved = [r.getMessage() for r in caplog.records if "has moved" in r.getMessage()]
   assert moved and "'topologies/xxl_v4_128.gin'" in moved[0]
+
+
+_START_UP_NOISE = ("cudart_stub", "cpu_feature_guard", "E0000", "libtpu", "TPU_WORKER_HOSTNAMES",
+                   "absl::InitializeLog")
+
+
+def _as_a_user_runs(command: list[str], tmp_path) -> subprocess.CompletedProcess:
+  """Runs a command without the suite's own quieting variables (conftest sets them)."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("TF_CPP_MIN_LOG_LEVEL", "JAX_PLATFORMS", "XLA_FLAGS")}
+  return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path,
+                        timeout=300)
+
+
+def test_a_command_that_loads_tensorflow_and_jax_prints_only_its_own_lines(tmp_path):
+  # gin loads the trainer (jax) and the input pipeline (seqio, so TensorFlow) before it
+  # finds the unset macros; the error must be the whole of stderr.
+  result = _as_a_user_runs([sys.executable, "-m", "aya_t5x.cli", "train", "--gin_file",
+                            "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin"], tmp_path)
+  assert result.returncode == 2
+  assert result.stderr.startswith("aya-t5x train: error: These gin macros must be set"), (
+      result.stderr)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_start_up_messages_are_hidden_unless_asked_for(verbose, tmp_path):
+  result = _as_a_user_runs(
+      [sys.executable, "-c", "from aya_t5x import startup\n"
+       f"print(startup.quiet_start(verbose={verbose}))\n"
+       "import tensorflow, jax\nprint(jax.devices())"], tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert "CpuDevice" in result.stdout
+  noise = [n for n in _START_UP_NOISE if n in result.stderr]
+  # On this CPU machine TensorFlow always reports its missing CUDA driver, and libtpu (CI
+  # installs it) probes for a TPU: with --verbose those lines are there, as without aya_t5x.
+  assert bool(noise) == verbose, result.stderr
