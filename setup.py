@@ -24,6 +24,8 @@ setup(
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
         "tensorstore", "safetensors", "msgpack", "sacrebleu", "rouge-score", "tqdm",
         "tensorboardX",
+        # The LLM judge's HTTP client (connection pool, timeouts).
+        "httpx",
         # Data tooling: ISO 639 lookups, parquet/arrow sources, the mixture report's plot.
         "iso639-lang", "pyarrow", "matplotlib",
         # Crowd filtering of translated data: vote aggregation by assessor skill.

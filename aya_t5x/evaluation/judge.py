@@ -7,7 +7,7 @@ and ends with `Preferred: Answer (A)`, `Preferred: Answer (B)` or `Preferred: TI
 
 A judge is anything with `complete_all(prompts)` (see `Judge`): `HttpJudge` asks any
 OpenAI-compatible `/chat/completions` endpoint (standard library only; timeouts,
-retries with backoff), `LocalJudge` decodes the prompt greedily with an aya_t5x model.
+retries with backoff, on httpx), `LocalJudge` decodes the prompt greedily with an aya_t5x model.
 
     a = read_generations("model_a.jsonl"); b = read_generations("model_b.jsonl")
     report = pairwise_win_rates(judge, join_generations(a, b), "out/", seed=0)
@@ -23,16 +23,15 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import datetime
+import email.utils
 import hashlib
-import http.client
 import json
 import os
 import random
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,60 +173,70 @@ _FATAL_STATUS = frozenset({401, 403, 404})
 
 
 class HttpJudge:
-  """Asks an OpenAI-compatible endpoint, `concurrency` requests at a time (urllib only)."""
+  """Asks an OpenAI-compatible endpoint, `concurrency` requests at a time (httpx).
+
+  One `httpx.Client` (a connection pool sized to `concurrency`) serves every request;
+  retries, backoff and `Retry-After` (seconds or an HTTP date) are handled here, since
+  httpx retries only failed connections.
+  """
 
   def __init__(self, endpoint: EndpointConfig):
+    import httpx
+
     self.endpoint = endpoint
     self.description = f"{endpoint.model} at {endpoint.url}"
-    self._key = None
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if endpoint.api_key_env:
-      self._key = os.environ.get(endpoint.api_key_env)
-      if not self._key:
+      key = os.environ.get(endpoint.api_key_env)
+      if not key:
         raise ValueError(f"environment variable {endpoint.api_key_env} (named as the judge's "
                          "API key variable) is unset or empty; export it first")
+      headers["Authorization"] = f"Bearer {key}"
+    self._client = httpx.Client(
+        headers=headers, timeout=endpoint.timeout_s,
+        limits=httpx.Limits(max_connections=endpoint.concurrency,
+                            max_keepalive_connections=endpoint.concurrency))
+
+  def close(self) -> None:
+    self._client.close()
 
   def complete(self, prompt: JudgePrompt) -> str:
     """The reply's text; raises JudgeItemError or JudgeUnavailableError."""
+    import httpx
+
     cfg = self.endpoint
-    body = json.dumps({
-        "model": cfg.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
-        "messages": [{"role": "system", "content": prompt.system},
-                     {"role": "user", "content": prompt.user}]}).encode("utf-8")
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if self._key:
-      headers["Authorization"] = f"Bearer {self._key}"
+    body = {"model": cfg.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
+            "messages": [{"role": "system", "content": prompt.system},
+                         {"role": "user", "content": prompt.user}]}
     reason, retry_after = "", None
     for attempt in range(cfg.max_retries + 1):
       if attempt:
         time.sleep(self._delay(attempt, retry_after))
-      request = urllib.request.Request(cfg.url, data=body, headers=headers, method="POST")
       try:
-        with urllib.request.urlopen(request, timeout=cfg.timeout_s) as response:
-          payload = response.read()
-      except urllib.error.HTTPError as e:
-        detail = e.read()[:300].decode("utf-8", "replace").strip()
-        if e.code in _FATAL_STATUS:
-          raise JudgeUnavailableError(
-              f"judge endpoint {cfg.url} answered HTTP {e.code} ({detail}); check the URL, "
-              f"the model name {cfg.model!r} and the API key variable") from e
-        if e.code not in _RETRIED_STATUS:
-          raise JudgeItemError(f"HTTP {e.code}: {detail}") from e
-        reason, retry_after = f"HTTP {e.code} {detail}", e.headers.get("Retry-After")
+        response = self._client.post(cfg.url, json=body)
+      except httpx.TransportError as e:  # timeouts, refused or reset connections
+        reason, retry_after = str(e) or type(e).__name__, None
         continue
-      except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets
-        reason, retry_after = str(getattr(e, "reason", None) or e or type(e).__name__), None
-        continue
-      return _reply_text(payload)
+      if response.is_success:
+        return _reply_text(response.content)
+      detail = response.content[:300].decode("utf-8", "replace").strip()
+      if response.status_code in _FATAL_STATUS:
+        raise JudgeUnavailableError(
+            f"judge endpoint {cfg.url} answered HTTP {response.status_code} ({detail}); check "
+            f"the URL, the model name {cfg.model!r} and the API key variable")
+      if response.status_code not in _RETRIED_STATUS:
+        raise JudgeItemError(f"HTTP {response.status_code}: {detail}")
+      reason = f"HTTP {response.status_code} {detail}"
+      retry_after = response.headers.get("Retry-After")
     raise JudgeUnavailableError(
         f"judge endpoint {cfg.url} failed {cfg.max_retries + 1} attempt(s); last: {reason}. "
         "Check that the server runs and the URL is right (--judge_url), or raise "
         "--judge_timeout / --judge_retries")
 
   def _delay(self, attempt: int, retry_after: str | None) -> float:
-    try:
-      return min(max(float(retry_after), 0.0), self.endpoint.max_backoff_s)
-    except (TypeError, ValueError):  # absent, or an HTTP date: back off instead
-      pass
+    wait = _retry_after_seconds(retry_after)
+    if wait is not None:
+      return min(wait, self.endpoint.max_backoff_s)
     backoff = self.endpoint.backoff_s * 2 ** (attempt - 1)
     # Jitter spreads concurrent retries apart.
     return min(backoff, self.endpoint.max_backoff_s) * random.uniform(0.5, 1.0)
@@ -245,6 +254,23 @@ class HttpJudge:
       finally:
         for future in futures:
           future.cancel()
+
+
+def _retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+  """A `Retry-After` header in seconds: a number of seconds or an HTTP date (RFC 9110)."""
+  if not value:
+    return None
+  try:
+    return max(float(value), 0.0)
+  except ValueError:
+    pass
+  try:
+    when = email.utils.parsedate_to_datetime(value)
+  except (TypeError, ValueError):
+    return None
+  if when.tzinfo is None:
+    when = when.replace(tzinfo=datetime.UTC)
+  return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def _reply_text(payload: bytes) -> str:

@@ -299,3 +299,16 @@ def test_local_judge_decodes_the_prompt_greedily_like_hugging_face(tmp_path):
   report = judging.pairwise_win_rates(judge, judging.join_generations(gens, gens),
                                       tmp_path / "local")
   assert report["overall"]["unparseable"] == 1 and report["overall"]["judged"] == 0
+
+
+def test_retry_after_is_read_in_seconds_or_as_an_http_date():
+  import email.utils
+
+  now = 1_700_000_000.0
+  assert judging._retry_after_seconds("7", now=now) == 7.0
+  assert judging._retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True),
+                                      now=now) == 30.0
+  assert judging._retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True),
+                                      now=now) == 0.0
+  assert judging._retry_after_seconds("soon", now=now) is None
+  assert judging._retry_after_seconds(None) is None
