@@ -174,3 +174,30 @@ def test_cli_translates_a_seqio_task_and_registers_the_output(tmp_path, small_vo
           small_vocabulary.decode(ex["targets"].tolist()))
          for ex in task.get_dataset(None, split="train", shuffle=False).as_numpy_iterator()]
   assert got == [(f"Sentensi namba {i}.", f"Sentensi namba {i + 1}.") for i in range(6)]
+
+
+def test_the_translate_and_retranslate_steps_are_library_calls(tmp_path):
+  from aya_t5x.gathering import roundtrip, translation
+
+  data = tmp_path / "dolly.jsonl"
+  data.write_text('{"inputs": "Hello there.", "targets": "Good day."}\n'
+                  '{"inputs": "The cat sleeps.", "targets": "It is tired."}\n')
+  backend = translation.DictionaryBackend({
+      ("en", "sw"): {"Hello there.": "Habari.", "Good day.": "Siku njema.",
+                "The cat sleeps.": "Paka analala.", "It is tired.": "Amechoka."},
+      ("sw", "en"): {"Habari.": "Hello there.", "Siku njema.": "Good day.",
+                "Paka analala.": "The cat sleeps.", "Amechoka.": "He is tired."}})
+  result = runs.translate_dataset(backend, tmp_path / "sw", input_path=str(data),
+                                  fields=["inputs", "targets"], source_language="en",
+                                  target_languages=["sw"])
+  assert result.summary.complete and result.summary.written == {"sw": 2}
+  assert result.report_paths["markdown"] == tmp_path / "sw" / "translation_report.md"
+  back = roundtrip.retranslate_dataset(backend, tmp_path / "sw", tmp_path / "back",
+                                       scorer=roundtrip.RoundTripScorer())
+  assert sorted(back.reports) == ["retranslation", "roundtrip"]
+  scored = {r["original"]["targets"]: r["roundtrip"]["chrf"]
+            for r in roundtrip.read_scored(back.summary.data_dir)}
+  assert scored["Good day."] == 100.0 and scored["It is tired."] < 100.0
+  with pytest.raises(ValueError, match="contains the input"):
+    roundtrip.retranslate_dataset(backend, tmp_path / "back", tmp_path,
+                                  scorer=roundtrip.RoundTripScorer())
