@@ -17,8 +17,10 @@ owner sets through an invitation (`aya-t5x annotate invite --user ID`).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,9 +286,7 @@ def _migrate_from_1(conn: sa.Connection) -> None:
 
 def _accounts_for_existing_users(conn: sa.Connection) -> None:
   """Every user id of a version-1 database becomes a contributor account, no password yet."""
-  import datetime
-
-  now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+  now = now_text()
   languages: dict[str, str] = {}
   for user_id, language in conn.execute(sa.select(items.c.user_id, items.c.language)
                                         .where(items.c.user_id.is_not(None))):
@@ -302,13 +302,16 @@ def _accounts_for_existing_users(conn: sa.Connection) -> None:
     conn.execute(accounts.insert().values(user_id=user_id, language=language,
                                           role="contributor", password_hash=None, created=now))
   conn.execute(audit.insert().values(
-      at=datetime.datetime.now(datetime.UTC).timestamp(), user_id=None,
+      at=time.time(), user_id=None,
       action="migrate", detail=f"schema 1 -> 2: {len(languages)} accounts without passwords"))
+
+
+def now_text() -> str:
+  """The current UTC time as stored in text columns (ISO 8601, whole seconds)."""
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def log_event(conn: sa.Connection, user_id: str | None, action: str, detail: str = "") -> None:
   """One audit row in the caller's transaction: it commits or rolls back with the act."""
-  import time
-
   conn.execute(audit.insert().values(at=time.time(), user_id=user_id, action=action,
                                      detail=detail))

@@ -20,7 +20,6 @@ concurrency on either store.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -76,10 +75,6 @@ class Rating:
   rating: int
 
 
-def _now() -> str:
-  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
 _ITEM_COLUMNS = [items.c[f.name] for f in dataclasses.fields(Item)]
 
 
@@ -113,7 +108,7 @@ class Store:
 
   def touch_contributor(self, user_id: str, language: str) -> None:
     """Records a login (and the language of it)."""
-    now = _now()
+    now = database.now_text()
     insert = self.db.insert(database.contributors).values(
         user_id=user_id, language=language, first_seen=now, last_seen=now)
     with self.db.write() as conn:
@@ -126,7 +121,7 @@ class Store:
     with self.db.write() as conn:
       item_id = conn.execute(items.insert().values(
           kind="original", language=language, inputs=inputs, targets=targets,
-          user_id=user_id, created=_now())).inserted_primary_key[0]
+          user_id=user_id, created=database.now_text())).inserted_primary_key[0]
       database.log_event(conn, user_id, "write", f"item {item_id}")
       return self._get(conn, item_id)
 
@@ -146,7 +141,7 @@ class Store:
       insert = self.db.insert(items).values(
           kind="reannotation", language=parent.language, inputs=inputs, targets=targets,
           user_id=user_id, parent_id=parent_id, prompt_distance=prompt_d,
-          completion_distance=completion_d, created=_now())
+          completion_distance=completion_d, created=database.now_text())
       # The partial unique index refuses a second edit (also one racing this one).
       item_id = conn.execute(insert.on_conflict_do_nothing().returning(items.c.id)).scalar()
       if item_id is None:
@@ -163,7 +158,7 @@ class Store:
     """
     added: dict[str, int] = {}
     duplicates = 0
-    now = _now()
+    now = database.now_text()
     with self.db.write() as conn:
       for language, inputs, targets, source in seeds:
         insert = self.db.insert(items).values(
@@ -181,7 +176,7 @@ class Store:
       self._check_target(conn, item_id, user_id, language, "vote",
                          kinds=("original", "reannotation"))
       insert = self.db.insert(votes).values(item_id=item_id, user_id=user_id, up=int(up),
-                                            created=_now())
+                                            created=database.now_text())
       conn.execute(insert.on_conflict_do_update(
           index_elements=["item_id", "user_id"],
           set_={"up": insert.excluded.up, "created": insert.excluded.created}))
@@ -194,7 +189,7 @@ class Store:
     with self.db.write() as conn:
       self._check_target(conn, item_id, user_id, language, "rate", kinds=("reannotation",))
       insert = self.db.insert(ratings).values(item_id=item_id, user_id=user_id, rating=rating,
-                                              created=_now())
+                                              created=database.now_text())
       conn.execute(insert.on_conflict_do_update(
           index_elements=["item_id", "user_id"],
           set_={"rating": insert.excluded.rating, "created": insert.excluded.created}))
