@@ -31,8 +31,8 @@ import sqlalchemy as sa
 from aya_t5x.annotation import database, forms
 from aya_t5x.annotation.database import ROLES, accounts, invitations, sessions
 
-# scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB of memory per hash, about 0.1 s on one core.
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+# scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB of memory per hash, 0.1-0.3 s on one core.
+SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
 
@@ -52,6 +52,8 @@ class LoginPolicy:
     max_delay_s: the longest such wait.
     session_s: how long a session lasts from login (absolute, not renewed by use).
     invitation_s: how long an invitation link stays valid.
+    scrypt_n: scrypt's cost (memory and time) for new password hashes; each hash keeps
+      its own, so raising it later leaves existing passwords working.
   """
 
   max_failures: int = 5
@@ -60,6 +62,13 @@ class LoginPolicy:
   max_delay_s: float = 4.0
   session_s: float = 12 * 3600
   invitation_s: float = 14 * 24 * 3600
+  scrypt_n: int = SCRYPT_N
+
+  def __post_init__(self):
+    if self.scrypt_n < 2**10 or self.scrypt_n & (self.scrypt_n - 1):
+      raise ValueError(f"scrypt_n must be a power of two of at least 1024, got {self.scrypt_n}")
+    if self.max_failures < 1:
+      raise ValueError(f"max_failures must be at least 1, got {self.max_failures}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,24 +101,29 @@ class LoginResult:
   error: str | None = None
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
   """`scrypt$n$r$p$salt$hash` (hex) of a password, with a fresh random salt."""
   salt = secrets.token_bytes(16)
-  digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
-                          p=_SCRYPT_P, maxmem=64 << 20, dklen=32)
-  return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+  digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=_SCRYPT_R,
+                          p=_SCRYPT_P, maxmem=256 * n * _SCRYPT_R + (1 << 20), dklen=32)
+  return f"scrypt${n}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
-def verify_password(password: str, stored: str | None) -> bool:
-  """Whether `password` matches a `hash_password` value (None matches nothing)."""
+def verify_password(password: str, stored: str | None, *, n: int = SCRYPT_N) -> bool:
+  """Whether `password` matches a `hash_password` value (None matches nothing).
+
+  For None it does the work of a hash of cost `n` anyway, so that the time taken does
+  not tell whether an account exists.
+  """
   if stored is None:
-    hash_password(password)  # the same work, so timing does not tell a missing account
+    hash_password(password, n=n)
     return False
   scheme, n, r, p, salt, digest = stored.split("$")
   if scheme != "scrypt":
     raise ValueError(f"unknown password hash scheme {scheme!r}")
-  candidate = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), n=int(n),
-                             r=int(r), p=int(p), maxmem=128 << 20, dklen=len(digest) // 2)
+  n, r, p = int(n), int(r), int(p)
+  candidate = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt), n=n, r=r, p=p,
+                             maxmem=256 * n * r + (1 << 20), dklen=len(digest) // 2)
   return hmac.compare_digest(candidate.hex(), digest)
 
 
@@ -184,7 +198,8 @@ class Accounts:
     The invitation is marked used in the same transaction, only if it still was unused,
     so a link makes one account however often or however fast it is sent.
     """
-    password_hash = hash_password(password)  # outside the transaction: it takes a while
+    # Hashed before the transaction starts: it takes a while.
+    password_hash = hash_password(password, n=self.policy.scrypt_n)
     now = time.time()
     with self.db.write() as conn:
       row = conn.execute(
@@ -210,7 +225,7 @@ class Accounts:
           self.db.insert(accounts).values(
               user_id=user_id, language=language, role=role, password_hash=password_hash,
               created=database.now_text(), failed_logins=0, locked_until=0)
-          .on_conflict_do_nothing()).rowcount
+          .on_conflict_do_nothing().returning(accounts.c.user_id)).first()
       if not inserted:
         raise AccountError(f"the user id {user_id!r} is taken; choose another")
       database.log_event(conn, user_id, "signup", f"{role} for {language}")
@@ -240,7 +255,7 @@ class Accounts:
                                f"passwords; try again in {minutes} minute(s), or ask your "
                                "language lead for a password invitation")
     if row is None:  # no such account: the same work and the same answer as a wrong password
-      verify_password(password, None)
+      verify_password(password, None, n=policy.scrypt_n)
       return LoginResult(delay_s=policy.delay_s, error=refused)
     attempt, stored = row
     if stored is None:

@@ -164,7 +164,9 @@ class Store:
         insert = self.db.insert(items).values(
             kind="seed", language=language, inputs=inputs, targets=targets, source=source,
             created=now, seed_key=database.seed_key(language, inputs, targets))
-        if conn.execute(insert.on_conflict_do_nothing()).rowcount:
+        # The inserted id, or none for a duplicate (rowcount is not reliable with the
+        # RETURNING that PostgreSQL inserts use).
+        if conn.execute(insert.on_conflict_do_nothing().returning(items.c.id)).first():
           added[language] = added.get(language, 0) + 1
         else:
           duplicates += 1

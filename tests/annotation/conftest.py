@@ -13,6 +13,7 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 
 import pytest
 
@@ -66,16 +67,16 @@ class Client:
     self.csrf = ""
 
   def request(self, path: str, data: dict | bytes | None = None, headers: dict | None = None
-              ) -> tuple[int, str, dict]:
+              ) -> tuple[int, str, Message]:
     if isinstance(data, dict):
       data = urllib.parse.urlencode(data).encode()
     request = urllib.request.Request(self.base_url + path, data=data, headers=headers or {})
     try:
       with self.opener.open(request, timeout=60) as response:
         status, body, response_headers = (response.status, response.read().decode(),
-                                          dict(response.headers))
+                                          response.headers)
     except urllib.error.HTTPError as e:
-      status, body, response_headers = e.code, e.read().decode(), dict(e.headers)
+      status, body, response_headers = e.code, e.read().decode(), e.headers
     if token := re.search(r'name="csrf" value="([^"]+)"', body):
       self.csrf = token.group(1)
     return status, body, response_headers
@@ -97,13 +98,16 @@ class Client:
     return self
 
 
-# Fast throttling for tests: the same rules, with waits of milliseconds.
-TEST_POLICY = accounts.LoginPolicy(max_failures=3, lock_s=60, delay_s=0.05, max_delay_s=0.2)
+# Fast throttling and hashing for tests: the same rules, with waits of milliseconds and
+# scrypt at 1 MiB (each hash records its cost; production hashes use 32 MiB).
+TEST_POLICY = accounts.LoginPolicy(max_failures=3, lock_s=60, delay_s=0.05, max_delay_s=0.2,
+                                   scrypt_n=2**10)
 
 
 def start_app(db: str, **config) -> server.RunningServer:
-  config = server.ServerConfig(db=db, port=0, limits=forms.Limits(max_field_chars=200),
-                               policy=TEST_POLICY, pool_size=4, **config)
+  config = {"port": 0, "limits": forms.Limits(max_field_chars=200), "policy": TEST_POLICY,
+            "pool_size": 4, **config}
+  config = server.ServerConfig(db=db, **config)
   return server.make_server(config).start()
 
 
