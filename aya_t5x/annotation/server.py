@@ -76,6 +76,7 @@ class ServerConfig:
     secure_cookies: always mark cookies Secure (they are anyway on requests that arrive
       over HTTPS, including through a proxy that uvicorn trusts).
     pool_size: database connections each process keeps.
+    export_rules: the inclusion rules of the leads' and admins' export page.
   """
 
   db: str
@@ -85,6 +86,7 @@ class ServerConfig:
   policy: accounts.LoginPolicy = dataclasses.field(default_factory=accounts.LoginPolicy)
   secure_cookies: bool = False
   pool_size: int = 10
+  export_rules: export.ExportRules = dataclasses.field(default_factory=export.ExportRules)
 
 
 class _Refused(Exception):
@@ -370,7 +372,8 @@ class AnnotationApp:
 
   async def _export(self, request: Request, session: accounts.Session, form: None) -> Response:
     """The Aya Dataset records under the inclusion rules: a lead's own language, or all."""
-    result = await run_in_threadpool(export.build_export, self.store)
+    result = await run_in_threadpool(export.build_export, self.store,
+                                     self.config.export_rules)
     records = result.records
     if session.role != "admin":
       code = languages.get_language(session.language).iso639_3

@@ -17,7 +17,7 @@ from email.message import Message
 
 import pytest
 
-from aya_t5x.annotation import accounts, database, forms, server
+from aya_t5x.annotation import accounts, database, export, forms, server
 
 POSTGRES_URL = os.environ.get("AYA_TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery staple"
@@ -106,7 +106,8 @@ TEST_POLICY = accounts.LoginPolicy(max_failures=3, lock_s=60, delay_s=0.05, max_
 
 def start_app(db: str, **config) -> server.RunningServer:
   config = {"port": 0, "limits": forms.Limits(max_field_chars=200), "policy": TEST_POLICY,
-            "pool_size": 4, **config}
+            "pool_size": 4, "export_rules": export.ExportRules(min_language_contributions=1),
+            **config}
   config = server.ServerConfig(db=db, **config)
   return server.make_server(config).start()
 
