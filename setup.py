@@ -28,17 +28,23 @@ setup(
         "iso639-lang", "pyarrow", "matplotlib",
         # Crowd filtering of translated data: vote aggregation by assessor skill.
         "crowd-kit",
+        # The annotation app: ASGI framework, templates, server, the SQL layer (SQLite
+        # built in), and the server-side edit distance.
+        "starlette", "jinja2", "uvicorn", "sqlalchemy", "rapidfuzz",
     ],
     extras_require={
         # libtpu: TPU runs, and `aya-t5x compile` for TPU topologies on machines without
         # TPUs (deviceless compilation). About 210 MB.
         "tpu": ["libtpu"],
+        # The annotation app on PostgreSQL (`--db postgresql://...`): psycopg 3.
+        "postgres": ["psycopg[binary]"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.
         "test": ["torch", "transformers", "pytest", "pytest-xdist", "pytest-timeout", "ruff",
-                 # The annotation app's browser test drives Debian's chromium.
-                 "playwright",
+                 # The annotation app's browser test drives Debian's chromium; its store
+                 # tests also run on PostgreSQL.
+                 "playwright", "psycopg[binary]",
                  # The TFDS-build fixtures (tensorflow-datasets' writer needs it).
                  "importlib_resources"],
     },

@@ -185,6 +185,11 @@ class Database:
                                      pool_timeout=busy_timeout_s)
       _sqlite_transactions(self.engine, busy_timeout_s)
     else:
+      try:
+        import psycopg  # noqa: F401 (the driver SQLAlchemy loads for postgresql+psycopg)
+      except ModuleNotFoundError:
+        raise ValueError(f"--db {self.name}: PostgreSQL needs psycopg 3: pip install "
+                         "-c requirements/constraints.txt 'aya_t5x[postgres]'") from None
       self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size,
                                      pool_pre_ping=True)
     try:
