@@ -6,10 +6,13 @@ over four languages) and seed pairs, then runs one simulated contributor per acc
 `--seconds` (default 60): each logs in with its password (the production scrypt cost),
 then repeats writing an original pair, re-annotating the next pair of its queue and
 voting on the next contribution, each as the browser does it (GET the page, POST the
-form with its CSRF token, follow the redirect), pausing `--think_s` (uniform, default
-0.5-1.5 s) between actions. Contributors arrive over the first `--arrival_s` (30 s): each
-login costs one scrypt hash (32 MiB, 0.1-0.3 s of a core), so 200 logins at one instant
-would hold two cores for half a minute.
+form with its CSRF token, follow the redirect), pausing a think time between actions
+(uniform in `--think_min_s`..`--think_max_s`, 2-8 s by default: people take minutes to
+write a pair and seconds to vote, so 200 connections at this pace stand for a much larger
+crowd's request rate; with 0.5-1.5 s it is a stress run that saturates two cores).
+Contributors arrive over the first `--arrival_s` (30 s): each login costs one scrypt
+hash (16 MiB, about 0.1 s of a core), so 200 logins at one instant would hold two cores
+for ten seconds.
 
 After the run it checks every acknowledged write (a 303 naming the saved item, or the
 vote's 303) against the database: each is there once, with its author and text, and the
@@ -32,6 +35,7 @@ import platform
 import random
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -275,9 +279,11 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=60)
   parser.add_argument("--processes", type=int, default=1)
   parser.add_argument("--arrival_s", type=float, default=30)
-  parser.add_argument("--think_min_s", type=float, default=0.5)
-  parser.add_argument("--think_max_s", type=float, default=1.5)
+  parser.add_argument("--think_min_s", type=float, default=2.0)
+  parser.add_argument("--think_max_s", type=float, default=8.0)
   args = parser.parse_args()
+  # A terminated run still stops the servers it started (the `finally` in measure).
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
   if args.store == "sqlite":
     with tempfile.TemporaryDirectory() as tmp:
       print(json.dumps(measure("sqlite", os.path.join(tmp, "load.db"), args)), flush=True)

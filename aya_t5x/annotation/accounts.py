@@ -31,8 +31,10 @@ import sqlalchemy as sa
 from aya_t5x.annotation import database, forms
 from aya_t5x.annotation.database import ROLES, accounts, invitations, sessions
 
-# scrypt cost: 2^15 x 8 x 128 bytes = 32 MiB of memory per hash, 0.1-0.3 s on one core.
-SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+# scrypt cost: 2^14 x 8 x 128 bytes = 16 MiB of memory per hash, about 0.1 s of a core
+# (the parameters Django's scrypt hasher uses). A login costs one hash, so this also sets
+# how many logins a second a core can take (about 10).
+SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
 

@@ -42,7 +42,3 @@ def render(template: str, *, title: str, **context: Any) -> str:
   return _environment().get_template(template).render(
       title=title, min_edit_distance=MIN_EDIT_DISTANCE, **context)
 
-
-def message_page(title: str, text: str, *, link: str = "/", session: Any = None) -> str:
-  """A page that only says something (an error with no form to return to)."""
-  return render("message.html", title=title, text=text, link=link, session=session)

@@ -25,11 +25,14 @@ leads and admins), `/static/*`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hmac
 import http
 import importlib.resources
+import os
 import secrets
 import socket
 import threading
@@ -109,6 +112,10 @@ class AnnotationApp:
     self.db = database.Database(config.db, pool_size=config.pool_size)
     self.store = Store(self.db)
     self.accounts = accounts.Accounts(self.db, config.policy)
+    # Password hashing (scrypt, 0.1-0.3 s of a core each) gets threads of its own, one per
+    # core: a burst of logins queues there instead of taking the pool that serves pages.
+    self._password_pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1, thread_name_prefix="aya-password")
     get, post = ["GET", "HEAD"], ["POST"]
     routes = [
         Route("/static/{name:path}", self._static, methods=get),
@@ -136,7 +143,12 @@ class AnnotationApp:
   @contextlib.asynccontextmanager
   async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
     yield
+    self._password_pool.shutdown(wait=True)
     self.db.close()
+
+  async def _hashing(self, function: Callable[..., Any], *args: Any) -> Any:
+    """Runs an account call that hashes a password on the password threads."""
+    return await asyncio.get_running_loop().run_in_executor(self._password_pool, function, *args)
 
   # ------------------------------------------------------------------------- plumbing
 
@@ -300,7 +312,7 @@ class AnnotationApp:
 
   async def _login(self, request: Request, form: dict[str, str], csrf: str) -> Response:
     user_id, password = form.get("user_id", "").strip(), form.get("password", "")
-    result = await run_in_threadpool(self.accounts.login, user_id, password)
+    result = await self._hashing(self.accounts.login, user_id, password)
     if result.token is None:
       await asyncio.sleep(result.delay_s)  # slows guessing; other requests go on meanwhile
       return self._page(401, "login.html", title="Log in", csrf=csrf, user_id=user_id,
@@ -333,8 +345,8 @@ class AnnotationApp:
       if invitation.user_id is None:
         forms.check_user_id(user_id)
       password = accounts.check_password(form.get("password", ""), form.get("confirm", ""))
-      user_id = await run_in_threadpool(self.accounts.accept_invitation, token,
-                                        user_id=user_id, password=password)
+      user_id = await self._hashing(functools.partial(
+          self.accounts.accept_invitation, token, user_id=user_id, password=password))
     except ValueError as e:
       return self._page(400 if invitation else 410, "join.html", title="Join", csrf=csrf,
                         token=token, invitation=invitation, user_id=user_id, error=str(e),

@@ -9,7 +9,7 @@ Through `database.Database` (SQLite by default, PostgreSQL for several app serve
 - `votes` (thumbs up or down, one per contributor and item, changeable), `ratings` (1-5 on
   re-annotations, one per contributor and item) and `skips` (what a contributor passed
   over in a queue, so that it is not served again).
-- `contributors`: who has logged in, and the language they last chose.
+- `contributors`: the first version's record of logins (kept; accounts replace it).
 
 Every write is one transaction that also writes its audit row; the rules a write checks
 (not your own item, your language, once per re-annotation) are read inside it, and the
@@ -105,16 +105,6 @@ class Store:
     self.close()
 
   # --------------------------------------------------------------------------- contributions
-
-  def touch_contributor(self, user_id: str, language: str) -> None:
-    """Records a login (and the language of it)."""
-    now = database.now_text()
-    insert = self.db.insert(database.contributors).values(
-        user_id=user_id, language=language, first_seen=now, last_seen=now)
-    with self.db.write() as conn:
-      conn.execute(insert.on_conflict_do_update(
-          index_elements=["user_id"],
-          set_={"language": insert.excluded.language, "last_seen": insert.excluded.last_seen}))
 
   def add_original(self, *, user_id: str, language: str, inputs: str, targets: str) -> Item:
     """Saves a pair a contributor wrote."""

@@ -164,3 +164,25 @@ def test_serve_command(tmp_path):
     proc.terminate()
     proc.wait(timeout=30)
   assert (tmp_path / "a.db").exists()
+
+
+def test_two_app_servers_share_one_database(db_target):
+  """Behind a load balancer: a session made on one server works on the other, writes from
+  both land in the one database, and a logout on one ends the session on both."""
+  first, second = start_app(db_target), start_app(db_target)
+  try:
+    add_account(first, "amina")
+    client = Client(first.url).login("amina")
+    assert client.post("/write", prompt="from first", completion="x")[0] == 200
+    client.base_url = second.url
+    assert "amina · Swahili (sw)" in client.get("/")[1]
+    assert client.post("/write", prompt="from second", completion="y")[0] == 200
+    client.post("/logout")
+    client.base_url = first.url
+    assert 'id="login-form"' in client.get("/")[1]
+  finally:
+    first.shutdown()
+    second.shutdown()
+  with Store(db_target) as store:
+    assert [(i.user_id, i.inputs) for i in store.items()] == [("amina", "from first"),
+                                                             ("amina", "from second")]
