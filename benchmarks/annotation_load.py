@@ -16,7 +16,9 @@ for ten seconds.
 
 After the run it checks every acknowledged write (a 303 naming the saved item, or the
 vote's 303) against the database: each is there once, with its author and text, and the
-database holds nothing else. Prints one JSON line per store:
+database holds nothing else. Latency is reported over every request, per kind, and over
+the requests sent from 10 s after the last arrival on (`after_arrivals`: the steady
+state, without the login burst). Prints one JSON line per store:
 
     python benchmarks/annotation_load.py --store sqlite
     python benchmarks/annotation_load.py --store postgresql --postgres_url postgresql://...
@@ -93,6 +95,8 @@ class Http:
 class Stats:
   def __init__(self):
     self.latencies: dict[str, list[float]] = {}
+    self.after_arrivals: list[float] = []  # latencies of requests sent once all arrived
+    self.arrived_at = float("inf")
     self.errors: list[str] = []
     self.acked_items: list[tuple[int, str, str]] = []  # (id, user, prompt)
     self.acked_votes: list[tuple[int, str]] = []  # (item id, user)
@@ -109,6 +113,8 @@ async def timed(stats: Stats, kind: str, http: Http, method: str, path: str,
     http.writer = None
     raise
   stats.latencies.setdefault(kind, []).append(time.perf_counter() - start)
+  if start >= stats.arrived_at:
+    stats.after_arrivals.append(time.perf_counter() - start)
   if status != expect:
     stats.errors.append(f"{kind}: status {status}")
   return status, headers, text
@@ -229,6 +235,7 @@ async def run_load(users: list[str], addresses: list, seconds: float, think: tup
   deadline = time.monotonic() + seconds
   rng = random.Random(0)
   start = time.perf_counter()
+  stats.arrived_at = start + arrival_s + 10  # the last logins are through by then
   await asyncio.gather(*[
       contributor(u, Http(*addresses[i % len(addresses)]), stats, deadline, think, arrival_s,
                   random.Random(rng.random())) for i, u in enumerate(users)])
@@ -262,6 +269,9 @@ def measure(store: str, db_target: str, args: argparse.Namespace) -> dict:
       "requests_per_s": round(len(every) / elapsed, 1),
       "p50_ms": ms(_percentile(every, 50)), "p95_ms": ms(_percentile(every, 95)),
       "max_ms": ms(max(every)),
+      "after_arrivals": {"n": len(stats.after_arrivals),
+                         "p50_ms": ms(_percentile(stats.after_arrivals, 50)),
+                         "p95_ms": ms(_percentile(stats.after_arrivals, 95))},
       "by_kind": {k: {"n": len(v), "p50_ms": ms(_percentile(v, 50)),
                       "p95_ms": ms(_percentile(v, 95))}
                   for k, v in sorted(stats.latencies.items())},

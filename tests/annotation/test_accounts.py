@@ -179,3 +179,24 @@ def test_a_version_1_database_migrates_with_accounts_to_claim(tmp_path):
     assert [a for _, _, a, _ in people.audit_log()][0] == "migrate"
   with Store(path) as store:  # opening again does not migrate twice
     assert len(store.items()) == 3
+
+
+def test_invite_command_prints_links_or_writes_a_private_file(tmp_path, capsys):
+  from aya_t5x import cli
+
+  db = str(tmp_path / "a.db")
+  assert cli.main(["annotate", "invite", "--db", db, "--language", "Yoruba", "--count", "3",
+                   "--role", "lead", "--url", "https://annotate.example.org/"]) == 0
+  links = capsys.readouterr().out.split()
+  assert len(links) == 3 and len(set(links)) == 3
+  assert all(link.startswith("https://annotate.example.org/join?token=") for link in links)
+  with database.Database(db) as opened:
+    people = accounts.Accounts(opened)
+    invitation = people.invitation(links[0].split("token=")[1])
+    assert (invitation.language, invitation.role) == ("yo", "lead")
+    _, who, action, detail = people.audit_log()[-1]
+    assert who.startswith("cli:") and action == "invite" and "3 lead" in detail
+  assert cli.main(["annotate", "invite", "--db", db]) == 2
+  assert "give --language" in capsys.readouterr().err
+  assert cli.main(["annotate", "invite", "--db", db, "--language", "Klingonish"]) == 2
+  assert "Klingonish" in capsys.readouterr().err
