@@ -57,10 +57,19 @@ items = sa.Table(
     sa.Column("created", sa.Text, nullable=False),
     # sha256 of (language, inputs, targets) for seeds: one seed per pair and language.
     sa.Column("seed_key", sa.Text, unique=True),
+    # How often the item was re-annotated, voted on and rated, kept by the writes that add
+    # one: the queues serve the least handled first by walking an index on these, instead
+    # of counting every item's feedback on every page.
+    sa.Column("reannotation_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("vote_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rating_count", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint("kind IN ('seed', 'original', 'reannotation')", name="item_kind"),
     sa.CheckConstraint("(kind = 'reannotation') = (parent_id IS NOT NULL)", name="item_parent"),
     sa.CheckConstraint("(kind = 'seed') = (user_id IS NULL)", name="item_author"),
     sa.Index("items_by_language", "language", "kind"),
+    sa.Index("reannotation_queue", "language", "reannotation_count", "id"),
+    sa.Index("vote_queue", "language", "vote_count", "id"),
+    sa.Index("rating_queue", "language", "rating_count", "id"),
     sa.Index("items_by_parent", "parent_id"),
     sa.Index("items_by_user", "user_id"),
     sa.Index("one_reannotation_per_contributor", "parent_id", "user_id", unique=True,
@@ -283,6 +292,15 @@ def _migrate_from_1(conn: sa.Connection) -> None:
     conn.execute(items.update().where(items.c.id == item_id)
                  .values(seed_key=seed_key(language, inputs, targets)))
   conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS items_seed_key ON items (seed_key)")
+  for column, table, key in (("reannotation_count", "items", "parent_id"),
+                             ("vote_count", "votes", "item_id"),
+                             ("rating_count", "ratings", "item_id")):
+    conn.exec_driver_sql(f"ALTER TABLE items ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    conn.exec_driver_sql(f"UPDATE items SET {column} = (SELECT COUNT(*) FROM {table} AS t "
+                         f"WHERE t.{key} = items.id)")
+    queue = {"reannotation_count": "reannotation_queue", "vote_count": "vote_queue",
+             "rating_count": "rating_queue"}[column]
+    conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {queue} ON items (language, {column}, id)")
   for name, table in (("items_by_user", "items"), ("votes_by_user", "votes"),
                       ("ratings_by_user", "ratings")):
     conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table} (user_id)")

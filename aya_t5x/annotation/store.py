@@ -82,6 +82,34 @@ def _item(row: Any) -> Item:
   return Item(**row._mapping)
 
 
+def _queue(queue: str, kinds: tuple[str, ...], done: sa.Table, done_key: str,
+           count: str) -> sa.Select:
+  """The query of the next item of a queue, built once (pages run it on every load).
+
+  Items of the language, not the contributor's own, not skipped and not yet handled by
+  them, the least handled first: with the index on (language, count, id) the database
+  walks the queue in order and stops at the first that qualifies.
+  """
+  i = items.alias("i")
+  user = sa.bindparam("user", type_=sa.Text)
+  skipped = sa.exists().where(skips.c.item_id == i.c.id, skips.c.user_id == user,
+                              skips.c.queue == queue)
+  handled = sa.exists().where(done.c[done_key] == i.c.id, done.c.user_id == user)
+  return (sa.select(*[i.c[c.name] for c in _ITEM_COLUMNS])
+          .where(i.c.language == sa.bindparam("language", type_=sa.Text),
+                 i.c.kind.in_(kinds), sa.or_(i.c.user_id.is_(None), i.c.user_id != user),
+                 ~skipped, ~handled)
+          .order_by(i.c[count], i.c.id).limit(1))
+
+
+_QUEUES = {
+    "reannotate": _queue("reannotate", ("seed", "original"), items.alias("r"), "parent_id",
+                         "reannotation_count"),
+    "vote": _queue("vote", ("original", "reannotation"), votes, "item_id", "vote_count"),
+    "rate": _queue("rate", ("reannotation",), ratings, "item_id", "rating_count"),
+}
+
+
 class Store:
   """Contributions in one annotation database.
 
@@ -136,6 +164,8 @@ class Store:
       item_id = conn.execute(insert.on_conflict_do_nothing().returning(items.c.id)).scalar()
       if item_id is None:
         raise StoreError(f"you re-annotated item {parent_id} already")
+      conn.execute(items.update().where(items.c.id == parent_id)
+                   .values(reannotation_count=items.c.reannotation_count + 1))
       database.log_event(conn, user_id, "reannotate", f"item {item_id} of {parent_id}")
       return self._get(conn, item_id)
 
@@ -167,11 +197,7 @@ class Store:
     with self.db.write() as conn:
       self._check_target(conn, item_id, user_id, language, "vote",
                          kinds=("original", "reannotation"))
-      insert = self.db.insert(votes).values(item_id=item_id, user_id=user_id, up=int(up),
-                                            created=database.now_text())
-      conn.execute(insert.on_conflict_do_update(
-          index_elements=["item_id", "user_id"],
-          set_={"up": insert.excluded.up, "created": insert.excluded.created}))
+      self._first_or_replace(conn, votes, "vote_count", item_id, user_id, up=int(up))
       database.log_event(conn, user_id, "vote", f"item {item_id} {'up' if up else 'down'}")
 
   def rate(self, *, user_id: str, language: str, item_id: int, rating: int) -> None:
@@ -180,12 +206,23 @@ class Store:
       raise StoreError(f"a rating is a whole number from 1 to 5, got {rating!r}")
     with self.db.write() as conn:
       self._check_target(conn, item_id, user_id, language, "rate", kinds=("reannotation",))
-      insert = self.db.insert(ratings).values(item_id=item_id, user_id=user_id, rating=rating,
-                                              created=database.now_text())
-      conn.execute(insert.on_conflict_do_update(
-          index_elements=["item_id", "user_id"],
-          set_={"rating": insert.excluded.rating, "created": insert.excluded.created}))
+      self._first_or_replace(conn, ratings, "rating_count", item_id, user_id, rating=rating)
       database.log_event(conn, user_id, "rate", f"item {item_id} {rating}")
+
+  def _first_or_replace(self, conn: sa.Connection, table: sa.Table, count_column: str,
+                        item_id: int, user_id: str, **value: int) -> None:
+    """A contributor's vote or rating of an item: the first one counts on the item, a
+    later one replaces it. Of two racing first ones, one inserts and the other replaces."""
+    created = database.now_text()
+    first = conn.execute(self.db.insert(table).values(
+        item_id=item_id, user_id=user_id, created=created, **value)
+        .on_conflict_do_nothing().returning(table.c.item_id)).first()
+    if first:
+      conn.execute(items.update().where(items.c.id == item_id)
+                   .values({count_column: items.c[count_column] + 1}))
+    else:
+      conn.execute(table.update().where(table.c.item_id == item_id, table.c.user_id == user_id)
+                   .values(created=created, **value))
 
   def skip(self, *, user_id: str, item_id: int, queue: str) -> None:
     """Takes an item out of one of a contributor's queues without a contribution."""
@@ -226,19 +263,9 @@ class Store:
     with self.db.read() as conn:
       return self._get(conn, item_id)
 
-  def _next(self, where: sa.ColumnElement, order: sa.ColumnElement, user_id: str,
-            language: str, queue: str) -> Item | None:
-    i = items.alias("i")
-    s = skips.alias("s")
-    skipped = sa.exists().where(s.c.item_id == i.c.id, s.c.user_id == user_id,
-                                s.c.queue == queue)
-    query = (sa.select(*[i.c[c.name] for c in _ITEM_COLUMNS])
-             .where(i.c.language == language,
-                    sa.or_(i.c.user_id.is_(None), i.c.user_id != user_id),
-                    ~skipped, where(i))
-             .order_by(order(i), i.c.id).limit(1))
+  def _next(self, queue: str, user_id: str, language: str) -> Item | None:
     with self.db.read() as conn:
-      row = conn.execute(query).first()
+      row = conn.execute(_QUEUES[queue], {"user": user_id, "language": language}).first()
     return _item(row) if row else None
 
   def next_to_reannotate(self, user_id: str, language: str) -> Item | None:
@@ -246,28 +273,17 @@ class Store:
 
     Pairs with the fewest re-annotations come first, so that edits spread over the queue.
     """
-    r = items.alias("r")
-    return self._next(
-        lambda i: sa.and_(i.c.kind.in_(("seed", "original")), ~sa.exists().where(
-            r.c.parent_id == i.c.id, r.c.user_id == user_id)),
-        lambda i: sa.select(sa.func.count()).where(r.c.parent_id == i.c.id).scalar_subquery(),
-        user_id, language, "reannotate")
+    return self._next("reannotate", user_id, language)
 
   def next_to_vote(self, user_id: str, language: str) -> Item | None:
-    """The next contribution of this language the contributor has not voted on."""
-    return self._next(
-        lambda i: sa.and_(i.c.kind.in_(("original", "reannotation")), ~sa.exists().where(
-            votes.c.item_id == i.c.id, votes.c.user_id == user_id)),
-        lambda i: sa.select(sa.func.count()).where(votes.c.item_id == i.c.id)
-        .scalar_subquery(), user_id, language, "vote")
+    """The next contribution of this language the contributor has not voted on (the
+    least voted on first)."""
+    return self._next("vote", user_id, language)
 
   def next_to_rate(self, user_id: str, language: str) -> Item | None:
-    """The next re-annotation of this language the contributor has not rated."""
-    return self._next(
-        lambda i: sa.and_(i.c.kind == "reannotation", ~sa.exists().where(
-            ratings.c.item_id == i.c.id, ratings.c.user_id == user_id)),
-        lambda i: sa.select(sa.func.count()).where(ratings.c.item_id == i.c.id)
-        .scalar_subquery(), user_id, language, "rate")
+    """The next re-annotation of this language the contributor has not rated (the least
+    rated first)."""
+    return self._next("rate", user_id, language)
 
   def counts(self, language: str | None = None) -> dict[str, int]:
     """Items per kind, votes and ratings (of one language, or of all)."""
