@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +190,7 @@ class Database:
     self.url = database_url(target)
     self.is_sqlite = self.url.get_backend_name() == "sqlite"
     self.name = self.url.database if self.is_sqlite else self.url.render_as_string()
+    self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
     if self.is_sqlite:
       self.engine = sa.create_engine(self.url, pool_size=pool_size, max_overflow=2 * pool_size,
                                      pool_timeout=busy_timeout_s)
@@ -223,7 +225,11 @@ class Database:
   @contextlib.contextmanager
   def write(self) -> Iterator[sa.Connection]:
     """One write transaction (on SQLite it holds the write lock from its start)."""
-    with self.engine.connect().execution_options(aya_write=True) as conn, conn.begin():
+    # SQLite: this process's writers queue on a mutex, which wakes the next one at once;
+    # SQLite's own busy handler (left for writers in other processes) polls with sleeps
+    # of up to 100 ms, which under many writers costs seconds.
+    with self._write_lock, self.engine.connect().execution_options(aya_write=True) as conn, \
+        conn.begin():
       yield conn
 
   @contextlib.contextmanager
