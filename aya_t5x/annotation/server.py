@@ -5,7 +5,7 @@ Starlette's thread pool through one SQLAlchemy engine per process, so that sever
 processes (on one machine or behind a load balancer) can serve one PostgreSQL database;
 sessions live in the database, so any process answers any request.
 
-Security, per request:
+Security, per request (the checks themselves in `request_checks`):
 - Sessions: an opaque random cookie (`aya_session`, HttpOnly, SameSite=Strict, Secure
   over HTTPS) naming a server-side session; the user id and language always come from
   it, never from a form or another cookie.
@@ -29,14 +29,12 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import hmac
 import http
 import importlib.resources
 import os
 import secrets
 import socket
 import threading
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -47,24 +45,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from aya_t5x.annotation import accounts, database, export, forms, pages
+from aya_t5x.annotation.request_checks import (
+    SECURITY_HEADERS,
+    Refused,
+    check_origin,
+    check_token,
+    drain,
+    read_form,
+)
 from aya_t5x.annotation.store import Store, StoreError
 from aya_t5x.data import languages
 
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 SESSION_COOKIE = "aya_session"
 FORM_COOKIE = "aya_form"  # the double-submit CSRF token of the login and sign-up forms
-_DRAIN_LIMIT = 64 << 20  # an oversized body is read and dropped up to this, then cut off
-_STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-SECURITY_HEADERS = {
-    # Only the app's own script and style file run or apply; inline script, event
-    # attributes and foreign images in contributor text would be refused even unescaped.
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-                               "base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,15 +84,6 @@ class ServerConfig:
   secure_cookies: bool = False
   pool_size: int = 10
   export_rules: export.ExportRules = dataclasses.field(default_factory=export.ExportRules)
-
-
-class _Refused(Exception):
-  """A request answered with an error page (status and text) instead of its route."""
-
-  def __init__(self, status: int, text: str):
-    super().__init__(text)
-    self.status = status
-    self.text = text
 
 
 Handler = Callable[..., Awaitable[Response]]
@@ -178,67 +163,6 @@ class AnnotationApp:
                         samesite="strict",
                         secure=self.config.secure_cookies or request.url.scheme == "https")
 
-  async def _read_form(self, request: Request) -> dict[str, str]:
-    """The url-encoded form of a POST, refusing oversized or malformed bodies unsaved."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    limit = self.config.limits.body_bytes
-    too_big = _Refused(413, "The submission is larger than the "
-                            f"{limit:,} bytes the app accepts (at most "
-                            f"{self.config.limits.max_field_chars:,} characters per field). "
-                            "Nothing was saved: go back, shorten the text and save again.")
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-      await self._drain(request)
-      raise too_big
-    raw = bytearray()
-    async for chunk in request.stream():
-      raw += chunk
-      if len(raw) > limit:  # a chunked body without a length
-        await self._drain(request, len(raw))
-        raise too_big
-    if kind != "application/x-www-form-urlencoded":
-      raise _Refused(415, "The app takes form submissions "
-                          "(application/x-www-form-urlencoded); nothing was saved.")
-    try:
-      fields = urllib.parse.parse_qs(bytes(raw).decode("utf-8"), keep_blank_values=True,
-                                     max_num_fields=16)
-    except (UnicodeDecodeError, ValueError) as e:
-      raise _Refused(400, f"The submission could not be read ({e}); nothing was saved.") \
-          from None
-    return {name: values[-1] for name, values in fields.items()}
-
-  @staticmethod
-  async def _drain(request: Request, read: int = 0) -> None:
-    # Reading the refused body lets the browser see the answer instead of a reset.
-    try:
-      async for chunk in request.stream():
-        read += len(chunk)
-        if read > _DRAIN_LIMIT:
-          break
-    except RuntimeError:  # the stream was consumed already
-      pass
-
-  @staticmethod
-  def _check_origin(request: Request) -> None:
-    """Refuses a POST that a browser says came from another site."""
-    site = request.headers.get("sec-fetch-site")
-    origin = request.headers.get("origin")
-    foreign = site is not None and site not in ("same-origin", "none")
-    if origin is not None and origin != "null":
-      foreign = foreign or urllib.parse.urlsplit(origin).netloc != request.headers.get("host")
-    elif origin == "null":
-      foreign = True
-    if foreign:
-      raise _Refused(403, "This form was sent from another site; nothing was saved. Open the "
-                          "page of the annotation app itself and send it from there.")
-
-  @staticmethod
-  def _check_token(expected: str | None, form: dict[str, str]) -> None:
-    given = form.get("csrf", "")
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-      raise _Refused(403, "This form is out of date or was not sent from the app's own page; "
-                          "nothing was saved. Reload the page and send it again.")
-
   def _public(self, handler: Handler) -> Handler:
     """A route for people not logged in (login, sign-up), with its double-submit token."""
 
@@ -246,15 +170,15 @@ class AnnotationApp:
       try:
         form = None
         if request.method == "POST":
-          self._check_origin(request)
-          form = await self._read_form(request)
-          self._check_token(request.cookies.get(FORM_COOKIE), form)
+          check_origin(request)
+          form = await read_form(request, self.config.limits)
+          check_token(request.cookies.get(FORM_COOKIE), form)
         token = request.cookies.get(FORM_COOKIE) or secrets.token_urlsafe(32)
         response = await handler(request, form, token)
         if FORM_COOKIE not in request.cookies:
           self._set_cookie(response, request, FORM_COOKIE, token, max_age=24 * 3600)
         return response
-      except _Refused as refused:
+      except Refused as refused:
         return self._message(refused.status, refused.text)
 
     return endpoint
@@ -266,21 +190,21 @@ class AnnotationApp:
       session = None
       try:
         if request.method == "POST":
-          self._check_origin(request)
+          check_origin(request)
         session = await run_in_threadpool(self.accounts.session,
                                           request.cookies.get(SESSION_COOKIE))
         if session is None:
           if request.method == "POST":
-            await self._drain(request)
+            await drain(request)
           return self._redirect("/login")
         if lead and session.role not in ("lead", "admin"):
-          raise _Refused(403, "This page is for language leads and admins.")
+          raise Refused(403, "This page is for language leads and admins.")
         form = None
         if request.method == "POST":
-          form = await self._read_form(request)
-          self._check_token(session.csrf, form)
+          form = await read_form(request, self.config.limits)
+          check_token(session.csrf, form)
         return await handler(request, session, form)
-      except _Refused as refused:
+      except Refused as refused:
         return self._message(refused.status, refused.text, session)
 
     return endpoint
@@ -302,7 +226,7 @@ class AnnotationApp:
   def _item_id(form: dict[str, str]) -> int:
     value = form.get("item_id", "")
     if not value.isdigit() or len(value) > 12:
-      raise _Refused(400, "The form names no item; reload the page.")
+      raise Refused(400, "The form names no item; reload the page.")
     return int(value)
 
   # ------------------------------------------------------------------------- accounts
@@ -463,7 +387,7 @@ class AnnotationApp:
       await run_in_threadpool(lambda: self.store.skip(user_id=session.user_id,
                                                       item_id=item_id, queue=queue))
     except StoreError as e:
-      raise _Refused(400, f"{e}; reload the page.") from None
+      raise Refused(400, f"{e}; reload the page.") from None
     return self._redirect(f"/{queue}")
 
   async def _reannotate(self, request: Request, session: accounts.Session,
