@@ -18,7 +18,7 @@ setup(
                  "aya_t5x.gin": "gin"},
     package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"],
                   "aya_t5x.data": ["*.csv"],
-                  "aya_t5x.annotation": ["static/*"]},
+                  "aya_t5x.annotation": ["static/*", "templates/*"]},
     install_requires=[
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
