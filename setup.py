@@ -18,7 +18,7 @@ setup(
                  "aya_t5x.gin": "gin"},
     package_data={"aya_t5x.gin": ["*.gin", "*/*.gin", "*/*/*.gin"],
                   "aya_t5x.data": ["*.csv"],
-                  "aya_t5x.annotation": ["static/*"]},
+                  "aya_t5x.annotation": ["static/*", "templates/*"]},
     install_requires=[
         "jax", "flax", "optax", "orbax-checkpoint", "seqio", "tensorflow",
         "tensorflow-text", "gin-config", "sentencepiece", "protobuf", "numpy",
@@ -30,17 +30,23 @@ setup(
         "iso639-lang", "pyarrow", "matplotlib",
         # Crowd filtering of translated data: vote aggregation by assessor skill.
         "crowd-kit",
+        # The annotation app: ASGI framework, templates, server, the SQL layer (SQLite
+        # built in), and the server-side edit distance.
+        "starlette", "jinja2", "uvicorn", "sqlalchemy", "rapidfuzz",
     ],
     extras_require={
         # libtpu: TPU runs, and `aya-t5x compile` for TPU topologies on machines without
         # TPUs (deviceless compilation). About 210 MB.
         "tpu": ["libtpu"],
+        # The annotation app on PostgreSQL (`--db postgresql://...`): psycopg 3.
+        "postgres": ["psycopg[binary]"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.
         "test": ["torch", "transformers", "pytest", "pytest-xdist", "pytest-timeout", "ruff",
-                 # The annotation app's browser test drives Debian's chromium.
-                 "playwright",
+                 # The annotation app's browser test drives Debian's chromium; its store
+                 # tests also run on PostgreSQL.
+                 "playwright", "psycopg[binary]",
                  # The TFDS-build fixtures (tensorflow-datasets' writer needs it).
                  "importlib_resources"],
     },

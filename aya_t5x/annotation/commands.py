@@ -1,6 +1,7 @@
 """The `annotate` subcommand of `aya-t5x` (wired in by `aya_t5x.cli`).
 
     aya-t5x annotate serve --db annotations.db [--host 127.0.0.1 --port 8000]
+    aya-t5x annotate invite --db annotations.db --language sw --count 50 [--output links.txt]
     aya-t5x annotate import pairs.jsonl --db annotations.db --language sw
     aya-t5x annotate export --db annotations.db --output aya_dataset.jsonl [--register NAME]
 
@@ -11,6 +12,7 @@ CLI prints them without a traceback).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,36 @@ def _limits(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> int:
-  from aya_t5x.annotation import server
+  from aya_t5x.annotation import accounts, server
 
+  policy = accounts.LoginPolicy(session_s=args.session_hours * 3600)
   config = server.ServerConfig(db=args.db, host=args.host, port=args.port,
-                               limits=_limits(args), secure_cookies=args.secure_cookies)
+                               limits=_limits(args), secure_cookies=args.secure_cookies,
+                               policy=policy, pool_size=args.pool_size)
   server.serve(config, announce=lambda line: print(line, flush=True))
+  return 0
+
+
+def _invite(args: argparse.Namespace) -> int:
+  from aya_t5x.annotation import accounts, database, forms, server
+
+  if args.user is None and args.language is None:
+    raise ValueError("annotate invite: give --language (the invitees' language), or --user "
+                     "ID to let an existing account set its password")
+  language = forms.check_language(args.language).code if args.language else ""
+  with database.Database(args.db) as db:
+    tokens = accounts.Accounts(db).create_invitations(
+        created_by=f"cli:{args.created_by}", language=language, count=args.count,
+        role=args.role, user_id=args.user)
+  links = "".join(server.invitation_link(args.url, t) + "\n" for t in tokens)
+  if args.output:
+    # The links are passwords until used: a file only its owner can read.
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(links)
+    print(f"wrote {len(tokens)} invitation link(s) to {args.output}")
+  else:
+    print(links, end="")
   return 0
 
 
@@ -59,7 +86,7 @@ def _export(args: argparse.Namespace) -> int:
   from aya_t5x.annotation import export
   from aya_t5x.annotation.store import Store
 
-  if not Path(args.db).is_file():
+  if "://" not in args.db and not Path(args.db).is_file():
     raise FileNotFoundError(f"{args.db}: no annotation database here (aya-t5x annotate serve "
                             "creates one)")
   rules = export.ExportRules(min_edit_distance=args.min_edit_distance,
@@ -89,7 +116,7 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(subparsers: Any) -> None:
-  """Adds `annotate {serve,import,export}` to an argparse subparsers object."""
+  """Adds `annotate {serve,invite,import,export}` to an argparse subparsers object."""
   annotate = subparsers.add_parser(
       "annotate", help="the annotation web app: serve it, seed it, export the dataset",
       description="Community annotation as in the Aya Dataset (docs/annotation.md).")
@@ -97,17 +124,46 @@ def add_commands(subparsers: Any) -> None:
 
   serve = actions.add_parser(
       "serve", help="run the web app",
-      description="Contributors log in with a user id (no password: run it for a trusted "
-                  "team or behind an authenticating proxy), write pairs, re-annotate, vote "
-                  "and rate. Ctrl-C stops it; everything saved is in --db.")
-  serve.add_argument("--db", default=DEFAULT_DB, help="SQLite database (created if new)")
+      description="Contributors join through invitations (aya-t5x annotate invite), log in "
+                  "with a password, write pairs, re-annotate, vote and rate. Ctrl-C stops "
+                  "it; everything saved is in --db. Several processes (on several machines) "
+                  "can serve one PostgreSQL database.")
+  serve.add_argument("--db", default=DEFAULT_DB,
+                     help="SQLite file (created if new) or postgresql://user:pass@host/db")
   serve.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (0.0.0.0 for every interface)")
   serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
   serve.add_argument("--secure_cookies", action="store_true",
-                     help="mark the login cookie Secure (when served over HTTPS)")
+                     help="always mark cookies Secure (they are anyway on requests that "
+                          "arrive over HTTPS, also through a proxy on this machine that sets "
+                          "X-Forwarded-Proto)")
+  serve.add_argument("--session_hours", type=float, default=12.0,
+                     help="how long a login lasts")
+  serve.add_argument("--pool_size", type=int, default=10,
+                     help="database connections this process keeps open")
   _add_limit_flags(serve)
   serve.set_defaults(handler=_serve)
+
+  invite = actions.add_parser(
+      "invite", help="issue one-time sign-up links (or a password link for an account)",
+      description="Prints (or writes to --output) one-time links: each lets one person "
+                  "choose a user id and a password, in --language with --role. With --user, "
+                  "one link that sets that existing account's password (accounts migrated "
+                  "from the password-less app, forgotten passwords). Links expire after 14 "
+                  "days.")
+  invite.add_argument("--db", default=DEFAULT_DB,
+                      help="SQLite file or postgresql:// URL")
+  invite.add_argument("--language", help="the invitees' language (code or name)")
+  invite.add_argument("--count", type=int, default=1, help="how many links")
+  invite.add_argument("--role", default="contributor", choices=("contributor", "lead", "admin"),
+                      help="lead: reviews, invites and exports their language; admin: all")
+  invite.add_argument("--user", help="an existing account that is to set its password")
+  invite.add_argument("--url", default="http://127.0.0.1:8000",
+                      help="the app's public address, as the invitees open it")
+  invite.add_argument("--output", help="write the links to this file (mode 600) instead")
+  invite.add_argument("--created_by", default=os.environ.get("USER", "admin"),
+                      help="who issues them (for the audit table)")
+  invite.set_defaults(handler=_invite)
 
   seed = actions.add_parser(
       "import", help="seed the re-annotation queues with existing pairs",
@@ -115,7 +171,7 @@ def add_commands(subparsers: Any) -> None:
                   "re-annotation queues of their language; pairs already there are not "
                   "added twice.")
   seed.add_argument("path", help="data file or folder")
-  seed.add_argument("--db", default=DEFAULT_DB)
+  seed.add_argument("--db", default=DEFAULT_DB, help="SQLite file or postgresql:// URL")
   seed.add_argument("--language", help="language of every pair: any code or name")
   seed.add_argument("--language_key", help="field holding each pair's language instead")
   seed.add_argument("--inputs_key", default="inputs", help="field of the prompt")
@@ -132,7 +188,7 @@ def add_commands(subparsers: Any) -> None:
                   "--min_language_contributions contributions. Writes OUTPUT, "
                   "OUTPUT.report.json and OUTPUT.report.md (approval ratios, contributor "
                   "scores, what was dropped).")
-  out.add_argument("--db", default=DEFAULT_DB)
+  out.add_argument("--db", default=DEFAULT_DB, help="SQLite file or postgresql:// URL")
   out.add_argument("--output", required=True, help="JSONL file to write")
   out.add_argument("--min_edit_distance", type=int, default=5)
   out.add_argument("--min_language_contributions", type=int, default=50)

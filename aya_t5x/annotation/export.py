@@ -252,11 +252,15 @@ def report_paths(output: str | os.PathLike) -> dict[str, Path]:
           "markdown": output.with_name(f"{stem}.report.md")}
 
 
+def jsonl(records: list[dict[str, str]]) -> str:
+  """Records as JSON lines (UTF-8 text kept as is), the export file's format."""
+  return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_export(export: Export, output: str | os.PathLike) -> dict[str, Path]:
   """Writes the JSONL records and the report (JSON and markdown); returns the paths."""
   output = Path(output)
-  _write_atomically(output, "".join(json.dumps(r, ensure_ascii=False) + "\n"
-                                    for r in export.records))
+  _write_atomically(output, jsonl(export.records))
   paths = report_paths(output)
   _write_atomically(paths["json"], json.dumps(export.report, indent=2, ensure_ascii=False)
                     + "\n")

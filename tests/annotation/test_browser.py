@@ -1,9 +1,10 @@
 """The annotation app end to end in headless Chromium (Debian's, driven by Playwright).
 
-Starts the app on a free port with a fresh database, then acts as a contributor: logs
-in, writes a pair, submits an empty form (error, text kept, nothing lost), re-annotates
-a seeded pair while the live edit distance updates, meets a hostile contribution shown
-as text, votes, rates, and finally exports the Aya Dataset records.
+Starts the app on a free port with a fresh database, then acts as a new contributor:
+opens an invitation link made by `aya-t5x annotate invite`, signs up, logs in, writes a
+pair, submits an empty form (error, text kept, nothing lost), re-annotates a seeded pair
+while the live edit distance updates, meets a hostile contribution shown as text, votes,
+rates, logs out (the session is gone), and finally exports the Aya Dataset records.
 """
 
 import json
@@ -16,6 +17,8 @@ import pytest
 from aya_t5x import cli
 from aya_t5x.annotation.edit_distance import levenshtein
 from aya_t5x.annotation.store import Store
+
+from .conftest import PASSWORD
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags a sandboxed, offline machine needs (no GPU, no sandbox as root, no calls home).
@@ -54,11 +57,37 @@ def test_contributor_session_end_to_end(app, browser, tmp_path):
   dialogs = []
   page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
 
-  # Log in with a language name; the page shows who and which language.
+  # An invitation link, as a language lead makes them.
+  links = tmp_path / "links.txt"
+  assert cli.main(["annotate", "invite", "--db", app.config.db, "--language", "Swahili",
+                   "--url", app.url, "--output", str(links)]) == 0
+  link = links.read_text().strip()
+  assert oct(links.stat().st_mode & 0o777) == "0o600"
+
+  # Sign up through it: a too-short password is refused, the user id kept.
+  page.goto(link)
+  assert "Swahili (sw)" in page.inner_text("main")
+  page.fill("#user_id", "amina")
+  page.fill("#password", "short")
+  page.fill("#confirm", "short")
+  page.click("#join")
+  assert "at least 10" in page.inner_text("#error")
+  assert page.input_value("#user_id") == "amina"
+  page.fill("#password", PASSWORD)
+  page.fill("#confirm", PASSWORD)
+  page.click("#join")
+  assert "Log in with it now" in page.inner_text("#message")
+  page.goto(link)  # the link worked once
+  assert "used already" in page.inner_text("#error-text")
+
+  # Log in; the page shows who and which language.
   page.goto(app.url + "/write")
   page.fill("#user_id", "amina")
-  page.fill("#language", "Swahili")
-  page.click("button[type=submit]")
+  page.fill("#password", "not the password")
+  page.click("#login")
+  assert "wrong user id or password" in page.inner_text("#error")
+  page.fill("#password", PASSWORD)
+  page.click("#login")
   assert "amina · Swahili (sw)" in page.inner_text("nav")
 
   # An original pair; the counter follows the typing.
@@ -122,6 +151,14 @@ def test_contributor_session_end_to_end(app, browser, tmp_path):
   assert "Rating saved" in page.inner_text("#message")
   assert page.locator("#empty-queue").count() == 1
   assert dialogs == []
+
+  # Log out: back to the login page, and the session is gone on the server too.
+  cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "aya_session")
+  page.click("#logout")
+  assert page.locator("#login-form").count() == 1
+  page.goto(app.url + "/rate")
+  assert page.locator("#login-form").count() == 1
+  assert app.app.accounts.session(cookie) is None
 
   with Store(app.config.db) as store:
     assert {(v.item_id, v.up) for v in store.votes()} == {(hostile.id, False), (edit.id, True)}

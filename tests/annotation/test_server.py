@@ -9,11 +9,10 @@ import urllib.request
 
 import pytest
 
-from aya_t5x.annotation import server
 from aya_t5x.annotation.edit_distance import levenshtein
 from aya_t5x.annotation.store import Store
 
-from .conftest import Client
+from .conftest import PASSWORD, Client, add_account, start_app
 
 
 def _textarea(body: str, name: str) -> str:
@@ -28,18 +27,21 @@ def _items(app):
     return store.items()
 
 
-def test_login_and_language_checks(app):
+def test_login_logout_and_the_session(app):
+  add_account(app, "amina", "sw")
   client = Client(app.url)
   status, body, _ = client.get("/write")
   assert status == 200 and 'id="login-form"' in body  # redirected to the login page
-  status, body, _ = client.post("/login", user_id="amina", language="Swahilli")
-  assert status == 400
-  assert "sw (Swahili)" in html.unescape(body)  # the suggestion
-  assert 'value="Swahilli"' in body and 'value="amina"' in body  # the form keeps its values
-  status, body, _ = client.post("/login", user_id="bad id!", language="sw")
-  assert status == 400 and "letters, digits" in body
-  status, body, _ = client.post("/login", user_id="amina", language="Kiswahili")
+  status, body, _ = client.post("/login", user_id="amina", password="wrong password")
+  assert status == 401 and "wrong user id or password" in body
+  assert 'value="amina"' in body  # the form keeps the user id, never the password
+  status, body, _ = client.post("/login", user_id="nobody", password=PASSWORD)
+  assert status == 401 and "wrong user id or password" in body  # the same answer
+  status, body, headers = client.post("/login", user_id="amina", password=PASSWORD)
   assert status == 200 and "amina · Swahili (sw)" in body
+  cookie = next(c for c in client.cookies if c.name == "aya_session")
+  assert cookie.has_nonstandard_attr("HttpOnly") and not cookie.secure
+  assert len(cookie.value) >= 40 and "amina" not in cookie.value  # opaque, not the user id
   status, body, _ = client.post("/logout")
   assert status == 200 and 'id="login-form"' in body
   assert 'id="login-form"' in client.get("/")[1]
@@ -93,7 +95,8 @@ def test_contributor_text_is_escaped(app, client_for):
   client_for("mallory").post("/write", prompt=attack, completion=attack)
   status, body, headers = client_for("victim").get("/vote")
   assert "<script>alert" not in body and "<img src=x" not in body
-  assert html.escape(attack) in body
+  shown = re.findall(r"<pre>\n(.*?)</pre>", body, re.S)
+  assert [html.unescape(text) for text in shown] == [attack, attack]
   assert "script-src 'self'" in headers["Content-Security-Policy"]
 
 
@@ -117,7 +120,9 @@ def test_vote_and_rate_forms(app, client_for):
 
 
 def test_many_contributors_at_once_lose_no_write(app):
-  clients = [Client(app.url).login(f"user{n}", "sw") for n in range(8)]
+  for n in range(8):
+    add_account(app, f"user{n}")
+  clients = [Client(app.url).login(f"user{n}") for n in range(8)]
   failures = []
 
   def contribute(n: int):
@@ -139,9 +144,8 @@ def test_many_contributors_at_once_lose_no_write(app):
 
 def test_busy_port_is_a_clear_error(app, tmp_path):
   port = app.server_address[1]
-  config = server.ServerConfig(db=str(tmp_path / "b.db"), port=port)
   with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{port}.*another --port"):
-    server.make_server(config)
+    start_app(str(tmp_path / "b.db"), host="127.0.0.1", port=port)
 
 
 def test_serve_command(tmp_path):
@@ -160,3 +164,25 @@ def test_serve_command(tmp_path):
     proc.terminate()
     proc.wait(timeout=30)
   assert (tmp_path / "a.db").exists()
+
+
+def test_two_app_servers_share_one_database(db_target):
+  """Behind a load balancer: a session made on one server works on the other, writes from
+  both land in the one database, and a logout on one ends the session on both."""
+  first, second = start_app(db_target), start_app(db_target)
+  try:
+    add_account(first, "amina")
+    client = Client(first.url).login("amina")
+    assert client.post("/write", prompt="from first", completion="x")[0] == 200
+    client.base_url = second.url
+    assert "amina · Swahili (sw)" in client.get("/")[1]
+    assert client.post("/write", prompt="from second", completion="y")[0] == 200
+    client.post("/logout")
+    client.base_url = first.url
+    assert 'id="login-form"' in client.get("/")[1]
+  finally:
+    first.shutdown()
+    second.shutdown()
+  with Store(db_target) as store:
+    assert [(i.user_id, i.inputs) for i in store.items()] == [("amina", "from first"),
+                                                             ("amina", "from second")]

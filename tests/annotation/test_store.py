@@ -1,4 +1,5 @@
-"""The SQLite store: per-language queues, feedback rules, and writes from many at once."""
+"""The store on SQLite and PostgreSQL: per-language queues, feedback rules, and writes from
+many threads and processes at once (each test runs on both stores)."""
 
 import subprocess
 import sys
@@ -11,8 +12,8 @@ from aya_t5x.annotation.store import Store, StoreError
 
 
 @pytest.fixture
-def store(tmp_path):
-  with Store(tmp_path / "a.db") as s:
+def store(db_target):
+  with Store(db_target) as s:
     yield s
 
 
@@ -92,15 +93,15 @@ def test_bad_database_paths(tmp_path):
     Store(tmp_path / "junk.db")
 
 
-def test_concurrent_threads_lose_no_write(tmp_path):
-  path = tmp_path / "a.db"
+def test_concurrent_threads_lose_no_write(db_target):
+  path = db_target
   Store(path).close()
   errors = []
 
   def contributor(n: int):
     try:
       with Store(path) as store:
-        for i in range(50):
+        for i in range(25):
           store.add_original(user_id=f"user{n}", language="sw", inputs=f"{n}-{i}",
                              targets="x")
     except Exception as e:  # noqa: BLE001 (reported below)
@@ -114,7 +115,7 @@ def test_concurrent_threads_lose_no_write(tmp_path):
   assert not errors
   with Store(path) as store:
     assert sorted(i.inputs for i in store.items()) == sorted(
-        f"{n}-{i}" for n in range(8) for i in range(50))
+        f"{n}-{i}" for n in range(8) for i in range(25))
 
 
 _WRITER = """
@@ -122,17 +123,17 @@ import sys
 from aya_t5x.annotation.store import Store
 n = int(sys.argv[2])
 with Store(sys.argv[1]) as store:
-  for i in range(50):
+  for i in range(25):
     store.add_original(user_id=f"p{n}", language="yo", inputs=f"{n}-{i}", targets="y")
 """
 
 
-def test_concurrent_processes_lose_no_write(tmp_path):
-  path = tmp_path / "a.db"  # created by the racing processes themselves
+def test_concurrent_processes_lose_no_write(db_target):
+  path = db_target  # its tables created by the racing processes themselves
   procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(n)],
                             stderr=subprocess.PIPE, text=True) for n in range(4)]
   for proc in procs:
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
   with Store(path) as store:
     assert sorted(i.inputs for i in store.items()) == sorted(
-        f"{n}-{i}" for n in range(4) for i in range(50))
+        f"{n}-{i}" for n in range(4) for i in range(25))

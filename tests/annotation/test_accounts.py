@@ -1,0 +1,208 @@
+"""Accounts on SQLite and PostgreSQL: invitations work once, throttled and locked logins,
+sessions that end, the audit trail, and the migration of a password-less database."""
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from aya_t5x.annotation import accounts, database
+from aya_t5x.annotation.store import Store
+
+from .conftest import PASSWORD, TEST_POLICY
+
+
+@pytest.fixture
+def people(db_target):
+  with database.Database(db_target) as db:
+    yield accounts.Accounts(db, TEST_POLICY)
+
+
+def test_passwords_are_salted_scrypt_and_verified():
+  first, second = (accounts.hash_password(PASSWORD, n=2**10) for _ in range(2))
+  assert first.startswith("scrypt$1024$8$1$") and first != second  # a salt each
+  assert PASSWORD not in first
+  assert accounts.verify_password(PASSWORD, first)
+  assert not accounts.verify_password(PASSWORD + "!", first)
+  assert not accounts.verify_password(PASSWORD, None)
+  with pytest.raises(accounts.AccountError, match="at least 10"):
+    accounts.check_password("short", "short")
+  with pytest.raises(accounts.AccountError, match="differ"):
+    accounts.check_password(PASSWORD, PASSWORD + "x")
+
+
+def test_an_invitation_works_once_even_when_raced(people):
+  token, = people.create_invitations(created_by="lead", language="sw")
+  invitation = people.invitation(token)
+  assert (invitation.language, invitation.role, invitation.user_id) == ("sw", "contributor",
+                                                                        None)
+  results, errors = [], []
+
+  def accept(n: int):
+    try:
+      results.append(people.accept_invitation(token, user_id=f"racer{n}", password=PASSWORD))
+    except accounts.AccountError as e:
+      errors.append(str(e))
+
+  threads = [threading.Thread(target=accept, args=(n,)) for n in range(6)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert len(results) == 1 and len(errors) == 5  # one account, five refusals
+  assert all("used already" in e for e in errors)
+  assert people.invitation(token) is None
+  assert people.role_of(results[0]) == "contributor"
+  assert people.invitation("made-up-token") is None
+
+
+def test_taken_user_ids_and_expired_invitations(people):
+  first, second = people.create_invitations(created_by="lead", language="sw", count=2)
+  people.accept_invitation(first, user_id="amina", password=PASSWORD)
+  with pytest.raises(accounts.AccountError, match="taken"):
+    people.accept_invitation(second, user_id="amina", password=PASSWORD)
+  assert people.invitation(second) is not None  # the refused sign-up did not use it
+  expired = accounts.Accounts(people.db, accounts.LoginPolicy(invitation_s=-1, scrypt_n=2**10))
+  stale, = expired.create_invitations(created_by="lead", language="sw")
+  with pytest.raises(accounts.AccountError, match="expired"):
+    people.accept_invitation(stale, user_id="late", password=PASSWORD)
+
+
+def test_failed_logins_are_slowed_then_locked(people):
+  token, = people.create_invitations(created_by="lead", language="sw")
+  people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  delays = []
+  for _ in range(TEST_POLICY.max_failures):
+    result = people.login("amina", "guess")
+    assert result.token is None and result.error == "wrong user id or password"
+    delays.append(result.delay_s)
+  assert delays == sorted(delays) and delays[0] > 0  # each failure waits longer
+  locked = people.login("amina", PASSWORD)  # the right password, but locked now
+  assert locked.token is None and "locked" in locked.error
+  unknown = people.login("nobody", "guess")
+  assert unknown.error == "wrong user id or password" and unknown.delay_s > 0
+  actions = [a for _, user, a, _ in people.audit_log("amina")]
+  assert actions[-3:] == ["login-failed", "lock", "login-locked"]
+
+
+def test_a_lock_ends_and_a_success_resets_the_count(people):
+  quick = accounts.Accounts(people.db, accounts.LoginPolicy(
+      max_failures=2, lock_s=0.3, delay_s=0, scrypt_n=2**10))
+  token, = quick.create_invitations(created_by="lead", language="sw")
+  quick.accept_invitation(token, user_id="amina", password=PASSWORD)
+  quick.login("amina", "guess")
+  assert quick.login("amina", PASSWORD).token  # a success clears the one failure
+  quick.login("amina", "guess")
+  quick.login("amina", "guess")
+  assert "locked" in quick.login("amina", PASSWORD).error
+  time.sleep(0.4)
+  assert quick.login("amina", PASSWORD).token
+
+
+def test_sessions_expire_and_end_at_logout(people):
+  token, = people.create_invitations(created_by="admin", language="yo", role="lead")
+  people.accept_invitation(token, user_id="bola", password=PASSWORD)
+  session_token = people.login("bola", PASSWORD).token
+  session = people.session(session_token)
+  assert (session.user_id, session.language, session.role) == ("bola", "yo", "lead")
+  assert len(session.csrf) >= 40
+  assert people.session(session_token + "x") is None and people.session(None) is None
+  people.end_session(session_token)
+  assert people.session(session_token) is None  # the same cookie is dead after logout
+  short = accounts.Accounts(people.db, accounts.LoginPolicy(session_s=0.2, scrypt_n=2**10))
+  brief = short.login("bola", PASSWORD).token
+  assert short.session(brief) is not None
+  time.sleep(0.3)
+  assert short.session(brief) is None
+
+
+def test_a_password_invitation_for_an_existing_account(people):
+  token, = people.create_invitations(created_by="admin", language="sw")
+  people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  live = people.login("amina", PASSWORD).token
+  reset, = people.create_invitations(created_by="admin", language="", user_id="amina")
+  assert people.invitation(reset).user_id == "amina"
+  # The form's user id is ignored: the link sets amina's password, nobody else's.
+  assert people.accept_invitation(reset, user_id="mallory", password="new password 123"
+                                  ) == "amina"
+  assert people.session(live) is None  # old sessions end with the old password
+  assert people.login("amina", PASSWORD).token is None
+  assert people.login("amina", "new password 123").token
+  assert people.role_of("mallory") is None
+  with pytest.raises(accounts.AccountError, match="no account"):
+    people.create_invitations(created_by="admin", language="", user_id="ghost")
+
+
+_VERSION_1 = """
+CREATE TABLE contributors (user_id TEXT PRIMARY KEY, language TEXT NOT NULL,
+  first_seen TEXT NOT NULL, last_seen TEXT NOT NULL);
+CREATE TABLE items (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, language TEXT NOT NULL,
+  inputs TEXT NOT NULL, targets TEXT NOT NULL, user_id TEXT, parent_id INTEGER
+  REFERENCES items(id), prompt_distance INTEGER, completion_distance INTEGER, source TEXT,
+  created TEXT NOT NULL);
+CREATE UNIQUE INDEX one_reannotation_per_contributor ON items (parent_id, user_id)
+  WHERE kind = 'reannotation';
+CREATE UNIQUE INDEX one_seed_per_pair ON items (language, inputs, targets) WHERE kind = 'seed';
+CREATE TABLE votes (item_id INTEGER NOT NULL REFERENCES items(id), user_id TEXT NOT NULL,
+  up INTEGER NOT NULL, created TEXT NOT NULL, PRIMARY KEY (item_id, user_id));
+CREATE TABLE ratings (item_id INTEGER NOT NULL REFERENCES items(id), user_id TEXT NOT NULL,
+  rating INTEGER NOT NULL, created TEXT NOT NULL, PRIMARY KEY (item_id, user_id));
+CREATE TABLE skips (item_id INTEGER NOT NULL REFERENCES items(id), user_id TEXT NOT NULL,
+  queue TEXT NOT NULL, PRIMARY KEY (item_id, user_id, queue));
+INSERT INTO contributors VALUES ('amina', 'sw', 't', 't');
+INSERT INTO items VALUES (1, 'seed', 'sw', 'swali', 'jibu', NULL, NULL, NULL, NULL, 'f:1', 't');
+INSERT INTO items VALUES (2, 'original', 'sw', 'a', 'b', 'amina', NULL, NULL, NULL, NULL, 't');
+INSERT INTO items VALUES (3, 'reannotation', 'sw', 'swali kubwa', 'jibu', 'baraka', 1, 6, 0,
+  NULL, 't');
+INSERT INTO votes VALUES (2, 'chema', 1, 't');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_migrates_with_accounts_to_claim(tmp_path):
+  path = tmp_path / "old.db"
+  with sqlite3.connect(path) as old:
+    old.executescript(_VERSION_1)
+  with Store(path) as store:
+    before = [(i.id, i.kind, i.inputs, i.user_id) for i in store.items()]
+    assert before == [(1, "seed", "swali", None), (2, "original", "a", "amina"),
+                      (3, "reannotation", "swali kubwa", "baraka")]
+    assert store.add_seeds([("sw", "swali", "jibu", "f:9")]) == ({}, 1)  # still one seed
+    # The queue counts were filled from the old rows: the edited seed comes after the
+    # untouched original, and chema's vote counts on item 2.
+    assert store.next_to_reannotate("dayo", "sw").id == 2
+    store.skip(user_id="dayo", item_id=2, queue="reannotate")
+    assert store.next_to_reannotate("dayo", "sw").id == 1
+    assert store.next_to_vote("dayo", "sw").id == 3
+    people = accounts.Accounts(store.db, TEST_POLICY)
+    for user_id in ("amina", "baraka", "chema"):
+      assert people.role_of(user_id) == "contributor"
+      assert "no password yet" in people.login(user_id, "anything at all").error
+    link, = people.create_invitations(created_by="admin", language="", user_id="baraka")
+    people.accept_invitation(link, user_id="baraka", password=PASSWORD)
+    assert people.session(people.login("baraka", PASSWORD).token).language == "sw"
+    assert [a for _, _, a, _ in people.audit_log()][0] == "migrate"
+  with Store(path) as store:  # opening again does not migrate twice
+    assert len(store.items()) == 3
+
+
+def test_invite_command_prints_links_or_writes_a_private_file(tmp_path, capsys):
+  from aya_t5x import cli
+
+  db = str(tmp_path / "a.db")
+  assert cli.main(["annotate", "invite", "--db", db, "--language", "Yoruba", "--count", "3",
+                   "--role", "lead", "--url", "https://annotate.example.org/"]) == 0
+  links = capsys.readouterr().out.split()
+  assert len(links) == 3 and len(set(links)) == 3
+  assert all(link.startswith("https://annotate.example.org/join?token=") for link in links)
+  with database.Database(db) as opened:
+    people = accounts.Accounts(opened)
+    invitation = people.invitation(links[0].split("token=")[1])
+    assert (invitation.language, invitation.role) == ("yo", "lead")
+    _, who, action, detail = people.audit_log()[-1]
+    assert who.startswith("cli:") and action == "invite" and "3 lead" in detail
+  assert cli.main(["annotate", "invite", "--db", db]) == 2
+  assert "give --language" in capsys.readouterr().err
+  assert cli.main(["annotate", "invite", "--db", db, "--language", "Klingonish"]) == 2
+  assert "Klingonish" in capsys.readouterr().err
