@@ -33,6 +33,9 @@ setup(
         # libtpu: TPU runs, and `aya-t5x compile` for TPU topologies on machines without
         # TPUs (deviceless compilation). About 210 MB.
         "tpu": ["libtpu"],
+        # `aya-t5x cache`: the Apache Beam pipeline that writes SeqIO caches. Install it with
+        # requirements/constraints-beam.txt (apache-beam needs protobuf < 7, see that file).
+        "beam": ["apache-beam"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.

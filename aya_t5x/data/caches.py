@@ -1,0 +1,284 @@
+"""SeqIO caches written by `aya-t5x cache`: their files, their info, and checking them.
+
+The layout is SeqIO's own (`seqio/scripts/cache_tasks_main.py`), so that
+`seqio.get_dataset(..., use_cached=True)` reads it: under the output folder, one folder
+per task with
+
+- `<split>.tfrecord-<i>-of-<n>`: `tf.train.Example`s of the tokenized features
+  (`inputs`, `targets` without EOS, which the task appends after the cache, and the
+  texts as `inputs_pretokenized`, `targets_pretokenized`);
+- `info.<split>.json` (shards, features, seqio version), `stats.<split>.json`
+  (examples, tokens), and `COMPLETED` when every split is there.
+
+Beside them, `aya_cache.json` (this module's `INFO_FILE`) describes the whole cache: the
+command that built it, the seed, a fingerprint of every source's files and of the
+vocabulary, the task layout, and per-source statistics (examples, tokens, length
+histograms, what each filter dropped, malformed records per file and reason), which the
+mixture plan and report read instead of scanning the sources. `dead_letter/<source>.jsonl`
+lists the malformed records with file and line.
+
+Nothing here needs Apache Beam: training reads and checks caches with the base install.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aya_t5x.data import sources
+
+INFO_FILE = "aya_cache.json"
+FORMAT = 1
+FEATURES = ("inputs", "targets")
+BUILD_COMMAND = ("aya-t5x cache --source NAME=PATH ... --vocabulary SPM --output_dir DIR "
+                 "(docs/data.md, 'Caching the sources with Apache Beam')")
+
+
+class CacheError(ValueError):
+  """A cache that is missing, stale or incomplete; the message names the rebuild command."""
+
+
+def _is_remote(path: str) -> bool:
+  return "://" in path
+
+
+def _gfile():
+  import tensorflow as tf
+
+  return tf.io.gfile
+
+
+def join(*parts: str) -> str:
+  return "/".join(p.rstrip("/") for p in parts) if _is_remote(parts[0]) else os.path.join(*parts)
+
+
+def exists(path: str) -> bool:
+  return _gfile().exists(path) if _is_remote(path) else os.path.exists(path)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def _stat(path: str) -> tuple[int, int]:
+  if _is_remote(path):
+    stat = _gfile().stat(path)
+    return int(stat.length), int(stat.mtime_nsec)
+  stat = os.stat(path)
+  return int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def _files_under(path: str) -> list[str]:
+  if _is_remote(path):
+    gfile = _gfile()
+    if not gfile.isdir(path):
+      return [path]
+    return sorted(join(root, name) for root, _, names in gfile.walk(path) for name in names)
+  if not os.path.isdir(path):
+    return [path]
+  return sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+
+
+def source_paths(paths: sources.PathsArg) -> dict[str, str]:
+  """A source's paths as {split or "": path}, the form the cache info records."""
+  if isinstance(paths, Mapping):
+    return {str(split): os.fspath(path) for split, path in sorted(paths.items())}
+  return {"": os.fspath(paths)}
+
+
+def fingerprint(paths: sources.PathsArg) -> str:
+  """A digest of the names, sizes and modification times of every file of a source.
+
+  Cheap (no file is read), and it changes when a file is added, removed, rewritten or
+  replaced. A missing path is an error naming it.
+  """
+  digest = hashlib.sha256()
+  for split, path in source_paths(paths).items():
+    if not exists(path):
+      raise CacheError(f"source path {path!r} does not exist")
+    for name in _files_under(path):
+      size, mtime = _stat(name)
+      digest.update(f"{split}\x1f{name}\x1f{size}\x1f{mtime}\n".encode())
+  return digest.hexdigest()
+
+
+def file_digest(path: str) -> str:
+  """sha256 of a file's bytes (the vocabulary's, which is small)."""
+  digest = hashlib.sha256()
+  opener = _gfile().GFile if _is_remote(path) else open
+  with opener(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def tf_example(inputs: Iterable[int], targets: Iterable[int], inputs_text: str,
+               targets_text: str) -> bytes:
+  """One cached example as a serialized `tf.train.Example` (deterministic bytes)."""
+  import tensorflow as tf
+
+  def ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+  def text(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
+
+  example = tf.train.Example(features=tf.train.Features(feature={
+      "inputs": ints(inputs), "targets": ints(targets),
+      "inputs_pretokenized": text(inputs_text), "targets_pretokenized": text(targets_text)}))
+  return example.SerializeToString(deterministic=True)
+
+
+def shard_path(task_dir: str, split: str, shard: int, num_shards: int) -> str:
+  """SeqIO's shard name: `<split>.tfrecord-00000-of-00004`."""
+  return join(task_dir, f"{split}.tfrecord-{shard:05d}-of-{num_shards:05d}")
+
+
+def task_dir(output_dir: str, task: str) -> str:
+  """A task's folder; SeqIO turns `:` in a task name into sub-folders."""
+  return join(output_dir, *task.split(":"))
+
+
+def _replace(tmp: str, path: str) -> None:
+  if _is_remote(path):
+    _gfile().rename(tmp, path, overwrite=True)
+  else:
+    os.replace(tmp, path)
+
+
+def _tmp_name(path: str) -> str:
+  # Unique per writer, so that a retried or speculative worker never writes into the file
+  # another one is moving into place.
+  return f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def write_tfrecord(path: str, records: Iterable[bytes]) -> int:
+  """Writes `records` to a TFRecord file atomically (a temporary file, then a rename)."""
+  import tensorflow as tf
+
+  makedirs(os.path.dirname(path) if not _is_remote(path) else path.rsplit("/", 1)[0])
+  tmp = _tmp_name(path)
+  count = 0
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for record in records:
+      writer.write(record)
+      count += 1
+  _replace(tmp, path)
+  return count
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes a text file atomically."""
+  parent = os.path.dirname(path) if not _is_remote(path) else path.rsplit("/", 1)[0]
+  makedirs(parent)
+  tmp = _tmp_name(path)
+  if _is_remote(path):
+    with _gfile().GFile(tmp, "w") as f:
+      f.write(text)
+  else:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+  _replace(tmp, path)
+
+
+def write_json(path: str, value: Any) -> None:
+  write_text(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def makedirs(path: str) -> None:
+  if path:
+    if _is_remote(path):
+      _gfile().makedirs(path)
+    else:
+      os.makedirs(path, exist_ok=True)
+
+
+def split_info(num_shards: int) -> dict[str, Any]:
+  """`info.<split>.json`: what SeqIO's cached reader needs to parse the shards."""
+  import seqio
+
+  return {"num_shards": num_shards, "seqio_version": seqio.__version__, "features": {
+      "inputs": {"shape": [None], "dtype": "int32"},
+      "targets": {"shape": [None], "dtype": "int32"},
+      "inputs_pretokenized": {"shape": [], "dtype": "string"},
+      "targets_pretokenized": {"shape": [], "dtype": "string"}}}
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_info(cache_dir: str) -> dict[str, Any]:
+  """The cache's `aya_cache.json`; a missing or unfinished cache is a `CacheError`."""
+  path = join(cache_dir, INFO_FILE)
+  if not exists(path):
+    raise CacheError(
+        f"no finished cache at {cache_dir!r} ({INFO_FILE} is missing; a build that failed "
+        f"or is still running leaves none). Build it with: {BUILD_COMMAND}")
+  opener = _gfile().GFile if _is_remote(path) else open
+  with opener(path, "r") as f:
+    info = json.load(f)
+  if info.get("format") != FORMAT:
+    raise CacheError(f"{path}: cache format {info.get('format')!r}, this aya_t5x reads "
+                     f"{FORMAT}; rebuild it with: {info.get('command') or BUILD_COMMAND}")
+  return info
+
+
+def check_source(info: Mapping[str, Any], cache_dir: str, source: str,
+                 paths: sources.PathsArg) -> None:
+  """Raises unless the cache holds `source` built from exactly these files, unchanged."""
+  rebuild = f"rebuild it with: {info.get('command') or BUILD_COMMAND}"
+  cached = info["sources"].get(source)
+  if cached is None:
+    raise CacheError(f"cache {cache_dir} has no source {source!r} (it holds "
+                     f"{', '.join(sorted(info['sources']))}); {rebuild}")
+  if cached["paths"] != source_paths(paths):
+    raise CacheError(f"cache {cache_dir}: source {source} was built from {cached['paths']}, "
+                     f"not {source_paths(paths)}; {rebuild}")
+  if cached["fingerprint"] != fingerprint(paths):
+    raise CacheError(f"cache {cache_dir} is stale: the files of source {source} "
+                     f"({', '.join(source_paths(paths).values())}) changed since it was "
+                     f"built; {rebuild}")
+
+
+def check_vocabulary(info: Mapping[str, Any], cache_dir: str, vocabulary) -> None:
+  """Raises if `vocabulary` (a SentencePiece file) is not the one the cache was built with."""
+  path = getattr(vocabulary, "sentencepiece_model_file", None)
+  if path is None or not exists(path):
+    return
+  if file_digest(path) != info["vocabulary"]["sha256"]:
+    raise CacheError(f"cache {cache_dir} was tokenized with {info['vocabulary']['path']}, "
+                     f"not with {path} (their contents differ); rebuild it with: "
+                     f"{info.get('command') or BUILD_COMMAND}")
+
+
+def source_index(info: Mapping[str, Any], cache_dir: str, source: str) -> sources.SourceIndex:
+  """What the cache holds of a source, as the `SourceIndex` a scan would have returned."""
+  cached = info["sources"][source]
+  counts: collections.Counter = collections.Counter()
+  chars: collections.Counter = collections.Counter()
+  for split, language, dataset, examples, characters in cached["counts"]:
+    counts[(split, language, dataset)] = examples
+    chars[(split, language, dataset)] = characters
+  stats = cached["stats"]
+  report = sources.DataReport(
+      source=source, read=stats["read"], kept=stats["kept"],
+      malformed=collections.Counter(stats["malformed"]), malformed_at=stats["malformed_at"],
+      removed=collections.Counter(stats["removed"]), removed_at=stats["removed_at"],
+      details=stats["details"])
+  return sources.SourceIndex(
+      spec=sources.get_source(source), files=[], counts=counts, chars=chars,
+      files_by_language={}, report=report, filter_runs=[], tolerant=True,
+      cache_dir=cache_dir)
+
+
+def use_cache_dir(cache_dir: str) -> None:
+  """Makes SeqIO look for cached tasks in `cache_dir` (T5X's global cache folders)."""
+  import seqio
+
+  seqio.add_global_cache_dirs([cache_dir])
