@@ -1,0 +1,199 @@
+"""`aya-t5x cache` (Apache Beam, DirectRunner): the cache holds exactly what the on-the-fly
+tasks give, minus the duplicates it reports; it is the same on 1 and 2 workers and byte
+for byte between runs; SeqIO reads it; training resumes exactly on it; bad records go to
+the dead letters.
+
+Skipped without apache-beam (the base install); `make test-beam` runs them.
+"""
+
+import collections
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+beam = pytest.importorskip("apache_beam")
+
+from aya_t5x.data import (  # noqa: E402
+  cache_pipeline,
+  caches,
+  filters,
+  registration,
+  sources,
+)
+from tests.data.conftest import multilingual_sentences  # noqa: E402
+
+SOURCE = "cache_fixture"
+CAP = 3
+TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+EVAL_TEXT = "the children read books near the river and the cat sees a small house today"
+
+
+def _fixture_filters():
+  return (filters.KeepMT5Languages(), filters.DropUnk(),
+          filters.Cap(cap=CAP, by=("language", "dataset"), seed=0, uncapped=("whole",)))
+
+
+SPEC = sources.SourceSpec(
+    name=SOURCE, title="cache test source",
+    schema=(sources.Field(name="inputs"), sources.Field(name="targets"),
+            sources.Field(name="language"), sources.Field(name="dataset")),
+    dataset_field="dataset", filters=_fixture_filters)
+
+
+def _records(sentences, language, dataset, count, start):
+  return [{"inputs": sentences[(start + i) % len(sentences)],
+           "targets": sentences[(start + 7 * i + 3) % len(sentences)],
+           "language": language, "dataset": dataset} for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+  """Two files of one source: capped and uncapped datasets, duplicates, <unk>, a language
+  outside mT5, malformed lines, and a record planted from the evaluation file."""
+  root = tmp_path_factory.mktemp("cache_corpus")
+  sentences = multilingual_sentences(120)
+  first = (_records(sentences, "sw", "capped", 9, 0) + _records(sentences, "fr", "capped", 2, 20)
+           + _records(sentences, "sw", "whole", 6, 40))
+  first.append(dict(first[-1]))  # an exact duplicate of (inputs, targets)
+  first.append({**first[0], "targets": "with <unk> inside"})
+  second = _records(sentences, "fr", "whole", 5, 60) + _records(sentences, "sw", "capped", 4, 80)
+  second.append({**second[0], "language": "tlh"})  # an ISO code outside mT5
+  second.append({"inputs": f"please answer: {EVAL_TEXT}", "targets": "yes indeed it is",
+                 "language": "fr", "dataset": "whole"})
+  (root / "train").mkdir()
+  lines_one = [json.dumps(r, ensure_ascii=False) for r in first]
+  lines_one.insert(4, '{"inputs": "broken json"')
+  lines_two = [json.dumps(r, ensure_ascii=False) for r in second]
+  lines_two.insert(2, json.dumps({"inputs": "no targets", "language": "sw", "dataset": "whole"}))
+  (root / "train" / "part1.jsonl").write_text("\n".join(lines_one) + "\n", encoding="utf-8")
+  (root / "train" / "part2.jsonl").write_text("\n".join(lines_two) + "\n", encoding="utf-8")
+  validation = _records(sentences, "sw", "whole", 3, 100)
+  (root / "validation.jsonl").write_text(
+      "\n".join(json.dumps(r, ensure_ascii=False) for r in validation) + "\n", encoding="utf-8")
+  (root / "eval.jsonl").write_text(json.dumps({"question": EVAL_TEXT}) + "\n", encoding="utf-8")
+  return root
+
+
+@pytest.fixture(scope="module")
+def registered():
+  sources.register_source(SPEC, overwrite=True)
+  return SPEC
+
+
+def _config(corpus, output_dir, vocabulary, **kwargs):
+  return cache_pipeline.CacheConfig(
+      sources={SOURCE: {"train": str(corpus / "train"),
+                        "validation": str(corpus / "validation.jsonl")}},
+      output_dir=str(output_dir), vocabulary=vocabulary.sentencepiece_model_file,
+      decontaminate={"eval_set": str(corpus / "eval.jsonl")}, decontaminate_n=8,
+      shard_examples=4, min_shards=2, command="aya-t5x cache (test)", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def built(corpus, registered, small_vocabulary, tmp_path_factory):
+  """The cache built on 2 worker processes."""
+  output = tmp_path_factory.mktemp("cache_two_workers")
+  info = cache_pipeline.run(_config(corpus, output, small_vocabulary), TWO_WORKERS)
+  return output, info
+
+
+def _files(root: Path) -> dict[str, bytes]:
+  return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+          if p.is_file()}
+
+
+def _token_multiset(task, split, use_cached):
+  dataset = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached,
+                             shuffle=False, try_in_mem_cache=False)
+  return collections.Counter((tuple(ex["inputs"].tolist()), tuple(ex["targets"].tolist()))
+                             for ex in dataset.as_numpy_iterator())
+
+
+def test_cache_holds_the_on_the_fly_examples_minus_reported_duplicates(
+    built, corpus, small_vocabulary):
+  import seqio
+
+  output, info = built
+  eval_filter = filters.Decontaminate.from_files({"eval_set": str(corpus / "eval.jsonl")}, n=8)
+  planned = registration.plan_source_tasks(
+      SOURCE, {"train": str(corpus / "train"), "validation": str(corpus / "validation.jsonl")},
+      tolerant=True, filters=(*_fixture_filters(), eval_filter))
+  registration.register_planned(planned, small_vocabulary)
+  caches.use_cache_dir(str(output))
+  assert sorted(info["tasks"]) == sorted(t.name for t in planned.tasks)
+  duplicates = 0
+  for task_info in planned.tasks:
+    task = seqio.get_mixture_or_task(task_info.name)
+    for split in task_info.sizes:
+      on_the_fly = _token_multiset(task, split, use_cached=False)
+      cached = _token_multiset(task, split, use_cached=True)
+      # Every distinct example is cached once; only the extra copies are gone.
+      assert set(cached) == set(on_the_fly), (task_info.name, split)
+      assert max(cached.values()) == 1
+      duplicates += sum(on_the_fly.values()) - sum(cached.values())
+  stats = info["sources"][SOURCE]["stats"]
+  assert duplicates == 1
+  assert stats["removed"]["dedup: duplicate (inputs, targets)"] == duplicates
+  # The cap holds exactly (3 of 13 Swahili "capped" records), the uncapped dataset stays
+  # whole, and the scan's report and the cache's agree on every other removal.
+  counts = {(s, lang, d): n for s, lang, d, n, _ in info["sources"][SOURCE]["counts"]}
+  assert counts[("train", "sw", "capped")] == CAP
+  assert counts[("train", "fr", "capped")] == 2
+  assert counts[("train", "sw", "whole")] == 6  # 7 with the duplicate
+  assert {k: v for k, v in stats["removed"].items() if not k.startswith("dedup")} == \
+      dict(planned.report.removed)
+  assert stats["removed"]["decontaminate: 8-gram overlap with eval_set"] == 1
+  assert stats["details"]["cap"]["cap"] == CAP
+  assert stats["read"] == planned.report.read
+
+
+def test_same_seed_same_bytes_on_one_and_two_workers(built, corpus, small_vocabulary,
+                                                     tmp_path):
+  output, _ = built
+  cache_pipeline.run(_config(corpus, tmp_path, small_vocabulary))  # one in-process worker
+  first, second = _files(output), _files(tmp_path)
+  assert first.keys() == second.keys()
+  assert first == second
+  # SeqIO's layout: shards named as its reader expects, with info and stats.
+  task = f"{SOURCE}.sw"
+  assert {"COMPLETED", "info.train.json", "stats.train.json",
+          "train.tfrecord-00000-of-00003"} <= {p.split("/")[-1] for p in first
+                                               if p.startswith(task + "/")}
+
+
+def test_malformed_records_are_dead_letters_with_file_and_line(built, corpus):
+  output, info = built
+  letters = [json.loads(line) for line in
+             (output / cache_pipeline.DEAD_LETTER_DIR / f"{SOURCE}.jsonl").read_text().splitlines()]
+  where = {(Path(d["file"]).name, d["line"], d["kind"]) for d in letters}
+  assert where == {("part1.jsonl", 5, "broken JSON"),
+                   ("part2.jsonl", 3, "targets: missing")}
+  by_file = info["sources"][SOURCE]["stats"]["malformed_by_file"]
+  assert by_file == {str(corpus / "train" / "part1.jsonl"): {"broken JSON": 1},
+                     str(corpus / "train" / "part2.jsonl"): {"targets: missing": 1}}
+
+
+def test_strict_fails_after_writing_the_dead_letters(corpus, registered, small_vocabulary,
+                                                     tmp_path):
+  config = _config(corpus, tmp_path, small_vocabulary, strict=True)
+  with pytest.raises(Exception, match="--strict: malformed records in cache_fixture"):
+    cache_pipeline.run(config)
+  assert (tmp_path / cache_pipeline.DEAD_LETTER_DIR / f"{SOURCE}.jsonl").is_file()
+  assert not (tmp_path / caches.INFO_FILE).exists()
+  with pytest.raises(caches.CacheError, match="aya-t5x cache"):
+    caches.read_info(str(tmp_path))
+
+
+def test_stale_cache_names_the_rebuild_command(built, corpus, tmp_path):
+  output, info = built
+  paths = {"train": str(corpus / "train"), "validation": str(corpus / "validation.jsonl")}
+  caches.check_source(info, str(output), SOURCE, paths)  # fresh
+  extra = corpus / "train" / "part3.jsonl"
+  extra.write_text("", encoding="utf-8")
+  try:
+    with pytest.raises(caches.CacheError, match=r"stale.*rebuild it with: aya-t5x cache \(test\)"):
+      caches.check_source(info, str(output), SOURCE, paths)
+  finally:
+    os.remove(extra)
