@@ -277,6 +277,22 @@ def source_index(info: Mapping[str, Any], cache_dir: str, source: str) -> source
       cache_dir=cache_dir)
 
 
+def format_summary(info: Mapping[str, Any]) -> str:
+  """Plain lines per source: read, kept, malformed and removed, for a terminal or log."""
+  lines = []
+  for name, cached in info["sources"].items():
+    stats = cached["stats"]
+    lines.append(f"{name}: read {stats['read']}, kept {stats['kept']} "
+                 f"({stats['inputs_tokens'] + stats['targets_tokens']} tokens), skipped "
+                 f"{sum(stats['malformed'].values())} malformed, removed "
+                 f"{sum(stats['removed'].values())}")
+    for reason, count in sorted(stats["malformed"].items(), key=lambda kv: -kv[1]):
+      lines.append(f"  malformed  {count:>8}  {reason}")
+    for reason, count in sorted(stats["removed"].items(), key=lambda kv: -kv[1]):
+      lines.append(f"  removed    {count:>8}  {reason}")
+  return "\n".join(lines)
+
+
 def use_cache_dir(cache_dir: str) -> None:
   """Makes SeqIO look for cached tasks in `cache_dir` (T5X's global cache folders)."""
   import seqio

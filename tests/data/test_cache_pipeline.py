@@ -197,3 +197,30 @@ def test_stale_cache_names_the_rebuild_command(built, corpus, tmp_path):
       caches.check_source(info, str(output), SOURCE, paths)
   finally:
     os.remove(extra)
+
+
+def test_training_reads_the_cache_and_resumes_exactly(built, small_vocabulary):
+  import numpy as np
+
+  from aya_t5x import input_pipeline
+
+  output, info = built
+  planned = registration.plan_from_index(caches.source_index(info, str(output), SOURCE))
+  registration.register_planned(planned, small_vocabulary)
+  caches.use_cache_dir(str(output))
+  assert planned.mixture == SOURCE
+  config = input_pipeline.DatasetConfig(
+      mixture_or_task_name=SOURCE, task_feature_lengths={"inputs": 32, "targets": 32},
+      batch_size=4, use_cached=True, seed=3)
+  whole = [next(iter_) for iter_ in [input_pipeline.BatchIterator(config)] for _ in range(6)]
+  resumed = input_pipeline.BatchIterator(config, position=3)
+  for expected in whole[3:]:
+    got = next(resumed)
+    assert got.keys() == expected.keys()
+    for name in expected:
+      np.testing.assert_array_equal(got[name], expected[name])
+  # Tasks registered from a cache cannot be read on the fly, and say so before any read.
+  with pytest.raises(input_pipeline.DataConfigError, match="USE_CACHED_TASKS=True"):
+    input_pipeline.check_dataset_config(
+        input_pipeline.DatasetConfig(mixture_or_task_name=SOURCE, batch_size=4,
+                                     task_feature_lengths={"inputs": 32, "targets": 32}))
