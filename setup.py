@@ -35,7 +35,8 @@ setup(
         "tpu": ["libtpu"],
         # `aya-t5x cache`: the Apache Beam pipeline that writes SeqIO caches. Install it with
         # requirements/constraints-beam.txt (apache-beam needs protobuf < 7, see that file).
-        "beam": ["apache-beam"],
+        # google-crc32c: the checksums of the TFRecord shards it writes.
+        "beam": ["apache-beam", "google-crc32c"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.

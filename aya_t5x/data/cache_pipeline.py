@@ -31,11 +31,15 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shlex
-from collections.abc import Iterator, Mapping, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from aya_t5x.data import caches, readers, registration, sources
@@ -147,6 +151,45 @@ def _hash(*parts: Any) -> int:
   return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+# ----------------------------------------------------------------------------- files
+# Written through Beam's file systems (local, gs://, s3://, hdfs://), never TensorFlow's:
+# a worker that imports TensorFlow spends many seconds on it.
+
+
+def _masked_crc(data: bytes) -> bytes:
+  import google_crc32c
+
+  crc = google_crc32c.value(data)
+  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _write_file(path: str, chunks: Iterable[bytes]) -> None:
+  """Writes a file under the output folder atomically: a temporary name unique to this
+  writer (a retried or speculative worker never writes into another's), then a rename."""
+  tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+  with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    for chunk in chunks:
+      f.write(chunk)
+  if FileSystems.exists(path):
+    FileSystems.delete([path])
+  FileSystems.rename([tmp], [path])
+
+
+def _tfrecord_chunks(records: Iterable[bytes]) -> Iterator[bytes]:
+  """TFRecord framing: length, its masked CRC32C, the record, its masked CRC32C."""
+  for record in records:
+    length = struct.pack("<Q", len(record))
+    yield length + _masked_crc(length) + record + _masked_crc(record)
+
+
+def _write_text(path: str, text: str) -> None:
+  _write_file(path, [text.encode("utf-8")])
+
+
+def _write_json(path: str, value: Any) -> None:
+  _write_text(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
 # ----------------------------------------------------------------------------- transforms
 
 # Elements between the steps: (source, order, Example) where order is (file rank, record
@@ -249,17 +292,21 @@ class _Tokenize(beam.DoFn):
     self._vocabulary = None
 
   def setup(self):
-    from aya_t5x.data import vocabulary
+    # SentencePiece itself, not seqio's vocabulary (which would import TensorFlow): the
+    # same ids as seqio's tokenize for a vocabulary without extra ids (the tests compare).
+    import sentencepiece
 
-    self._vocabulary = vocabulary.sentencepiece_vocabulary(self._vocabulary_path)
+    with FileSystems.open(self._vocabulary_path,
+                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
+      self._vocabulary = sentencepiece.SentencePieceProcessor(model_proto=f.read())
 
   def process(self, element: Keyed) -> Iterator[Any]:
     source, order, example = element
     patterns, multilingual = self._plans[source]
     group = registration.group_of(example.dataset, patterns)
     task = registration.task_name(source, group, example.language if multilingual else None)
-    inputs = self._vocabulary.encode(example.inputs)
-    targets = self._vocabulary.encode(example.targets)
+    inputs = self._vocabulary.encode(example.inputs, out_type=int)
+    targets = self._vocabulary.encode(example.targets, out_type=int)
     record = caches.tf_example(inputs, targets, example.inputs, example.targets)
     key = _hash(self._seed, source, example.location.path, example.location.index)
     yield (task, example.split), (key, record, len(inputs), len(targets))
@@ -298,7 +345,7 @@ class _WriteShard(beam.DoFn):
     (task, split, shard, num_shards), items = element
     ordered = sorted(items, key=lambda item: (item[0], item[1]))
     path = caches.shard_path(caches.task_dir(self._output_dir, task), split, shard, num_shards)
-    caches.write_tfrecord(path, (record for _, record, *_ in ordered))
+    _write_file(path, _tfrecord_chunks(record for _, record, *_ in ordered))
     yield task, split, shard
 
 
@@ -336,15 +383,15 @@ class _FinishSplit(beam.DoFn):
     present = {shard for t, s, shard in written if (t, s) == (task, split)}
     for shard in range(num_shards):
       if shard not in present:
-        caches.write_tfrecord(caches.shard_path(folder, split, shard, num_shards), ())
-    caches.write_json(caches.join(folder, f"info.{split}.json"), caches.split_info(num_shards))
-    caches.write_json(caches.join(folder, f"stats.{split}.json"), stats)
+        _write_file(caches.shard_path(folder, split, shard, num_shards), ())
+    _write_json(caches.join(folder, f"info.{split}.json"), caches.split_info(num_shards))
+    _write_json(caches.join(folder, f"stats.{split}.json"), stats)
     yield task, split
 
 
 def _complete_task(element, output_dir: str) -> str:
   task, _ = element
-  caches.write_text(caches.join(caches.task_dir(output_dir, task), "COMPLETED"), "")
+  _write_text(caches.join(caches.task_dir(output_dir, task), "COMPLETED"), "")
   return task
 
 
@@ -352,8 +399,8 @@ def _write_dead_letters(element, output_dir: str) -> tuple[str, int]:
   source, items = element
   lines = [json.dumps(record, sort_keys=True, ensure_ascii=False)
            for _, record in sorted(items, key=lambda item: item[0])]
-  caches.write_text(caches.join(output_dir, DEAD_LETTER_DIR, f"{source}.jsonl"),
-                    "".join(f"{line}\n" for line in lines))
+  _write_text(caches.join(output_dir, DEAD_LETTER_DIR, f"{source}.jsonl"),
+              "".join(f"{line}\n" for line in lines))
   return source, len(lines)
 
 
@@ -385,6 +432,10 @@ class _WriteInfo(beam.DoFn):
     self._config = config
     self._names = sorted(plans)
     self._patterns = {name: list(plan.patterns) for name, plan in plans.items()}
+    # Taken on the machine that starts the pipeline, before any file is read: a source
+    # changed while the pipeline runs makes the cache stale, as it should.
+    self._fingerprints = {name: caches.fingerprint(config.sources[name]) for name in plans}
+    self._vocabulary_digest = caches.file_digest(config.vocabulary)
 
   def process(self, _, counts, removed_at, summaries, tasks, completed, dead_letters):
     config = self._config
@@ -435,17 +486,17 @@ class _WriteInfo(beam.DoFn):
         "dedup": config.dedup, "strict": config.strict,
         "decontaminate": dict(config.decontaminate), "decontaminate_n": config.decontaminate_n,
         "vocabulary": {"path": config.vocabulary,
-                       "sha256": caches.file_digest(config.vocabulary)},
+                       "sha256": self._vocabulary_digest},
         "sources": {name: {
             "paths": caches.source_paths(config.sources[name]),
-            "fingerprint": caches.fingerprint(config.sources[name]),
+            "fingerprint": self._fingerprints[name],
             "patterns": self._patterns[name],
             "stats": per_source[name]["stats"],
             "counts": sorted([*key, *value] for key, value in
                              per_source[name]["counts"].items())} for name in self._names},
         "tasks": dict(sorted(tasks)),
     }
-    caches.write_json(caches.join(config.output_dir, caches.INFO_FILE), info)
+    _write_json(caches.join(config.output_dir, caches.INFO_FILE), info)
     yield info
 
 

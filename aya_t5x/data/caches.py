@@ -26,7 +26,7 @@ import collections
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aya_t5x.data import sources
@@ -115,24 +115,7 @@ def file_digest(path: str) -> str:
   return digest.hexdigest()
 
 
-# ----------------------------------------------------------------------------- writing
-
-
-def tf_example(inputs: Iterable[int], targets: Iterable[int], inputs_text: str,
-               targets_text: str) -> bytes:
-  """One cached example as a serialized `tf.train.Example` (deterministic bytes)."""
-  import tensorflow as tf
-
-  def ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-  def text(value):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-
-  example = tf.train.Example(features=tf.train.Features(feature={
-      "inputs": ints(inputs), "targets": ints(targets),
-      "inputs_pretokenized": text(inputs_text), "targets_pretokenized": text(targets_text)}))
-  return example.SerializeToString(deterministic=True)
+# ----------------------------------------------------------------------------- layout
 
 
 def shard_path(task_dir: str, split: str, shard: int, num_shards: int) -> str:
@@ -145,69 +128,54 @@ def task_dir(output_dir: str, task: str) -> str:
   return join(output_dir, *task.split(":"))
 
 
-def _replace(tmp: str, path: str) -> None:
-  if _is_remote(path):
-    _gfile().rename(tmp, path, overwrite=True)
-  else:
-    os.replace(tmp, path)
-
-
-def _tmp_name(path: str) -> str:
-  # Unique per writer, so that a retried or speculative worker never writes into the file
-  # another one is moving into place.
-  return f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-
-
-def write_tfrecord(path: str, records: Iterable[bytes]) -> int:
-  """Writes `records` to a TFRecord file atomically (a temporary file, then a rename)."""
-  import tensorflow as tf
-
-  makedirs(os.path.dirname(path) if not _is_remote(path) else path.rsplit("/", 1)[0])
-  tmp = _tmp_name(path)
-  count = 0
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for record in records:
-      writer.write(record)
-      count += 1
-  _replace(tmp, path)
-  return count
-
-
-def write_text(path: str, text: str) -> None:
-  """Writes a text file atomically."""
-  parent = os.path.dirname(path) if not _is_remote(path) else path.rsplit("/", 1)[0]
-  makedirs(parent)
-  tmp = _tmp_name(path)
-  if _is_remote(path):
-    with _gfile().GFile(tmp, "w") as f:
-      f.write(text)
-  else:
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.write(text)
-  _replace(tmp, path)
-
-
-def write_json(path: str, value: Any) -> None:
-  write_text(path, json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def makedirs(path: str) -> None:
-  if path:
-    if _is_remote(path):
-      _gfile().makedirs(path)
-    else:
-      os.makedirs(path, exist_ok=True)
-
-
 def split_info(num_shards: int) -> dict[str, Any]:
   """`info.<split>.json`: what SeqIO's cached reader needs to parse the shards."""
-  import seqio
+  from importlib import metadata
 
-  return {"num_shards": num_shards, "seqio_version": seqio.__version__, "features": {
+  return {"num_shards": num_shards, "seqio_version": metadata.version("seqio"), "features": {
       "inputs": {"shape": [None], "dtype": "int32"},
       "targets": {"shape": [None], "dtype": "int32"},
       "inputs_pretokenized": {"shape": [], "dtype": "string"},
       "targets_pretokenized": {"shape": [], "dtype": "string"}}}
+
+
+def _varint(value: int) -> bytes:
+  out = bytearray()
+  while True:
+    low, value = value & 0x7F, value >> 7
+    if value:
+      out.append(low | 0x80)
+    else:
+      out.append(low)
+      return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+  """A length-delimited protobuf field."""
+  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def tf_example(inputs: Sequence[int], targets: Sequence[int], inputs_text: str,
+               targets_text: str) -> bytes:
+  """One cached example as a serialized `tf.train.Example`, encoded here without
+  TensorFlow (whose import would cost every pipeline worker many seconds).
+
+  Example{features: Features{feature: map<string, Feature>}}, map entries in key order
+  (as TensorFlow's deterministic serialization); Feature.bytes_list is field 1,
+  int64_list field 3, each list's values field 1 (int64s packed). Token ids are never
+  negative, so plain varints encode them.
+  """
+  def ints(values: Sequence[int]) -> bytes:
+    return _field(3, _field(1, b"".join(_varint(v) for v in values)))
+
+  def text(value: str) -> bytes:
+    return _field(1, _field(1, value.encode("utf-8")))
+
+  features = {"inputs": ints(inputs), "inputs_pretokenized": text(inputs_text),
+              "targets": ints(targets), "targets_pretokenized": text(targets_text)}
+  entries = b"".join(_field(1, _field(1, key.encode()) + _field(2, value))
+                     for key, value in sorted(features.items()))
+  return _field(1, entries)
 
 
 # ----------------------------------------------------------------------------- reading
