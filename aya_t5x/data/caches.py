@@ -197,6 +197,17 @@ def read_info(cache_dir: str) -> dict[str, Any]:
   return info
 
 
+def split_stats(cache_dir: str, task: str, split: str) -> dict[str, Any]:
+  """A cached task split's `stats.<split>.json` (examples, tokens without EOS, longest)."""
+  path = join(task_dir(cache_dir, task), f"stats.{split}.json")
+  if not exists(path):
+    raise CacheError(f"{path} is missing: the cache at {cache_dir} is incomplete; rebuild it "
+                     f"with: {BUILD_COMMAND}")
+  opener = _gfile().GFile if _is_remote(path) else open
+  with opener(path, "r") as f:
+    return json.load(f)
+
+
 def check_source(info: Mapping[str, Any], cache_dir: str, source: str,
                  paths: sources.PathsArg) -> None:
   """Raises unless the cache holds `source` built from exactly these files, unchanged."""

@@ -205,7 +205,7 @@ def _plan(args: argparse.Namespace):
   if args.source:
     return mixtures.plan_aya_mixture(
         args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,
-        allow_missing_sources=args.allow_missing_sources)
+        allow_missing_sources=args.allow_missing_sources, cache_dir=args.cache_dir)
   return mixtures.published_plan(args.name)
 
 
@@ -396,6 +396,8 @@ def add_commands(subparsers: Any) -> None:
   rep.add_argument("--vocabulary", help="SentencePiece model, to count tokens "
                                         "(characters without it)")
   rep.add_argument("--tolerant", action="store_true")
+  rep.add_argument("--cache_dir", help="an `aya-t5x cache` output of these sources: sizes, "
+                   "tokens and the data section come from it, without a scan")
   rep.add_argument("--out", default="mixture_report", help="folder for .md, .json and .png")
   _add_gin_flags(rep)
   rep.set_defaults(handler=_mixture_report)

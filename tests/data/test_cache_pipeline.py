@@ -7,6 +7,7 @@ Skipped without apache-beam (the base install); `make test-beam` runs them.
 """
 
 import collections
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -82,20 +83,53 @@ def registered():
   return SPEC
 
 
-def _config(corpus, output_dir, vocabulary, **kwargs):
+@pytest.fixture(scope="module")
+def demo_sources(tmp_path_factory):
+  """The demo corpus's six sources, the first rows of each file (in their own formats)."""
+  import pyarrow.parquet as pq
+
+  from aya_t5x.demo import corpus as demo_corpus
+
+  built = demo_corpus.build_corpus(tmp_path_factory.mktemp("demo_corpus"))
+  root = tmp_path_factory.mktemp("demo_sources")
+  trimmed = {}
+  for source, splits in built.source_paths().items():
+    trimmed[source] = {}
+    for split, path in splits.items():
+      rows = 60 if split == "train" else 8
+      out = root / source / Path(path).name
+      out.parent.mkdir(parents=True, exist_ok=True)
+      if path.endswith(".parquet"):
+        pq.write_table(pq.read_table(path).slice(0, rows), out)
+      else:
+        out.write_text("".join(Path(path).read_text(encoding="utf-8").splitlines(True)[:rows]),
+                       encoding="utf-8")
+      trimmed[source][split] = str(out)
+  return trimmed, built.vocabulary_path
+
+
+def _config(corpus, demo_sources, output_dir, **kwargs):
+  paths, vocabulary = demo_sources
   return cache_pipeline.CacheConfig(
       sources={SOURCE: {"train": str(corpus / "train"),
-                        "validation": str(corpus / "validation.jsonl")}},
-      output_dir=str(output_dir), vocabulary=vocabulary.sentencepiece_model_file,
+                        "validation": str(corpus / "validation.jsonl")}, **paths},
+      output_dir=str(output_dir), vocabulary=str(vocabulary),
       decontaminate={"eval_set": str(corpus / "eval.jsonl")}, decontaminate_n=8,
       shard_examples=4, min_shards=2, command="aya-t5x cache (test)", **kwargs)
 
 
 @pytest.fixture(scope="module")
-def built(corpus, registered, small_vocabulary, tmp_path_factory):
+def vocabulary(demo_sources):
+  from aya_t5x.data import vocabulary as vocab_lib
+
+  return vocab_lib.sentencepiece_vocabulary(str(demo_sources[1]))
+
+
+@pytest.fixture(scope="module")
+def built(corpus, registered, demo_sources, tmp_path_factory):
   """The cache built on 2 worker processes."""
   output = tmp_path_factory.mktemp("cache_two_workers")
-  info = cache_pipeline.run(_config(corpus, output, small_vocabulary), TWO_WORKERS)
+  info = cache_pipeline.run(_config(corpus, demo_sources, output), TWO_WORKERS)
   return output, info
 
 
@@ -107,32 +141,39 @@ def _files(root: Path) -> dict[str, bytes]:
 def _token_multiset(task, split, use_cached):
   dataset = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached,
                              shuffle=False, try_in_mem_cache=False)
-  return collections.Counter((tuple(ex["inputs"].tolist()), tuple(ex["targets"].tolist()))
+  # Texts and token ids: texts outside the demo vocabulary share ids (unknown pieces).
+  return collections.Counter((ex["inputs_pretokenized"], ex["targets_pretokenized"],
+                              tuple(ex["inputs"].tolist()), tuple(ex["targets"].tolist()))
                              for ex in dataset.as_numpy_iterator())
 
 
 def test_cache_holds_the_on_the_fly_examples_minus_reported_duplicates(
-    built, corpus, small_vocabulary):
+    built, corpus, demo_sources, vocabulary):
   import seqio
+
+  from aya_t5x import mixtures
 
   output, info = built
   eval_filter = filters.Decontaminate.from_files({"eval_set": str(corpus / "eval.jsonl")}, n=8)
   planned = registration.plan_source_tasks(
       SOURCE, {"train": str(corpus / "train"), "validation": str(corpus / "validation.jsonl")},
       tolerant=True, filters=(*_fixture_filters(), eval_filter))
-  registration.register_planned(planned, small_vocabulary)
+  plan = mixtures.plan_aya_mixture("translation_heavy", demo_sources[0])
+  on_the_fly = [planned, *plan.source_tasks.values()]
+  for source_tasks in on_the_fly:
+    registration.register_planned(source_tasks, vocabulary)
   caches.use_cache_dir(str(output))
-  assert sorted(info["tasks"]) == sorted(t.name for t in planned.tasks)
+  assert sorted(info["tasks"]) == sorted(t.name for p in on_the_fly for t in p.tasks)
   duplicates = 0
-  for task_info in planned.tasks:
+  for task_info in (t for p in on_the_fly for t in p.tasks):
     task = seqio.get_mixture_or_task(task_info.name)
     for split in task_info.sizes:
-      on_the_fly = _token_multiset(task, split, use_cached=False)
+      expected = _token_multiset(task, split, use_cached=False)
       cached = _token_multiset(task, split, use_cached=True)
       # Every distinct example is cached once; only the extra copies are gone.
-      assert set(cached) == set(on_the_fly), (task_info.name, split)
+      assert set(cached) == set(expected), (task_info.name, split)
       assert max(cached.values()) == 1
-      duplicates += sum(on_the_fly.values()) - sum(cached.values())
+      duplicates += sum(expected.values()) - sum(cached.values())
   stats = info["sources"][SOURCE]["stats"]
   assert duplicates == 1
   assert stats["removed"]["dedup: duplicate (inputs, targets)"] == duplicates
@@ -149,10 +190,35 @@ def test_cache_holds_the_on_the_fly_examples_minus_reported_duplicates(
   assert stats["read"] == planned.report.read
 
 
-def test_same_seed_same_bytes_on_one_and_two_workers(built, corpus, small_vocabulary,
-                                                     tmp_path):
+def test_mixture_and_report_from_the_cache_without_a_scan(built, demo_sources):
+  from aya_t5x import mixtures
+  from aya_t5x.data import report
+
   output, _ = built
-  cache_pipeline.run(_config(corpus, tmp_path, small_vocabulary))  # one in-process worker
+  scanned = mixtures.plan_aya_mixture("translation_heavy", demo_sources[0])
+  cached = mixtures.plan_aya_mixture("translation_heavy", demo_sources[0],
+                                     cache_dir=str(output))
+  assert cached.task_rates == scanned.task_rates
+  for source, planned in cached.source_tasks.items():
+    assert planned.index.cache_dir == str(output)
+    assert [(t.name, dict(t.sizes), dict(t.chars)) for t in planned.tasks] == \
+        [(t.name, dict(t.sizes), dict(t.chars)) for t in scanned.source_tasks[source].tasks]
+    assert planned.report.read == scanned.source_tasks[source].report.read
+  result = report.mixture_report(cached, steps=10, batch=8, vocabulary=object())
+  # Tokens per example from every cached example (stats.train.json), EOS included.
+  task = result["tasks"][0]
+  stats = caches.split_stats(str(output), task["task"], "train")
+  assert task["tokens_per_example"] == round(
+      (stats["inputs_tokens"] + stats["targets_tokens"]) / stats["examples"] + 2, 2)
+  other = dict(demo_sources[0])
+  other["xp3x"] = {"train": other["xp3x"]["train"]}
+  with pytest.raises(caches.CacheError, match="was built from"):
+    mixtures.plan_aya_mixture("translation_heavy", other, cache_dir=str(output))
+
+
+def test_same_seed_same_bytes_on_one_and_two_workers(built, corpus, demo_sources, tmp_path):
+  output, _ = built
+  cache_pipeline.run(_config(corpus, demo_sources, tmp_path))  # one in-process worker
   first, second = _files(output), _files(tmp_path)
   assert first.keys() == second.keys()
   assert first == second
@@ -175,9 +241,10 @@ def test_malformed_records_are_dead_letters_with_file_and_line(built, corpus):
                      str(corpus / "train" / "part2.jsonl"): {"targets: missing": 1}}
 
 
-def test_strict_fails_after_writing_the_dead_letters(corpus, registered, small_vocabulary,
+def test_strict_fails_after_writing_the_dead_letters(corpus, registered, demo_sources,
                                                      tmp_path):
-  config = _config(corpus, tmp_path, small_vocabulary, strict=True)
+  config = dataclasses.replace(_config(corpus, demo_sources, tmp_path, strict=True),
+                               sources={SOURCE: str(corpus / "train")})
   with pytest.raises(Exception, match="--strict: malformed records in cache_fixture"):
     cache_pipeline.run(config)
   assert (tmp_path / cache_pipeline.DEAD_LETTER_DIR / f"{SOURCE}.jsonl").is_file()
@@ -199,14 +266,14 @@ def test_stale_cache_names_the_rebuild_command(built, corpus, tmp_path):
     os.remove(extra)
 
 
-def test_training_reads_the_cache_and_resumes_exactly(built, small_vocabulary):
+def test_training_reads_the_cache_and_resumes_exactly(built, vocabulary):
   import numpy as np
 
   from aya_t5x import input_pipeline
 
   output, info = built
   planned = registration.plan_from_index(caches.source_index(info, str(output), SOURCE))
-  registration.register_planned(planned, small_vocabulary)
+  registration.register_planned(planned, vocabulary)
   caches.use_cache_dir(str(output))
   assert planned.mixture == SOURCE
   config = input_pipeline.DatasetConfig(
