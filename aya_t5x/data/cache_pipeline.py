@@ -310,16 +310,33 @@ class _Tokenize(beam.DoFn):
     record = caches.tf_example(inputs, targets, example.inputs, example.targets)
     key = _hash(self._seed, source, example.location.path, example.location.index)
     yield (task, example.split), (key, record, len(inputs), len(targets))
-    count = "count"
+    # Statistics add up within the bundle and leave once at its end: one element per key
+    # and bundle instead of seven per example.
+    counts = self._counts
     cell = (example.split, example.language, example.dataset)
-    yield beam.pvalue.TaggedOutput(count, ((source, "examples", cell), 1))
-    yield beam.pvalue.TaggedOutput(count, ((source, "chars", cell),
-                                           len(example.inputs) + len(example.targets)))
+    counts[(source, "examples", cell)] += 1
+    counts[(source, "chars", cell)] += len(example.inputs) + len(example.targets)
     for feature, ids in (("inputs", inputs), ("targets", targets)):
-      yield beam.pvalue.TaggedOutput(count, ((source, f"{feature}_tokens", ""), len(ids)))
-      yield beam.pvalue.TaggedOutput(count, ((source, f"{feature}_length",
-                                              _bucket(len(ids))), 1))
-    yield beam.pvalue.TaggedOutput("task", (task, source))
+      counts[(source, f"{feature}_tokens", "")] += len(ids)
+      counts[(source, f"{feature}_length", _bucket(len(ids)))] += 1
+    self._tasks.add((task, source))
+
+  def start_bundle(self):
+    self._counts: collections.Counter = collections.Counter()
+    self._tasks: set[tuple[str, str]] = set()
+
+  def finish_bundle(self) -> Iterator[Any]:
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    def out(tag: str, value: Any):
+      return beam.pvalue.TaggedOutput(tag, WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()]))
+
+    for key, value in sorted(self._counts.items(), key=repr):
+      yield out("count", (key, value))
+    for pair in sorted(self._tasks):
+      yield out("task", pair)
 
 
 def _bucket(length: int) -> int:

@@ -23,6 +23,7 @@ Nothing here needs Apache Beam: training reads and checks caches with the base i
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import json
 import os
@@ -139,6 +140,7 @@ def split_info(num_shards: int) -> dict[str, Any]:
       "targets_pretokenized": {"shape": [], "dtype": "string"}}}
 
 
+@functools.lru_cache(maxsize=1 << 18)  # token ids repeat: a lookup instead of the loop
 def _varint(value: int) -> bytes:
   out = bytearray()
   while True:
