@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -634,8 +635,15 @@ def run(config: CacheConfig, pipeline_args: Sequence[str] = ()) -> dict[str, Any
   `--runner=DataflowRunner --project=... --region=... --temp_location=gs://...`);
   DirectRunner on this machine by default. Returns the cache's info."""
   options = PipelineOptions(list(pipeline_args))
-  with beam.Pipeline(options=options) as pipeline:
-    build(pipeline, config)
+  try:
+    with beam.Pipeline(options=options) as pipeline:
+      build(pipeline, config)
+  except Exception as error:
+    # Runners wrap a worker's exception in their own; --strict's verdict is not a crash.
+    found = re.search(r"--strict: malformed records[^\n]*", str(error))
+    if found is None:
+      raise
+    raise caches.CacheError(found.group(0).rstrip("'\"")) from None
   return caches.read_info(config.output_dir)
 
 

@@ -245,7 +245,7 @@ def test_strict_fails_after_writing_the_dead_letters(corpus, registered, demo_so
                                                      tmp_path):
   config = dataclasses.replace(_config(corpus, demo_sources, tmp_path, strict=True),
                                sources={SOURCE: str(corpus / "train")})
-  with pytest.raises(Exception, match="--strict: malformed records in cache_fixture"):
+  with pytest.raises(caches.CacheError, match="--strict: malformed records in cache_fixture"):
     cache_pipeline.run(config)
   assert (tmp_path / cache_pipeline.DEAD_LETTER_DIR / f"{SOURCE}.jsonl").is_file()
   assert not (tmp_path / caches.INFO_FILE).exists()
