@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,45 @@ def test_training_reads_the_cache_and_resumes_exactly(built, vocabulary):
     input_pipeline.check_dataset_config(
         input_pipeline.DatasetConfig(mixture_or_task_name=SOURCE, batch_size=4,
                                      task_feature_lengths={"inputs": 32, "targets": 32}))
+
+
+# Two tiny training runs: about 80 s of CPU, 140 s on the shared 2-core machine, above the
+# Beam suite's budget; the data-level resume test above runs by default, this one with
+# AYA_T5X_SLOW_TESTS=1 (e.g. `AYA_T5X_SLOW_TESTS=1 make test-beam`).
+@pytest.mark.skipif(not os.environ.get("AYA_T5X_SLOW_TESTS"),
+                    reason="two training runs; set AYA_T5X_SLOW_TESTS=1 to run it")
+def test_a_run_on_cached_data_stopped_and_resumed_equals_an_uninterrupted_one(
+    built, vocabulary, tmp_path):
+  import jax
+  import numpy as np
+
+  from aya_t5x import cli, gin_config, testing
+
+  output, info = built
+  registration.register_planned(
+      registration.plan_from_index(caches.source_index(info, str(output), SOURCE)), vocabulary)
+  caches.use_cache_dir(str(output))
+  tiny = testing.TINY
+
+  def train(model_dir, steps):
+    parsed, bindings = cli.build_parser().parse_known_args([
+        "train", "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
+        f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
+        f"--gin.MIXTURE_OR_TASK_NAME='{SOURCE}'", "--gin.USE_CACHED_TASKS=True",
+        "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}", "--gin.BATCH_SIZE=8",
+        "--gin.MT5Config.vocab_size=1024", f"--gin.MT5Config.d_model={tiny.d_model}",
+        f"--gin.MT5Config.d_kv={tiny.d_kv}", f"--gin.MT5Config.d_ff={tiny.d_ff}",
+        "--gin.CheckpointConfig.every_steps=2", "--gin.CheckpointConfig.keep=None",
+        "--gin.train.log_every=2"])
+    gin_config.parse_gin(parsed.gin_file, cli._split_gin_bindings(bindings))
+    return gin_config.configured_train(show_progress=False)
+
+  reference = train(tmp_path / "reference", 4)  # checkpoints at steps 2 and 4
+  # A run that stopped after step 2's checkpoint: the same folder without step 4.
+  shutil.copytree(tmp_path / "reference" / "checkpoints" / "2",
+                  tmp_path / "resumed" / "checkpoints" / "2")
+  resumed = train(tmp_path / "resumed", 4)  # restores step 2 and the data position
+  assert resumed.step == reference.step == 4
+  for x, y in zip(jax.tree.leaves(resumed.state.params), jax.tree.leaves(reference.state.params),
+                  strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
