@@ -1,13 +1,20 @@
 # The two commands of the README. Each creates .venv and installs the pinned set on first use.
 #   make demo   runs the main job on its built-in demo
 #   make test   runs the test suite (what CI runs)
+#   make install-beam / make test-beam: the 'beam' extra (`aya-t5x cache`) in its own venv,
+#     .venv-beam, from requirements/constraints-beam.txt (apache-beam needs protobuf < 7,
+#     the base set pins 7.x; see that file), and the Beam tests in it (CI runs both).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+BEAM_VENV ?= .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed
+BEAM_TESTS ?= tests/data/test_cache_pipeline.py
+
+.PHONY: demo test lint install clean install-beam test-beam
 
 install: $(STAMP)
 
@@ -17,6 +24,18 @@ $(STAMP): setup.py pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
 	touch $(STAMP)
+
+install-beam: $(BEAM_STAMP)
+
+$(BEAM_STAMP): setup.py pyproject.toml requirements/constraints-beam.txt
+	$(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BEAM_VENV)/bin/python -m pip install --quiet -c requirements/constraints-beam.txt \
+	  -e '.[beam]' pytest pytest-timeout
+	touch $(BEAM_STAMP)
+
+test-beam: $(BEAM_STAMP)
+	$(BEAM_VENV)/bin/python -m pytest -q -p no:cacheprovider $(BEAM_TESTS)
 
 DEMO_DIR ?= demo_output
 
@@ -28,4 +47,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BEAM_VENV) build *.egg-info

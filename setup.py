@@ -40,6 +40,10 @@ setup(
         "tpu": ["libtpu"],
         # The annotation app on PostgreSQL (`--db postgresql://...`): psycopg 3.
         "postgres": ["psycopg[binary]"],
+        # `aya-t5x cache`: the Apache Beam pipeline that writes SeqIO caches. Install it with
+        # requirements/constraints-beam.txt (apache-beam needs protobuf < 7, see that file).
+        # google-crc32c: the checksums of the TFRecord shards it writes.
+        "beam": ["apache-beam", "google-crc32c"],
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.

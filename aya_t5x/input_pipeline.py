@@ -199,6 +199,31 @@ def check_dataset_config(config: DatasetConfig) -> None:
     register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)
   _check_shards(config, config.shard_count())
+  _check_cached(config)
+
+
+def _check_cached(config: DatasetConfig) -> None:
+  """Every task is read the way it can be: cached tasks need a cache, and tasks registered
+  from a cache (`AYA_CACHE_DIR`) need `use_cached`."""
+  import seqio
+
+  from aya_t5x.data import registration
+
+  provider = seqio.get_mixture_or_task(config.mixture_or_task_name)
+  for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
+    cache = registration.cache_of(task.name)
+    if not config.use_cached and cache is not None:
+      raise DataConfigError(
+          f"task {task.name} was registered from the cache {cache} (AYA_CACHE_DIR) and "
+          "exists only there: set --gin.USE_CACHED_TASKS=True, or unset AYA_CACHE_DIR to "
+          "preprocess the sources on the fly.")
+    if config.use_cached and config.split in task.splits and (
+        not task.supports_caching or task.cache_dir is None):
+      raise DataConfigError(
+          f"USE_CACHED_TASKS is True but task {task.name} has no SeqIO cache (searched "
+          f"{', '.join(seqio.utils.get_global_cache_dirs()) or 'no cache folders'}). Build "
+          "one with `aya-t5x cache` (docs/data.md) and set AYA_CACHE_DIR to it, or set "
+          "--gin.USE_CACHED_TASKS=False.")
 
 
 def check_vocabulary_fits(config: DatasetConfig, model_vocab_size: int) -> None:

@@ -104,13 +104,16 @@ def plan_aya_mixture(scheme: str, sources: Mapping[str, Any], *, name: str | Non
                      strategy_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
                      boosts: Mapping[str, Mapping[str, float]] | None = None,
                      tolerant: bool = False, allow_missing_sources: bool = False,
-                     extra: Mapping[str, float] | None = None) -> mixing.MixturePlan:
+                     extra: Mapping[str, float] | None = None,
+                     cache_dir: str | None = None) -> mixing.MixturePlan:
   """Scans the sources and works out a scheme's mixture, without registering anything.
 
   `sources` maps source names to paths (a file, folder or {split: path}); `extra` maps
   already registered task or mixture names to a percent of the budget (the safety
   distillation task at 3%, RECIPE.md §6); `boosts` maps a source to {dataset pattern:
-  factor}; `strategy_kwargs` maps a source to its strategy's arguments.
+  factor}; `strategy_kwargs` maps a source to its strategy's arguments. With
+  `cache_dir` (an `aya-t5x cache` output built from these sources) nothing is scanned:
+  the sizes come from the cache, which must be fresh (`caches.CacheError` otherwise).
   """
   chosen = get_scheme(scheme)
   boosts = DEFAULT_BOOSTS if boosts is None else boosts
@@ -125,11 +128,17 @@ def plan_aya_mixture(scheme: str, sources: Mapping[str, Any], *, name: str | Non
         f"AYA_SOURCES has {', '.join(sorted(unweighted))}, which scheme {chosen.name} gives "
         f"no weight (it weights {', '.join(chosen.weights)}); remove them from AYA_SOURCES "
         "or give them a weight in the scheme")
-  planned = {
-      source: registration.plan_source_tasks(
-          source, paths, tolerant=tolerant, boosts=boosts.get(source),
-          strategy=strategy, strategy_kwargs=(strategy_kwargs or {}).get(source))
-      for source, paths in sources.items()}
+  if cache_dir is not None:
+    planned = {source: _plan_cached_source(cache_dir, source, paths, boosts=boosts.get(source),
+                                           strategy=strategy,
+                                           strategy_kwargs=(strategy_kwargs or {}).get(source))
+               for source, paths in sources.items()}
+  else:
+    planned = {
+        source: registration.plan_source_tasks(
+            source, paths, tolerant=tolerant, boosts=boosts.get(source),
+            strategy=strategy, strategy_kwargs=(strategy_kwargs or {}).get(source))
+        for source, paths in sources.items()}
   weights = _weights(chosen, set(planned), extra, allow_missing_sources)
   source_rates = {s: p.rates for s, p in planned.items()}
   source_rates.update({task: {task: 1.0} for task in extra})
@@ -137,6 +146,25 @@ def plan_aya_mixture(scheme: str, sources: Mapping[str, Any], *, name: str | Non
                             source_weights=weights,
                             task_rates=mixing.compose(weights, source_rates),
                             source_tasks=planned, strategy=strategy)
+
+
+def _plan_cached_source(cache_dir: str, source: str, paths: Any, *,
+                        boosts: Mapping[str, float] | None, strategy: str,
+                        strategy_kwargs: Mapping[str, Any] | None
+                        ) -> registration.SourceTasks:
+  from aya_t5x.data import caches
+
+  info = caches.read_info(cache_dir)
+  caches.check_source(info, cache_dir, source, paths)
+  patterns = list(registration.group_patterns(boosts=boosts))
+  if info["sources"][source]["patterns"] != patterns:
+    raise caches.CacheError(
+        f"cache {cache_dir}: source {source} was split into tasks by the dataset patterns "
+        f"{info['sources'][source]['patterns']}, the mixture asks for {patterns} (its "
+        f"boosts); rebuild it with: {info.get('command') or caches.BUILD_COMMAND}")
+  return registration.plan_from_index(caches.source_index(info, cache_dir, source),
+                                      boosts=boosts, strategy=strategy,
+                                      strategy_kwargs=strategy_kwargs, where=cache_dir)
 
 
 def published_plan(scheme: str) -> mixing.MixturePlan:
@@ -183,6 +211,12 @@ def aya_mixture(scheme: str = gin.REQUIRED, sources: Mapping[str, Any] = gin.REQ
   if _PLANS.get(name) is not None and _KEYS.get(name) == key:
     return name
   plan = plan_aya_mixture(scheme, sources, **kwargs)
+  if kwargs.get("cache_dir"):
+    from aya_t5x.data import caches
+
+    caches.check_vocabulary(caches.read_info(kwargs["cache_dir"]), kwargs["cache_dir"],
+                            vocabulary)
+    caches.use_cache_dir(kwargs["cache_dir"])
   register_plan(plan, vocabulary)
   _KEYS[name] = key
   return name

@@ -4,6 +4,7 @@
     aya-t5x tasks list [--manifest aya_tasks.json]
     aya-t5x tasks inspect NAME [--path DATA] [--vocabulary SPM] [-n 3]
     aya-t5x mixture report SCHEME_OR_MIXTURE --steps S --batch B [--source NAME=PATH ...]
+    aya-t5x cache --source NAME=PATH ... --vocabulary SPM --output_dir DIR [-- BEAM_FLAGS]
 
 Handlers import the heavy libraries (seqio, tensorflow, matplotlib) only when they need
 them, and raise ValueError / FileNotFoundError with messages that name the file, line or
@@ -202,7 +203,7 @@ def _plan(args: argparse.Namespace):
   if args.source:
     return mixtures.plan_aya_mixture(
         args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,
-        allow_missing_sources=args.allow_missing_sources)
+        allow_missing_sources=args.allow_missing_sources, cache_dir=args.cache_dir)
   return mixtures.published_plan(args.name)
 
 
@@ -228,6 +229,94 @@ def _mixture_report(args: argparse.Namespace) -> int:
   paths = report.write_report(result, args.out)
   print(report.format_markdown(result))
   print("wrote " + ", ".join(str(p) for p in paths.values()))
+  return 0
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def _cache_sources(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
+  """The sources and vocabulary: --sources_json, --source, then gin's AYA_SOURCES and
+  VOCABULARY_PATH (so that the cache and training read the same bindings)."""
+  import json
+
+  found: dict[str, Any] = {}
+  vocabulary = args.vocabulary
+  if args.gin_file or args.gin_bindings:
+    from aya_t5x import gin_config
+
+    search = [p for p in args.gin_search_paths.split(",") if p]
+    gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
+    bound = gin_config.macro_value("AYA_SOURCES")
+    if isinstance(bound, dict):
+      found.update(bound)
+    bound = gin_config.macro_value("VOCABULARY_PATH")
+    vocabulary = vocabulary or (bound if isinstance(bound, str) else None)
+  if args.sources_json:
+    try:
+      with open(args.sources_json, encoding="utf-8") as f:
+        loaded = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{args.sources_json}:{e.lineno}: broken JSON ({e.msg}); the file is "
+                       '{"source": "path" or {"train": "path", ...}, ...}') from None
+    if not isinstance(loaded, dict):
+      raise ValueError(f"{args.sources_json}: a JSON object {{source: path}} is needed")
+    found.update(loaded)
+  found.update(_parse_sources(args.source))
+  return found, vocabulary
+
+
+def _cache_command(args: argparse.Namespace) -> str:
+  """The command line that rebuilds this cache (recorded in its info)."""
+  import shlex
+
+  words = ["aya-t5x", "cache"]
+  for item in args.source:
+    words += ["--source", item]
+  for flag in ("sources_json", "vocabulary", "output_dir"):
+    if getattr(args, flag):
+      words += [f"--{flag}", str(getattr(args, flag))]
+  for path in args.gin_file:
+    words += ["--gin_file", path]
+  words += [f"--gin.{b}" for b in args.gin_bindings]
+  for item in args.decontaminate:
+    words += ["--decontaminate", item]
+  for flag in ("seed", "decontaminate_n", "shard_examples", "min_shards", "max_shards"):
+    words += [f"--{flag}", str(getattr(args, flag))]
+  words += ["--no_dedup"] * (not args.dedup) + ["--strict"] * args.strict
+  return shlex.join(words)
+
+
+def _cache(args: argparse.Namespace) -> int:
+  try:
+    from aya_t5x.data import cache_pipeline
+  except ImportError as e:
+    raise ValueError(
+        f"`aya-t5x cache` needs Apache Beam ({e}). Install the 'beam' extra with its pin "
+        "set: pip install -c requirements/constraints-beam.txt -e '.[beam]' (or `make "
+        "install-beam`); see docs/data.md.") from None
+  found, vocabulary = _cache_sources(args)
+  if not found:
+    raise ValueError("no sources: give --source NAME=PATH (repeat), --sources_json FILE, or "
+                     "gin files binding AYA_SOURCES")
+  if not vocabulary:
+    raise ValueError("no vocabulary: give --vocabulary /path/sentencepiece.model (or bind "
+                     "VOCABULARY_PATH in gin)")
+  beam_args = list(args.beam_options)
+  if args.workers:
+    beam_args = [f"--direct_num_workers={args.workers}",
+                 "--direct_running_mode=multi_processing", *beam_args]
+  config = cache_pipeline.CacheConfig(
+      sources=found, output_dir=args.output_dir, vocabulary=vocabulary, seed=args.seed,
+      decontaminate=_parse_sources(args.decontaminate), decontaminate_n=args.decontaminate_n,
+      dedup=args.dedup, strict=args.strict, shard_examples=args.shard_examples,
+      min_shards=args.min_shards, max_shards=args.max_shards, command=_cache_command(args))
+  info = cache_pipeline.run(config, beam_args)
+  from aya_t5x.data import caches
+
+  print(caches.format_summary(info))
+  print(f"wrote {len(info['tasks'])} cached tasks to {args.output_dir}; train on them with "
+        f"--gin.AYA_CACHE_DIR=\"'{args.output_dir}'\" --gin.USE_CACHED_TASKS=True")
   return 0
 
 
@@ -305,6 +394,42 @@ def add_commands(subparsers: Any) -> None:
   rep.add_argument("--vocabulary", help="SentencePiece model, to count tokens "
                                         "(characters without it)")
   rep.add_argument("--tolerant", action="store_true")
+  rep.add_argument("--cache_dir", help="an `aya-t5x cache` output of these sources: sizes, "
+                   "tokens and the data section come from it, without a scan")
   rep.add_argument("--out", default="mixture_report", help="folder for .md, .json and .png")
   _add_gin_flags(rep)
   rep.set_defaults(handler=_mixture_report)
+
+  cache = subparsers.add_parser(
+      "cache", help="preprocess the sources into SeqIO caches with Apache Beam",
+      description="One Apache Beam pipeline from the training sources to SeqIO caches "
+                  "(use_cached=True): filters, caps, decontamination, exact dedup, "
+                  "tokenization, per-source statistics, dead letters. Beam's own flags "
+                  "(--runner=DataflowRunner/FlinkRunner/SparkRunner and theirs) go after "
+                  "`--`. Needs the 'beam' extra (docs/data.md).")
+  cache.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                     help="data of a source (aya_dataset, xp3x, ...); repeat for each")
+  cache.add_argument("--sources_json", help="JSON file {source: path or {split: path}} "
+                     "(the value of AYA_SOURCES; the demo writes sources.json)")
+  cache.add_argument("--vocabulary", help="SentencePiece model to tokenize with")
+  cache.add_argument("--output_dir", required=True, help="cache folder (local or gs://)")
+  cache.add_argument("--seed", type=int, default=0, help="seed of the shard layout")
+  cache.add_argument("--decontaminate", action="append", default=[], metavar="NAME=PATH",
+                     help="an evaluation file whose n-grams no kept example may share")
+  cache.add_argument("--decontaminate_n", type=int, default=13, help="n of the n-grams")
+  cache.add_argument("--no_dedup", dest="dedup", action="store_false",
+                     help="keep exact duplicates of (inputs, targets)")
+  cache.add_argument("--strict", action="store_true",
+                     help="fail (after writing the dead letters) on any malformed record")
+  cache.add_argument("--shard_examples", type=int, default=50_000,
+                     help="examples per shard of a task split")
+  cache.add_argument("--min_shards", type=int, default=1,
+                     help="at least this many shards per task split (set it to the number "
+                          "of training hosts so that each reads only its own files)")
+  cache.add_argument("--max_shards", type=int, default=1024)
+  cache.add_argument("--workers", type=int, default=0,
+                     help="DirectRunner worker processes on this machine (0: Beam's default)")
+  cache.add_argument("beam_options", nargs="*", metavar="-- BEAM_FLAGS",
+                     help="Apache Beam pipeline options, after --")
+  _add_gin_flags(cache)
+  cache.set_defaults(handler=_cache)

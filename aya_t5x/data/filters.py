@@ -8,6 +8,11 @@ A filter is a frozen config; `start()` gives the object a scan uses, with:
   the source's `DataReport`);
 - `summary()`: figures for the report (or None).
 
+A scanning filter's config may also say which examples its decisions depend on together,
+`scan_key(example)`: a cap decides within its group, template pruning within a
+(language group, dataset). The Beam cache pipeline (`aya_t5x.data.cache_pipeline`) then
+runs one scan per key in parallel; without `scan_key` it runs one scan over the source.
+
 Stateless filters are their own run (`RecordFilter`). Filters are registered by name
 (`register_filter` / `get_filter`) so that gin and the CLI can name them.
 """
@@ -284,6 +289,10 @@ def sample_key(example: Example, group: tuple[str, ...], seed: int) -> int:
   return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+def _group(example: Example, by: Sequence[str]) -> tuple[str, ...]:
+  return tuple(str(getattr(example, a)) for a in by)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Cap:
   """At most `cap` examples per group, a seeded uniform sample; `uncapped` datasets stay whole.
@@ -299,6 +308,10 @@ class Cap:
   seed: int = 0
   uncapped: tuple[str, ...] = ()
   name: str = "cap"
+
+  def scan_key(self, example: Example) -> tuple[str, ...]:
+    """The group a decision depends on: the cap is per group alone."""
+    return _group(example, self.by)
 
   def start(self) -> _CapRun:
     if self.cap < 1:
@@ -317,7 +330,7 @@ class _CapRun:
     self.thresholds: dict[tuple[str, ...], int] = {}
 
   def _group(self, example: Example) -> tuple[str, ...]:
-    return tuple(str(getattr(example, a)) for a in self.config.by)
+    return _group(example, self.config.by)
 
   def observe(self, example: Example) -> None:
     if _matches(example.dataset, self.config.uncapped):

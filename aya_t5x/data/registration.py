@@ -76,11 +76,19 @@ class SourceTasks:
 # Registries: task name -> TaskInfo, and source prefix -> (arguments, SourceTasks) so that
 # gin, which may evaluate a registration more than once, does not scan twice.
 _TASKS: dict[str, TaskInfo] = {}
+# Tasks registered from an `aya-t5x cache` output (task -> cache folder): they can only be
+# read cached.
+_CACHED: dict[str, str] = {}
 _SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
 
 
 def task_info(name: str) -> TaskInfo:
   return registry.lookup(_TASKS, name, what="aya_t5x task")
+
+
+def cache_of(name: str) -> str | None:
+  """The cache folder a task was registered from (only readable cached), or None."""
+  return _CACHED.get(name)
 
 
 def task_infos() -> tuple[TaskInfo, ...]:
@@ -103,6 +111,12 @@ def _dataset_fn(info: TaskInfo, index: sources.SourceIndex):
     import tensorflow as tf
 
     del shuffle_files, seed  # examples stream in file order; seqio shuffles after
+    if index.cache_dir is not None:
+      raise ValueError(
+          f"task {info.name} was registered from the cache at {index.cache_dir}, which "
+          "holds its examples only in cached form: read it with use_cached=True "
+          "(--gin.USE_CACHED_TASKS=True), or register it from its source files (unset "
+          "AYA_CACHE_DIR) to preprocess it on the fly.")
 
     def generate():
       for example in examples_of(info, index, split):
@@ -133,11 +147,18 @@ def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary) -> None:
       info.name,
       source=seqio.FunctionDataSource(
           _dataset_fn(info, index), splits=splits,
-          num_input_examples=dict(info.sizes), caching_permitted=False),
-      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+          num_input_examples=dict(info.sizes), caching_permitted=True),
+      # Tokenized examples are what `aya-t5x cache` writes; EOS is added after the cache,
+      # as in T5X's tasks, so that trimming to a length keeps it.
+      preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     seqio.preprocessors.append_eos_after_trim],
       output_features=_output_features(vocabulary),
       metric_fns=[])
   _TASKS[info.name] = info
+  if index.cache_dir is not None:
+    _CACHED[info.name] = index.cache_dir
+  else:
+    _CACHED.pop(info.name, None)
 
 
 def _matching(datasets: Sequence[str], pattern: str) -> list[str]:
@@ -157,18 +178,49 @@ def plan_source_tasks(source: str | sources.SourceSpec, paths: sources.PathsArg,
   it needs no vocabulary.
   """
   spec = sources.get_source(source) if isinstance(source, str) else source
+  index = sources.scan(spec, paths, tolerant=tolerant, filters=filters)
+  return plan_from_index(index, prefix=prefix, split_out=split_out, boosts=boosts,
+                         strategy=strategy, strategy_kwargs=strategy_kwargs, where=str(paths))
+
+
+def group_patterns(split_out: Sequence[str] = (), boosts: Mapping[str, float] | None = None
+                   ) -> tuple[str, ...]:
+  """The dataset patterns that get tasks of their own, in the order they are matched."""
+  return tuple(dict.fromkeys([*split_out, *(boosts or {})]))
+
+
+def group_of(dataset: str, patterns: Sequence[str]) -> str:
+  """The split-out group a dataset belongs to: the first pattern it matches, else ""."""
+  for pattern in patterns:
+    if _matching([dataset], pattern):
+      return _slug(pattern)
+  return ""
+
+
+def task_name(prefix: str, group: str, language: str | None) -> str:
+  """`prefix[.group][.language]`: the name of the task holding a group and language."""
+  return ".".join(part for part in (prefix, group, language) if part)
+
+
+def plan_from_index(index: sources.SourceIndex, *, prefix: str | None = None,
+                    split_out: Sequence[str] = (), boosts: Mapping[str, float] | None = None,
+                    strategy: str = "proportional",
+                    strategy_kwargs: Mapping[str, Any] | None = None,
+                    where: str = "") -> SourceTasks:
+  """The tasks and rates of a source from what it holds (a scan's, or a cache's, counts)."""
+  spec = index.spec
   prefix = prefix or spec.name
   if not TASK_NAME.match(prefix):
     raise ValueError(f"task name {prefix!r}: use letters, digits, '_', '.' and ':' only")
   boosts = dict(boosts or {})
-  index = sources.scan(spec, paths, tolerant=tolerant, filters=filters)
   all_datasets = sorted({d for _, _, d in index.counts})
+  patterns = group_patterns(split_out, boosts)
   groups: dict[str, list[str]] = {}
-  for pattern in dict.fromkeys([*split_out, *boosts]):
-    matched = [d for d in _matching(all_datasets, pattern)
-               if not any(d in g for g in groups.values())]
-    if matched:
-      groups[_slug(pattern)] = matched
+  for dataset in all_datasets:
+    group = group_of(dataset, patterns)
+    if group:
+      groups.setdefault(group, []).append(dataset)
+  groups = {_slug(p): groups[_slug(p)] for p in patterns if _slug(p) in groups}
   grouped = tuple(d for g in groups.values() for d in g)
 
   def sizes_of(language: str | None, datasets: Sequence[str]):
@@ -183,19 +235,18 @@ def plan_source_tasks(source: str | sources.SourceSpec, paths: sources.PathsArg,
   langs = sorted({lang for _, lang, _ in index.counts}) if spec.multilingual else [None]
   infos: list[TaskInfo] = []
   for language in langs:
-    suffix = f".{language}" if language else ""
     rest = [d for d in all_datasets if d not in grouped]
     for group, datasets in [("", rest), *groups.items()]:
       sizes, chars = sizes_of(language, datasets)
       if not sizes:
         continue
       infos.append(TaskInfo(
-          name=f"{prefix}.{group}{suffix}" if group else f"{prefix}{suffix}",
+          name=task_name(prefix, group, language),
           source=spec.name, language=language or _only_language(index),
           datasets=tuple(d for d in datasets if sizes_of(language, [d])[0]),
           sizes=sizes, chars=chars, group=group, exclude=() if group else grouped))
   if not infos:
-    raise ValueError(f"source {spec.name} at {paths}: no examples left after filtering.\n"
+    raise ValueError(f"source {spec.name} at {where}: no examples left after filtering.\n"
                      f"{index.report.format()}")
   trained = {i.name: i.sizes["train"] for i in infos if i.sizes.get("train")}
   task_boosts = {i.name: boosts.get(i.group, 1.0) for i in infos if i.name in trained and i.group}

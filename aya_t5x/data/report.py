@@ -23,7 +23,14 @@ GROUP_COLOURS = {"HR": "#1f77b4", "MR": "#ff7f0e", "LR": "#2ca02c", "": "#7f7f7f
 
 
 def _tokens_per_example(info: registration.TaskInfo, planned, vocabulary, sample: int) -> float:
-  """Mean tokens (with eos) of inputs + targets over the task's first `sample` examples."""
+  """Mean tokens (with eos) of inputs + targets over the task's first `sample` examples,
+  or over all of them when the task comes from an `aya-t5x cache` output."""
+  if planned.index.cache_dir is not None:
+    from aya_t5x.data import caches
+
+    stats = caches.split_stats(planned.index.cache_dir, info.name, "train")
+    return (stats["inputs_tokens"] + stats["targets_tokens"]) / stats["examples"] + 2 if \
+        stats["examples"] else 0.0
   total = count = 0
   for example in registration.examples_of(info, planned.index):
     total += len(vocabulary.encode(example.inputs)) + len(vocabulary.encode(example.targets)) + 2

@@ -114,6 +114,13 @@ def source_names() -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- reports
 
 
+def malformed_kind(error: MalformedRecord) -> str:
+  """What a report counts a malformed record under: its field and reason, without the
+  columns and byte offsets that make every message unique."""
+  reason = f"{error.field}: {error.reason}" if error.field else error.reason
+  return reason.split(" (")[0].split(" at byte")[0]
+
+
 @dataclasses.dataclass
 class DataReport:
   """What a scan skipped (malformed) and removed (filters), with counts and locations."""
@@ -128,9 +135,7 @@ class DataReport:
   details: dict[str, Any] = dataclasses.field(default_factory=dict)  # per-filter summaries
 
   def add_malformed(self, error: MalformedRecord) -> None:
-    reason = f"{error.field}: {error.reason}" if error.field else error.reason
-    # Counted by kind, not by exact text (which carries columns and byte offsets).
-    kind = reason.split(" (")[0].split(" at byte")[0]
+    kind = malformed_kind(error)
     self.malformed[kind] += 1
     self.malformed_at.setdefault(kind, [])
     if len(self.malformed_at[kind]) < KEEP_EXAMPLES:
@@ -262,7 +267,8 @@ def to_example(spec: SourceSpec, record: Mapping[str, Any], location: Location,
 PathsArg = str | os.PathLike | Mapping[str, str | os.PathLike]
 
 
-def _paths_by_split(paths: PathsArg) -> list[tuple[str, str | None]]:
+def paths_by_split(paths: PathsArg) -> list[tuple[str, str | None]]:
+  """A source's paths as [(path, split or None)], in the order a scan reads them."""
   if isinstance(paths, Mapping):
     return [(os.fspath(p), normalise_split(s)) for s, p in paths.items()]
   return [(os.fspath(paths), None)]
@@ -280,6 +286,9 @@ class SourceIndex:
   report: DataReport
   filter_runs: list[FilterRun]
   tolerant: bool = False
+  # Set when the counts come from an `aya-t5x cache` output rather than a scan: the
+  # examples then exist only there (`aya_t5x.data.caches`).
+  cache_dir: str | None = None
 
   def languages(self, split: str = "train") -> list[str]:
     return sorted({lang for s, lang, _ in self.counts if s == split})
@@ -325,7 +334,7 @@ def scan(spec: SourceSpec, paths: PathsArg, *, tolerant: bool = False,
   own pass over the examples that the filters before it keep, so its decisions are
   exact whatever the order.
   """
-  files = [f for path, split in _paths_by_split(paths) for f in readers.list_files(path, split)]
+  files = [f for path, split in paths_by_split(paths) for f in readers.list_files(path, split)]
   runs = [f.start() for f in (spec.filters() if filters is None else filters)]
   stages = [i for i, run in enumerate(runs) if run.needs_scan]
   report = DataReport(source=spec.name)

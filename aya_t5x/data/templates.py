@@ -270,6 +270,10 @@ class TemplatePruning:
   sample: int = 8
   name: str = "template_pruning"
 
+  def scan_key(self, example: Example) -> tuple[str, str]:
+    """Decisions depend on the templates of one (language group, dataset) only."""
+    return _TemplatePruningRun.key(example)[:2]
+
   def start(self) -> _TemplatePruningRun:
     return _TemplatePruningRun(self)
 
@@ -287,14 +291,14 @@ class _TemplatePruningRun:
     self.report = PruningReport()
 
   @staticmethod
-  def _key(example: Example) -> tuple[str, str, str]:
+  def key(example: Example) -> tuple[str, str, str]:
     group = "english" if example.language == "en" else "multilingual"
     return group, example.dataset, example.template
 
   def observe(self, example: Example) -> None:
     if not example.template:
       return
-    key = self._key(example)
+    key = self.key(example)
     self._count[key] += 1
     if word_count(example.targets) < self.config.rules.min_target_words:
       self._short[key] += 1
@@ -326,7 +330,7 @@ class _TemplatePruningRun:
   def reason(self, example: Example) -> str | None:
     if not example.template:
       return None
-    why = self.pruned.get(self._key(example))
+    why = self.pruned.get(self.key(example))
     return f"template pruned: {why}" if why else None
 
   def summary(self) -> dict[str, Any]:
