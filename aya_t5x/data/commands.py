@@ -242,11 +242,10 @@ def _cache_sources(args: argparse.Namespace) -> tuple[dict[str, Any], str | None
 
   found: dict[str, Any] = {}
   vocabulary = args.vocabulary
-  if args.gin_file or args.gin_bindings:
+  if uses_gin(args):
     from aya_t5x import gin_config
 
-    search = [p for p in args.gin_search_paths.split(",") if p]
-    gin_config.parse_gin(args.gin_file, args.gin_bindings, search)
+    parse_gin(args)
     bound = gin_config.macro_value("AYA_SOURCES")
     if isinstance(bound, dict):
       found.update(bound)

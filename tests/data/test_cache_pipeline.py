@@ -304,7 +304,7 @@ def test_a_run_on_cached_data_stopped_and_resumed_equals_an_uninterrupted_one(
   import jax
   import numpy as np
 
-  from aya_t5x import cli, gin_config, testing
+  from aya_t5x import cli, command_flags, gin_config, testing
 
   output, info = built
   registration.register_planned(
@@ -322,7 +322,7 @@ def test_a_run_on_cached_data_stopped_and_resumed_equals_an_uninterrupted_one(
         f"--gin.MT5Config.d_kv={tiny.d_kv}", f"--gin.MT5Config.d_ff={tiny.d_ff}",
         "--gin.CheckpointConfig.every_steps=2", "--gin.CheckpointConfig.keep=None",
         "--gin.train.log_every=2"])
-    gin_config.parse_gin(parsed.gin_file, cli._split_gin_bindings(bindings))
+    gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
     return gin_config.configured_train(show_progress=False)
 
   reference = train(tmp_path / "reference", 4)  # checkpoints at steps 2 and 4
