@@ -138,7 +138,8 @@ class _UncachedDataNote(logging.Filter):
   PREFIX = "Using an uncached FunctionDataset for training"
   NOTE = ("Training reads its tasks preprocessed on the fly from their source files (no SeqIO "
           "cache): a restart resumes at the same example, and every host runs the "
-          "preprocessing itself. For a large mixture, build caches once (docs/data.md).")
+          "preprocessing itself. For a large mixture, build caches once with `aya-t5x cache` and "
+          "set USE_CACHED_TASKS (docs/data.md).")
 
   def __init__(self):
     super().__init__()
