@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="aya-t5x",
       description="Multilingual instruction tuning of mT5, the Aya recipe, T5X style.")
+  parser.add_argument("--verbose", action="store_true",
+                      help="on an error, also print its full details (the traceback and the "
+                           "errors it came from); may follow the subcommand too")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
   info = sub.add_parser("model-info", help="parameter count and bytes of a gin model",
@@ -237,14 +241,20 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as e:  # a data table the commands read at start (languages.csv) is bad
     print(f"aya-t5x: error: {e}", file=sys.stderr)
     return 2
-  args, extra = parser.parse_known_args(argv)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  # --verbose is a flag of the command as a whole, but users add it at the end too.
+  verbose = "--verbose" in argv
+  args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
   try:
     args.gin_bindings = _split_gin_bindings(extra)
     return args.handler(args)
   except CommandError as e:
     parser.error(str(e))
   except (ValueError, FileNotFoundError, FileExistsError) as e:
-    # Library errors are written to name the file, field or binding and the fix.
+    # Library errors are written to name the file, field or binding and the fix; what
+    # they were raised from (often long: a storage spec, a parser's state) is for --verbose.
+    if verbose:
+      traceback.print_exception(e, file=sys.stderr)
     print(f"aya-t5x {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0
