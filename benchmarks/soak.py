@@ -4,9 +4,9 @@ Trains the tiny model on the fixture task (`tests.fixture_tasks`) with `aya-t5x 
 saving asynchronously every `--every` steps and keeping `--keep`, and kills it with
 SIGKILL `--kills` times, cycling through three kinds of moment:
 
-* save: as soon as a save's temporary folder appears, after a random 0-30 ms;
-* training: a random 0-`--max_delay` s after the restarted run has logged `--every` + 1
-  steps (so that it has saved once);
+* save: once the restarted run has finished a save of its own, as soon as the next save's
+  temporary folder appears, after a random 0-30 ms;
+* training: a random 0-`--max_delay` s after the restarted run has finished a save;
 * any: a random moment from the process's start (imports, restore and compilation too).
 
 After every kill it records whether a save was under way (its unfinished temporary
@@ -80,10 +80,10 @@ def temporary_folders(model_dir: Path) -> list[str]:
   return [p.name for p in folder.iterdir() if TMP_MARK in p.name] if folder.exists() else []
 
 
-def has_steps(model_dir: Path) -> bool:
-  """Whether a run started now resumes (a finished step folder is there)."""
+def committed(model_dir: Path) -> list[int]:
+  """The finished steps (a run started now resumes from the newest)."""
   folder = model_dir / "checkpoints"
-  return folder.exists() and any(p.name.isdigit() for p in folder.iterdir())
+  return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.exists() else []
 
 
 def logged_steps(model_dir: Path) -> int:
@@ -105,21 +105,28 @@ def wait_for(condition, process: subprocess.Popen, timeout: float, poll: float) 
 
 def restore_latest(model_dir: Path) -> tuple[int | None, dict | None]:
   """(the step a resume would pick, its restored state and data) as Orbax lists them."""
-  from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+  import orbax.checkpoint as ocp
 
-  with TrainCheckpointer(model_dir, save_every_steps=1) as checkpointer:
-    step = checkpointer.latest_step()
-    if step is None:
-      return None, None
-    import orbax.checkpoint as ocp
+  from aya_t5x.checkpoints.train_checkpoints import CHECKPOINT_SUBDIR
 
-    reader = ocp.StandardCheckpointer()
-    try:  # the arrays as saved (no target): any damage fails here
-      state = reader.restore(checkpointer.directory / str(step) / "state")
-    finally:
-      reader.close()
-    data = json.loads((checkpointer.directory / str(step) / "data" / "metadata").read_text())
-    return step, {"state": state, "data": data}
+  folder = model_dir / CHECKPOINT_SUBDIR
+  if not folder.exists():
+    return None, None
+  # Read only: the listing a resume uses, without removing the killed save's leftovers
+  # (the next run does that).
+  manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(
+      read_only=True), item_names=("state", "data"))
+  step = manager.latest_step()
+  manager.close()
+  if step is None:
+    return None, None
+  reader = ocp.StandardCheckpointer()
+  try:  # the arrays as saved (no target): any damage fails here
+    state = reader.restore(folder / str(step) / "state")
+  finally:
+    reader.close()
+  data = json.loads((folder / str(step) / "data" / "metadata").read_text())
+  return step, {"state": state, "data": data}
 
 
 def trees_equal(a, b) -> bool:
@@ -144,17 +151,17 @@ def soak(workdir: Path, *, kills: int, steps: int, every: int = 2, keep: int = 3
   started = time.monotonic()
   while figures["kills"] < kills:
     mode = MODES[figures["kills"] % len(MODES)]
-    logged = logged_steps(run_dir)
-    figures["resumes"] += has_steps(run_dir)
+    newest = max(committed(run_dir), default=-1)
+    figures["resumes"] += newest >= 0
     process = start(train_command(run_dir, steps, every, keep), log)
-    if mode == "save":
-      ready = wait_for(lambda: bool(temporary_folders(run_dir)), process, timeout, 0.001)
-      if ready:
-        time.sleep(rng.uniform(0, 0.03))
-    elif mode == "training":
-      ready = wait_for(lambda n=logged + every: logged_steps(run_dir) > n, process, timeout,
-                       0.01)
-      if ready:
+    # Every kill but the 'any' ones comes after this run saved once: the soak progresses.
+    if mode in ("save", "training") and wait_for(
+        lambda n=newest: max(committed(run_dir), default=-1) > n, process, timeout, 0.005):
+      if mode == "save":
+        ready = wait_for(lambda: bool(temporary_folders(run_dir)), process, timeout, 0.001)
+        if ready:
+          time.sleep(rng.uniform(0, 0.03))
+      else:
         time.sleep(rng.uniform(0, max_delay))
     else:  # the process only ends early by finishing; the check below sees that
       wait_for(lambda: False, process, rng.uniform(0, 25.0), 0.01)
@@ -175,9 +182,11 @@ def soak(workdir: Path, *, kills: int, steps: int, every: int = 2, keep: int = 3
       print(f"kill {figures['kills']}: latest step does not restore: {e}", file=sys.stderr)
       latest = None
     figures["latest_steps_after_kills"].append(latest)
+    print(f"kill {figures['kills']} ({mode}): during a save {bool(temporary_folders(run_dir))}"
+          f", latest step {latest}", file=sys.stderr, flush=True)
   # The last run finishes; then the uninterrupted reference.
   if figures["finished_before_kill"] == 0:
-    figures["resumes"] += has_steps(run_dir)
+    figures["resumes"] += bool(committed(run_dir))
     final = start(train_command(run_dir, steps, every, keep), log)
     if final.wait(timeout) != 0:
       raise RuntimeError(f"the last run failed (exit {final.returncode}); see {log}")

@@ -211,10 +211,13 @@ class TrainCheckpointer:
     if self._closed:
       return
     self._closed = True
-    try:
-      self._manager.close()
-    except Exception:  # noqa: BLE001  the error that stopped the run is the one to show
-      pass
+    # A save still writing when its event loop closes prints "Event loop is closed" at
+    # exit: let it end first. Its own error, if any, is not the one to show.
+    for stop in (self._manager.wait_until_finished, self._manager.close):
+      try:
+        stop()
+      except Exception:  # noqa: BLE001  the error that stopped the run is the one shown
+        pass
 
   # ------------------------------------------------------------------------- restore
 
