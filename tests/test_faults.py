@@ -140,7 +140,7 @@ def damage(model_dir: Path, step: int, how: str) -> str:
     return "array "
   if how == "missing array metadata":
     (folder / "state" / "_METADATA").unlink()
-    return "_METADATA"
+    return "file state/_METADATA is missing"
   if how == "garbled data position":
     (folder / "data" / "metadata").write_text("{not json")
     return "Expecting property name"

@@ -35,6 +35,9 @@ CHECKPOINT_SUBDIR = "checkpoints"
 # Where a step that failed to restore is moved when resuming falls back to an older one:
 # not a step name, so Orbax ignores it, and its files are kept for inspection.
 SET_ASIDE_SUFFIX = ".unrestorable"
+# Files every finished step has; a missing one is named (Orbax itself reports a missing
+# array metadata file as a tree-structure mismatch).
+_REQUIRED_FILES = ("state/_METADATA", "data/metadata")
 # Orbax writes per-array metadata beside the data (a few hundred bytes to a few KB each).
 _METADATA_BYTES_PER_ARRAY = 4096
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -56,6 +59,10 @@ class CheckpointRestoreError(CheckpointError):
     super().__init__(message)
     self.step = step
     self.reason = reason
+
+
+class _MissingFile(FileNotFoundError):
+  """A file every finished step has is not there (the message names it)."""
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -82,6 +89,8 @@ def describe_restore_failure(error: BaseException) -> str:
   TensorStore's messages embed the whole store spec (thousands of characters); the
   array's name is the spec's relative kvstore path.
   """
+  if isinstance(error, _MissingFile):
+    return str(error)
   text = " ".join(str(e) for e in _chain(error))
   arrays = [p for p in re.findall(r"'path': '([^'/][^']*?)/?'", text) if "://" not in p]
   files = [getattr(e, "filename", None) for e in _chain(error)]
@@ -223,7 +232,11 @@ class TrainCheckpointer:
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores `step` into the shapes and shardings of `abstract_state`."""
+    folder = self.directory / str(step)
     try:
+      missing = [name for name in _REQUIRED_FILES if not (folder / name).exists()]
+      if missing:
+        raise _MissingFile(f"file {missing[0]} is missing")
       restored = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
                                         data=ocp.args.JsonRestore()))
@@ -232,7 +245,7 @@ class TrainCheckpointer:
       reason = describe_restore_failure(e)
       earlier = [s for s in self.all_steps() if s < step]
       raise CheckpointRestoreError(
-          f"Could not restore step {step} from {self.directory / str(step)}: {reason}. "
+          f"Could not restore step {step} from {folder}: {reason}. "
           "The folder is damaged or incomplete: delete it to resume from "
           + (f"step {earlier[-1]}" if earlier else "the start")
           + ", or set --gin.CheckpointConfig.fallback_to_restorable=True to resume from "

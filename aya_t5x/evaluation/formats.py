@@ -67,6 +67,12 @@ def read_text(path: Path, expected: str, *, translate_newlines: bool = True) -> 
   return text.replace("\r\n", "\n").replace("\r", "\n") if translate_newlines else text
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+  """`value`'s repr, cut short: a huge field must not make a huge message."""
+  text = repr(value)
+  return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _field(record: Mapping[str, Any], name: str, where: str, expected: str,
            kind: type | tuple[type, ...] = str) -> Any:
   if not isinstance(record, Mapping):
@@ -76,7 +82,7 @@ def _field(record: Mapping[str, Any], name: str, where: str, expected: str,
   value = record[name]
   if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
     wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-    raise FormatError(f"{where}: field {name!r} is {value!r}, not {wanted}; expected "
+    raise FormatError(f"{where}: field {name!r} is {_shown(value)}, not {wanted}; expected "
                       f"{expected}.")
   if isinstance(value, str) and not value.strip():
     raise FormatError(f"{where}: field {name!r} is empty; expected {expected}.")
@@ -88,7 +94,7 @@ def _choice(value: Any, allowed: Sequence[Any], name: str, where: str, expected:
   for index, option in enumerate(allowed):
     if value == option or str(value).strip() == str(option):
       return index
-  raise FormatError(f"{where}: field {name!r} is {value!r}, not one of {list(allowed)}; "
+  raise FormatError(f"{where}: field {name!r} is {_shown(value)}, not one of {list(allowed)}; "
                     f"expected {expected}.")
 
 
@@ -151,7 +157,7 @@ def read_xcopa(path: str | os.PathLike) -> list[dict[str, Any]]:
     out = {name: _field(record, name, where, XCOPA) for name in
            ("premise", "choice1", "choice2", "question")}
     if out["question"] not in ("cause", "effect"):
-      raise FormatError(f"{where}: field 'question' is {out['question']!r}, not 'cause' or "
+      raise FormatError(f"{where}: field 'question' is {_shown(out['question'])}, not 'cause' or "
                         f"'effect'; expected {XCOPA}.")
     out["label"] = _choice(_field(record, "label", where, XCOPA, (int, str)), (0, 1), "label",
                            where, XCOPA)

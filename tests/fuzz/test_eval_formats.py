@@ -4,7 +4,7 @@ Every input gives records or a `FormatError` naming the file, the line (or JSON 
 and the field; see tests/fuzz/inputs.py for what is generated.
 """
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from aya_t5x.evaluation import formats
@@ -33,6 +33,7 @@ def run(tmp_path_factory, name, suffix, content, read):
 
 @given(jsonl_bytes(records(("premise", "choice1", "choice2", "question", "label"),
                            {"label": ANY_LABEL})))
+@example(content=b"\x80")  # found: bad UTF-8 raised a UnicodeDecodeError naming no file
 def test_xcopa(tmp_path_factory, content):
   run(tmp_path_factory, "xcopa", ".jsonl", content, formats.read_xcopa)
 
@@ -51,6 +52,10 @@ def test_xnli(tmp_path_factory, content, as_jsonl, language):
 @given(st.sampled_from(formats._STORY_COLUMNS).flatmap(lambda columns: st.one_of(
     table_bytes(columns, "\t", {columns[-1]: ANY_LABEL}),
     table_bytes(columns, ",", {columns[-1]: ANY_LABEL}))), st.booleans())
+# Found: a field over csv's size limit, and a NUL byte, raised csv.Error naming no file.
+@example(content=",".join(formats._STORY_COLUMNS[0]).encode() + b"\n" + b"x" * 140_000,
+         csv_file=True)
+@example(content="\t".join(formats._STORY_COLUMNS[0]).encode() + b"\na\0b", csv_file=False)
 def test_story_cloze(tmp_path_factory, content, csv_file):
   run(tmp_path_factory, "story_cloze", ".csv" if csv_file else ".tsv", content,
       formats.read_story_cloze)
@@ -90,5 +95,7 @@ ARTICLE = records(("paragraphs",), {"paragraphs": st.lists(PARAGRAPH, max_size=2
 
 
 @given(json_bytes(records(("data",), {"data": st.lists(ARTICLE, max_size=2)})))
+# Found: a huge mistyped field was quoted whole in the message (140,000 characters).
+@example(content=b'{"data": "' + b"x" * 140_000 + b'"}')
 def test_squad(tmp_path_factory, content):
   run(tmp_path_factory, "squad", ".json", content, formats.read_squad)

@@ -4,7 +4,7 @@
 naming the file, the entry and the field.
 """
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from aya_t5x.data import registration
@@ -23,6 +23,12 @@ def read(path):
 
 @given(json_bytes(st.one_of(st.fixed_dictionaries({"tasks": st.lists(ENTRY, max_size=3)}),
                             VALUES)))
+# Found: bad UTF-8 (UnicodeDecodeError), a task that is not an object (TypeError) and a
+# template with another key (TypeError when the spec was built).
+@example(content=b"\xff\xfe\x80")
+@example(content=b'{"tasks": [5]}')
+@example(content=b'{"tasks": [{"name": "t", "path": "p", "template": '
+                 b'{"inputs": "{a}", "targets": "{b}", "x": "y"}}]}')
 def test_read_manifest(tmp_path_factory, content):
   path = tmp_path_factory.mktemp("fuzz") / "tasks.json"
   path.write_bytes(content)
