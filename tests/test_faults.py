@@ -107,7 +107,7 @@ def small_tmpfs(path: Path, size: str):
 def test_a_full_tmpfs_stops_before_writing_and_the_run_resumes_once_there_is_room(
     four_steps, tmp_path):
   disk = tmp_path / "disk"
-  with small_tmpfs(disk, "1m") as resize:
+  with small_tmpfs(disk, "4m") as resize:
     model_dir = disk / "run"
     shutil.copytree(four_steps[0], model_dir)
     free = shutil.disk_usage(disk).free
@@ -116,7 +116,7 @@ def test_a_full_tmpfs_stops_before_writing_and_the_run_resumes_once_there_is_roo
     with pytest.raises(CheckpointSpaceError, match=r"KB are free") as error:
       run_in_process(model_dir, 8)
     assert not [p for p in (model_dir / "checkpoints").iterdir() if not p.name.isdigit()]
-    resize("8m")
+    resize("32m")
     check_resumes_after_a_full_disk(model_dir, four_steps[1], error)
 
 
@@ -178,22 +178,26 @@ def test_verbose_shows_the_details(damaged, capsys):
   model_dir, _ = damaged
   assert cli.main(["train", *gin_args(model_dir, 10), "--verbose"]) == 2
   err = capsys.readouterr().err
-  assert "Traceback" in err and "'driver': 'ocdbt'" in err  # the store's whole spec
+  # The traceback, and the storage error the short line was made from.
+  assert "Traceback" in err and "direct cause of the following exception" in err
   assert err.rstrip().splitlines()[-2].startswith("aya-t5x train: error: Could not restore")
 
 
 @pytest.mark.parametrize("damaged", DAMAGE, indirect=True)
 def test_fallback_resumes_from_the_newest_step_that_restores(damaged, eight_steps, capsys):
+  from aya_t5x import inference, testing
+
   model_dir, named = damaged
-  result = run_in_process(model_dir, 8, "--gin.CheckpointConfig.fallback_to_restorable=True",
-                          show_progress=True)
+  assert cli.main(["train", *gin_args(model_dir, 8),
+                   "--gin.CheckpointConfig.fallback_to_restorable=True"]) == 0
   out = capsys.readouterr().out
   assert f"resumed from {model_dir / 'checkpoints' / '4'} (skipped step 8 (" in out
   assert named in out and f"kept as {model_dir / 'checkpoints'}/8{SET_ASIDE_SUFFIX}" in out
   assert (model_dir / "checkpoints" / f"8{SET_ASIDE_SUFFIX}").is_dir()
   # Retrained from step 4, step 8 is the uninterrupted run's to the bit.
-  assert result.step == 8 and committed_steps(model_dir) == [4, 8]
-  assert_trees_equal(result.state.params, eight_steps[1].state.params)
+  assert committed_steps(model_dir) == [4, 8]
+  assert_trees_equal(inference.load_params(model_dir, testing.TINY),
+                     eight_steps[1].state.params)
 
 
 def test_fallback_with_no_restorable_step_says_so(eight_steps, tmp_path):

@@ -25,6 +25,7 @@ import errno
 import os
 import re
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -61,6 +62,28 @@ class CheckpointRestoreError(CheckpointError):
     self.reason = reason
 
 
+def _drop_closed_loop_callbacks() -> None:
+  """Silences TensorStore's late callbacks into the event loop of a failed Orbax read.
+
+  When one array of a restore fails, Orbax closes the read's event loop while TensorStore
+  still completes the other reads; each then calls the closed loop from a C++ thread, and
+  Python prints `RuntimeError: Event loop is closed` as an unraisable exception, a dozen
+  tracebacks after the real error. Only that exact exception is dropped.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_aya_t5x_drops_closed_loops", False):
+    return
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._aya_t5x_drops_closed_loops = True
+  sys.unraisablehook = hook
+
+
 class _MissingFile(FileNotFoundError):
   """A file every finished step has is not there (the message names it)."""
 
@@ -93,6 +116,8 @@ def describe_restore_failure(error: BaseException) -> str:
     return str(error)
   text = " ".join(str(e) for e in _chain(error))
   arrays = [p for p in re.findall(r"'path': '([^'/][^']*?)/?'", text) if "://" not in p]
+  # Without the spec, the key read: Error reading "opt_state.0.v.decoder...kernel/.zarray".
+  arrays += re.findall(r'Error reading "([^"/]+)/[^"]*"', text)
   files = [getattr(e, "filename", None) for e in _chain(error)]
   files = [f for f in files if f]
   innermost = _chain(error)[-1]
@@ -242,6 +267,7 @@ class TrainCheckpointer:
                                         data=ocp.args.JsonRestore()))
       data = dict(restored["data"])
     except Exception as e:  # Orbax and TensorStore raise many types; name the place.
+      _drop_closed_loop_callbacks()
       reason = describe_restore_failure(e)
       earlier = [s for s in self.all_steps() if s < step]
       raise CheckpointRestoreError(
