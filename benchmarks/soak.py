@@ -15,7 +15,7 @@ last run finishes, and its final state (parameters, optimizer state, step, data
 position) is compared bit for bit with an uninterrupted run's. Prints one JSON line.
 
     python benchmarks/soak.py                    # 20 kills: the figures in BENCHMARKS.md
-    python benchmarks/soak.py --kills 2 --steps 12   # the short form the tests run
+    python benchmarks/soak.py --kills 2 --steps 40 --max_delay 0.3   # the tests' short form
 
 Run from the repository root (the fixture task is imported as `tests.fixture_tasks`).
 """
