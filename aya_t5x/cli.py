@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -104,7 +105,17 @@ def _train(args: argparse.Namespace) -> int:
 
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
   _parse_gin(args)
-  result = gin_config.configured_train()
+  try:
+    result = gin_config.configured_train()
+  except Exception as e:
+    lost = distributed.lost_peer(e)
+    if lost is None:
+      raise
+    # Exit now: jax's shutdown would wait at a barrier for the lost process until its
+    # heartbeat timeout and then abort from C++ with a page of stack.
+    print(f"aya-t5x train: error: {lost}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)
   if distributed.is_first_process():  # one summary per run, not one per host
     status = "stopped by SIGTERM at" if result.preempted else "finished at"
     print(f"training {status} step {result.step}: " + ", ".join(
