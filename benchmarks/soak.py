@@ -153,6 +153,9 @@ def soak(workdir: Path, *, kills: int, steps: int, every: int = 2, keep: int = 3
     mode = MODES[figures["kills"] % len(MODES)]
     newest = max(committed(run_dir), default=-1)
     figures["resumes"] += newest >= 0
+    # A kill before the restarted run cleans up would find the last kill's folder still
+    # there: only a folder this run created counts as a save under way.
+    leftovers = set(temporary_folders(run_dir))
     process = start(train_command(run_dir, steps, every, keep), log)
     # Every kill but the 'any' ones comes after this run saved once: the soak progresses.
     if mode in ("save", "training") and wait_for(
@@ -174,7 +177,8 @@ def soak(workdir: Path, *, kills: int, steps: int, every: int = 2, keep: int = 3
     process.wait()
     figures["kills"] += 1
     figures["kills_by_mode"][mode] += 1
-    figures["kills_during_save"] += bool(temporary_folders(run_dir))
+    during_save = bool(set(temporary_folders(run_dir)) - leftovers)
+    figures["kills_during_save"] += during_save
     try:
       latest, _ = restore_latest(run_dir)
     except Exception as e:  # noqa: BLE001  the property under test: report, don't stop
@@ -182,7 +186,7 @@ def soak(workdir: Path, *, kills: int, steps: int, every: int = 2, keep: int = 3
       print(f"kill {figures['kills']}: latest step does not restore: {e}", file=sys.stderr)
       latest = None
     figures["latest_steps_after_kills"].append(latest)
-    print(f"kill {figures['kills']} ({mode}): during a save {bool(temporary_folders(run_dir))}"
+    print(f"kill {figures['kills']} ({mode}): during a save {during_save}"
           f", latest step {latest}", file=sys.stderr, flush=True)
   # The last run finishes; then the uninterrupted reference.
   if figures["finished_before_kill"] == 0:
