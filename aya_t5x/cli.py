@@ -265,7 +265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Library errors are written to name the file, field or binding and the fix; what
     # they were raised from (often long: a storage spec, a parser's state) is for --verbose.
     if verbose:
-      traceback.print_exception(e, file=sys.stderr)
+      # Each error of the chain in turn, oldest first: gin re-raises a configurable's
+      # error with its chain suppressed, which would hide what it was raised from.
+      chain: list[BaseException] = []
+      error: BaseException | None = e
+      while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+      for error in reversed(chain):
+        traceback.print_exception(error, chain=False, file=sys.stderr)
     print(f"aya-t5x {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0
