@@ -52,7 +52,9 @@ setup(
                  # tests also run on PostgreSQL.
                  "playwright", "psycopg[binary]",
                  # The TFDS-build fixtures (tensorflow-datasets' writer needs it).
-                 "importlib_resources"],
+                 "importlib_resources",
+                 # Property-based fuzzing of every reader of outside data (tests/fuzz).
+                 "hypothesis"],
     },
     entry_points={"console_scripts": ["aya-t5x=aya_t5x.cli:main"]},
 )

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from aya_t5x import startup
@@ -60,7 +62,17 @@ def _train(args: argparse.Namespace) -> int:
 
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
   parse_gin(args)
-  result = gin_config.configured_train()
+  try:
+    result = gin_config.configured_train()
+  except Exception as e:
+    lost = distributed.lost_peer(e)
+    if lost is None:
+      raise
+    # Exit now: jax's shutdown would wait at a barrier for the lost process until its
+    # heartbeat timeout and then abort from C++ with a page of stack.
+    print(f"aya-t5x train: error: {lost}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)
   if distributed.is_first_process():  # one summary per run, not one per host
     status = "stopped by SIGTERM at" if result.preempted else "finished at"
     print(f"training {status} step {result.step}: " + ", ".join(
@@ -122,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
       description="Multilingual instruction tuning of mT5, the Aya recipe, T5X style.")
   parser.add_argument("--verbose", action="store_true",
                       help="show the start-up messages of TensorFlow, CUDA and libtpu "
-                           "(hidden where no accelerator is in use) and full error details")
+                           "(hidden where no accelerator is in use) and, on an error, its "
+                           "full details; may follow the subcommand too")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
   info = sub.add_parser("model-info", help="parameter count and bytes of a gin model",
@@ -197,15 +210,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   except ValueError as e:  # a data table the commands read at start (languages.csv) is bad
     print(f"aya-t5x: error: {e}", file=sys.stderr)
     return 2
-  args, extra = parser.parse_known_args(argv)
-  startup.quiet_start(verbose=args.verbose)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  # --verbose is a flag of the command as a whole, but users add it at the end too.
+  verbose = "--verbose" in argv
+  args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
+  startup.quiet_start(verbose=verbose)
   try:
     args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)
   except CommandError as e:
     parser.error(str(e))
   except (ValueError, FileNotFoundError, FileExistsError) as e:
-    # Library errors are written to name the file, field or binding and the fix.
+    # Library errors are written to name the file, field or binding and the fix; what
+    # they were raised from (often long: a storage spec, a parser's state) is for --verbose.
+    if verbose:
+      # Each error of the chain in turn, oldest first: gin re-raises a configurable's
+      # error with its chain suppressed, which would hide what it was raised from.
+      chain: list[BaseException] = []
+      error: BaseException | None = e
+      while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+      for error in reversed(chain):
+        traceback.print_exception(error, chain=False, file=sys.stderr)
     print(f"aya-t5x {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0

@@ -157,6 +157,30 @@ def initialize(cluster: ClusterConfig) -> None:
       initialization_timeout=max(1, int(deadline - time.time())))
 
 
+# What gloo says when a peer process is gone (killed, crashed, its host lost).
+_LOST_PEER_TEXTS = ("Connection reset by peer", "Connection closed by peer", "Broken pipe",
+                    "Socket closed", "Connection refused")
+
+
+def lost_peer(error: BaseException) -> str | None:
+  """The line to print when `error` is a collective that failed because a process is gone.
+
+  None for any other error. With two processes the lost one is the other; with more,
+  gloo names only its address.
+  """
+  import jax
+
+  text = str(error)
+  if "Gloo" not in text or not any(t in text for t in _LOST_PEER_TEXTS):
+    return None
+  me, count = jax.process_index(), jax.process_count()
+  lost = f"process {1 - me}" if count == 2 else "another process"
+  detail = text.splitlines()[0].split("] ")[-1]
+  return (f"process {me} of {count} lost {lost} of the run ({detail}) and stopped. Restart "
+          "every process with the same command: the run resumes from its last checkpoint "
+          "with the batches it would have seen.")
+
+
 def is_first_process() -> bool:
   """Whether this process logs for the run (process 0; a single process is first)."""
   import jax

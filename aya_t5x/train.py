@@ -39,11 +39,17 @@ from aya_t5x.train_step import LossConfig, jit_train_step
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CheckpointConfig:
-  """How often to save, how many to keep, whether saves overlap training."""
+  """How often to save, how many to keep, whether saves overlap training.
+
+  `fallback_to_restorable`: when the latest step cannot be restored, set it aside and
+  resume from the newest step that restores (saying which it skipped and why) instead
+  of stopping with the error.
+  """
 
   every_steps: int = 1000
   keep: int | None = 3
   async_save: bool = True
+  fallback_to_restorable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,140 +105,145 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   saved = train_state.checkpoint_layout(model_config, tx, partitioner, mesh, layout)
 
   # ------------------------------------------------------------------------- state
-  checkpointer = TrainCheckpointer(model_dir, save_every_steps=checkpoint.every_steps,
-                                   keep=checkpoint.keep, async_save=checkpoint.async_save)
-  latest = checkpointer.latest_step()
-  if is_chief:
-    native.save_model_config(model_dir, per_layer_config)
-  data_state: dict = {}
-  if latest is not None:
-    state, data_state = checkpointer.restore(latest, saved.abstract)
-    state = train_state.convert_state(state, layout, mesh)
-    if data_state.get("mixture_or_task_name") != train_data.mixture_or_task_name:
-      raise ValueError(
-          f"{checkpointer.directory} holds a run on {data_state.get('mixture_or_task_name')!r}"
-          f", not {train_data.mixture_or_task_name!r}; use a new MODEL_DIR, or pass the "
-          "checkpoint as INITIAL_CHECKPOINT_PATH to fine-tune it on another mixture.")
-    position = int(data_state["position"])
-    origin = f"resumed from {checkpointer.directory / str(latest)}"
-  else:
-    params = None
-    if initial_checkpoint_path:
-      from aya_t5x.checkpoints import formats
+  # Leaving this block waits for the pending saves and stops Orbax's threads; leaving it
+  # by an error stops them quietly, so that the error is the last thing printed.
+  with TrainCheckpointer(model_dir, save_every_steps=checkpoint.every_steps,
+                         keep=checkpoint.keep, async_save=checkpoint.async_save
+                         ) as checkpointer:
+    if is_chief:
+      native.save_model_config(model_dir, per_layer_config)
+    data_state: dict = {}
+    restored = checkpointer.restore_newest(saved.abstract,
+                                           fallback=checkpoint.fallback_to_restorable)
+    if restored is not None:
+      latest, state, data_state, skipped = restored
+      state = train_state.convert_state(state, layout, mesh)
+      if data_state.get("mixture_or_task_name") != train_data.mixture_or_task_name:
+        raise ValueError(
+            f"{checkpointer.directory} holds a run on "
+            f"{data_state.get('mixture_or_task_name')!r}, not "
+            f"{train_data.mixture_or_task_name!r}; use a new MODEL_DIR, or pass the "
+            "checkpoint as INITIAL_CHECKPOINT_PATH to fine-tune it on another mixture.")
+      position = int(data_state["position"])
+      origin = f"resumed from {checkpointer.directory / str(latest)}" + "".join(
+          f" ({note})" for note in skipped)
+    else:
+      params = None
+      if initial_checkpoint_path:
+        from aya_t5x.checkpoints import formats
 
-      params, _ = formats.load_params(initial_checkpoint_path, per_layer_config)
-      if model_config.scan_layers:
-        params = layer_stack.stack_layers(params)
-    state = train_state.init_state(model_config, tx, layout, mesh, jax.random.key(seed),
-                                   params)
-    position = 0
-    origin = f"initialised from {initial_checkpoint_path or 'random weights'}"
-  start_step = int(state.step)
+        params, _ = formats.load_params(initial_checkpoint_path, per_layer_config)
+        if model_config.scan_layers:
+          params = layer_stack.stack_layers(params)
+      state = train_state.init_state(model_config, tx, layout, mesh, jax.random.key(seed),
+                                     params)
+      position = 0
+      origin = f"initialised from {initial_checkpoint_path or 'random weights'}"
+    start_step = int(state.step)
 
-  # -------------------------------------------------------------------------- data
-  # This host reads only the input shards of the rows its devices hold; a resumed run
-  # keeps the shard count it started with, so its batches continue on any host count.
-  batch_sharding = partitioner.batch_sharding(mesh)
-  batches = input_pipeline.BatchIterator(
-      train_data, position=position,
-      rows=input_pipeline.host_rows(batch_sharding, train_data.batch_size),
-      num_shards=train_data.num_shards or data_state.get("num_shards"))
+    # -------------------------------------------------------------------------- data
+    # This host reads only the input shards of the rows its devices hold; a resumed run
+    # keeps the shard count it started with, so its batches continue on any host count.
+    batch_sharding = partitioner.batch_sharding(mesh)
+    batches = input_pipeline.BatchIterator(
+        train_data, position=position,
+        rows=input_pipeline.host_rows(batch_sharding, train_data.batch_size),
+        num_shards=train_data.num_shards or data_state.get("num_shards"))
 
-  # ----------------------------------------------------------------- compiled step
-  compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
-                                 num_microbatches=num_microbatches,
-                                 state_shardings=layout.shardings,
-                                 batch_sharding=batch_sharding)
+    # ----------------------------------------------------------------- compiled step
+    compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
+                                   num_microbatches=num_microbatches,
+                                   state_shardings=layout.shardings,
+                                   batch_sharding=batch_sharding)
 
-  # ------------------------------------------------------------- metrics, progress
-  lengths = train_data.task_feature_lengths
-  tokens_per_step = train_data.batch_size * (lengths["inputs"] + lengths["targets"])
-  flops_per_step = throughput.train_flops_per_step(
-      model_config, train_data.batch_size, lengths["inputs"], lengths["targets"])
-  peak, peak_source = throughput.device_peak_flops(dtype=model_config.activation_dtype)
-  writer = metric_writers.MetricWriter(model_dir, enabled=is_chief)
-  progress = metric_writers.Progress(total=train_steps, initial=start_step,
-                                     enabled=is_chief and show_progress)
-  progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
-                   f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
-                   f"({peak_source})")
-  context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
-                        param_shardings=saved.shardings.params, loss=loss, step=start_step)
+    # ------------------------------------------------------------- metrics, progress
+    lengths = train_data.task_feature_lengths
+    tokens_per_step = train_data.batch_size * (lengths["inputs"] + lengths["targets"])
+    flops_per_step = throughput.train_flops_per_step(
+        model_config, train_data.batch_size, lengths["inputs"], lengths["targets"])
+    peak, peak_source = throughput.device_peak_flops(dtype=model_config.activation_dtype)
+    writer = metric_writers.MetricWriter(model_dir, enabled=is_chief)
+    progress = metric_writers.Progress(total=train_steps, initial=start_step,
+                                       enabled=is_chief and show_progress)
+    progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
+                     f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
+                     f"({peak_source})")
+    context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
+                          param_shardings=saved.shardings.params, loss=loss, step=start_step)
 
-  def save(step: int, state: Any, force: bool) -> None:
-    checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
-                      force=force)
+    def save(step: int, state: Any, force: bool) -> None:
+      checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
+                        force=force)
 
-  # -------------------------------------------------------------------------- loop
-  def check_finite(step: int, metrics: dict) -> None:
-    value = float(metrics["loss"])
-    if not math.isfinite(value):
-      good = [s for s in checkpointer.all_steps() if s < step]
-      raise TrainingDiverged(
-          f"Loss is {value} at step {step}: training stopped. The last good checkpoint is "
-          f"step {good[-1] if good else 'none'} in {checkpointer.directory}; lower the "
-          "learning rate or check the data of that step, then rerun to resume.")
+    # -------------------------------------------------------------------------- loop
+    def check_finite(step: int, metrics: dict) -> None:
+      value = float(metrics["loss"])
+      if not math.isfinite(value):
+        good = [s for s in checkpointer.all_steps() if s < step]
+        raise TrainingDiverged(
+            f"Loss is {value} at step {step}: training stopped. The last good checkpoint is "
+            f"step {good[-1] if good else 'none'} in {checkpointer.directory}; lower the "
+            "learning rate or check the data of that step, then rerun to resume.")
 
-  pending: tuple[int, dict] | None = None  # the previous step's metrics, checked lazily
-  interval_sums: dict[str, Any] = {}
-  interval_start, interval_steps = time.perf_counter(), 0
-  last_metrics: dict[str, float] = {}
-  preempted = False
-  step = start_step
-  with (distributed.preemption_notice() as preemption_requested, jax.set_mesh(mesh),
-        partitioner.rules_context()):
-    while step < train_steps:
-      batch = input_pipeline.global_batch(next(batches), batch_sharding)
-      state, metrics = compiled_step(state, batch)
-      step += 1
-      if pending is not None:
-        check_finite(*pending)
-      pending = (step, metrics)
-      interval_sums = (jax.tree.map(lambda a, b: a + b, interval_sums, metrics)
-                       if interval_sums else metrics)
-      interval_steps += 1
+    pending: tuple[int, dict] | None = None  # the previous step's metrics, checked lazily
+    interval_sums: dict[str, Any] = {}
+    interval_start, interval_steps = time.perf_counter(), 0
+    last_metrics: dict[str, float] = {}
+    preempted = False
+    step = start_step
+    with (distributed.preemption_notice() as preemption_requested, jax.set_mesh(mesh),
+          partitioner.rules_context()):
+      while step < train_steps:
+        batch = input_pipeline.global_batch(next(batches), batch_sharding)
+        state, metrics = compiled_step(state, batch)
+        step += 1
+        if pending is not None:
+          check_finite(*pending)
+        pending = (step, metrics)
+        interval_sums = (jax.tree.map(lambda a, b: a + b, interval_sums, metrics)
+                         if interval_sums else metrics)
+        interval_steps += 1
 
-      if step % log_every == 0 or step == train_steps:
-        check_finite(step, metrics)
-        elapsed = time.perf_counter() - interval_start
-        last_metrics = {k: float(v) / interval_steps
-                        for k, v in jax.device_get(interval_sums).items()}
-        last_metrics.update(throughput.interval_rates(
-            interval_steps, elapsed, tokens_per_step=tokens_per_step,
-            flops_per_step=flops_per_step, total_peak=peak * mesh.size))
-        # Real examples (several per row when packed) per second.
-        last_metrics["sequences_per_second"] = (
-            last_metrics["sequences"] * last_metrics["steps_per_second"])
-        writer.write(step, last_metrics, prefix="train/")
-        progress.update(step, {k: last_metrics[k] for k in
-                               ("loss", "accuracy", "tokens_per_second", "mfu")})
-        interval_sums, interval_steps = {}, 0
-        interval_start = time.perf_counter()
+        if step % log_every == 0 or step == train_steps:
+          check_finite(step, metrics)
+          elapsed = time.perf_counter() - interval_start
+          last_metrics = {k: float(v) / interval_steps
+                          for k, v in jax.device_get(interval_sums).items()}
+          last_metrics.update(throughput.interval_rates(
+              interval_steps, elapsed, tokens_per_step=tokens_per_step,
+              flops_per_step=flops_per_step, total_peak=peak * mesh.size))
+          # Real examples (several per row when packed) per second.
+          last_metrics["sequences_per_second"] = (
+              last_metrics["sequences"] * last_metrics["steps_per_second"])
+          writer.write(step, last_metrics, prefix="train/")
+          progress.update(step, {k: last_metrics[k] for k in
+                                 ("loss", "accuracy", "tokens_per_second", "mfu")})
+          interval_sums, interval_steps = {}, 0
+          interval_start = time.perf_counter()
 
-      if eval_every and (step % eval_every == 0 or step == train_steps):
-        params = train_state.convert_state(state, saved, mesh).params if evaluators else None
-        for evaluator in evaluators:
-          results = dict(evaluator.run(params, dataclasses.replace(context, step=step)))
-          writer.write(step, results, prefix=f"{evaluator.name}/")
-          progress.message(f"step {step} {evaluator.name}: " + " ".join(
-              f"{k}={metric_writers.format_value(v)}" for k, v in results.items()))
+        if eval_every and (step % eval_every == 0 or step == train_steps):
+          params = train_state.convert_state(state, saved, mesh).params if evaluators else None
+          for evaluator in evaluators:
+            results = dict(evaluator.run(params, dataclasses.replace(context, step=step)))
+            writer.write(step, results, prefix=f"{evaluator.name}/")
+            progress.message(f"step {step} {evaluator.name}: " + " ".join(
+                f"{k}={metric_writers.format_value(v)}" for k, v in results.items()))
 
-      stop = preemption_requested(step)
-      if stop or step % checkpoint.every_steps == 0:
-        check_finite(step, metrics)
-        save(step, state, force=stop)
-      if stop:
-        preempted = True
-        progress.message(f"SIGTERM received: saved step {step}, stopping.")
-        break
+        stop = preemption_requested(step)
+        if stop or step % checkpoint.every_steps == 0:
+          check_finite(step, metrics)
+          save(step, state, force=stop)
+        if stop:
+          preempted = True
+          progress.message(f"SIGTERM received: saved step {step}, stopping.")
+          break
 
-    # ---------------------------------------------------------------------- finish
-    if not preempted:
-      if pending is not None:  # None when a finished run is resumed: no step ran
-        check_finite(*pending)
-      if checkpointer.latest_step() != step:
-        save(step, state, force=True)
-  checkpointer.close()
+      # ---------------------------------------------------------------------- finish
+      if not preempted:
+        if pending is not None:  # None when a finished run is resumed: no step ran
+          check_finite(*pending)
+        if checkpointer.latest_step() != step:
+          save(step, state, force=True)
   progress.close()
   writer.close()
   return TrainResult(step=step, state=train_state.convert_state(state, saved, mesh),

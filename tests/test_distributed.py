@@ -143,6 +143,35 @@ def test_sigterm_on_one_host_stops_every_host_at_the_same_saved_step(tmp_path):
   assert data["position"] == step
 
 
+def test_a_killed_process_stops_the_other_naming_it_and_both_restarted_resume(tmp_path):
+  model_dir = tmp_path / "run"
+  flags = lambda index: ["--gin.CheckpointConfig.every_steps=2", "--gin.train.log_every=1"]
+  processes = start_processes(model_dir, 100_000, flags)
+  deadline = time.time() + 300
+  while time.time() < deadline and not committed_steps(model_dir):
+    assert all(p.poll() is None for p in processes), processes[0].stdout.read()[-3000:]
+    time.sleep(0.1)
+  processes[1].kill()  # SIGKILL: no handler, no goodbye
+  killed_at = time.monotonic()
+  output = processes[0].communicate(timeout=120)[0]
+  # The next collective fails at once (gloo sees the closed connection); the bound is
+  # one step plus the error path, far below jax's 100 s heartbeat timeout.
+  assert time.monotonic() - killed_at < 60
+  assert processes[0].returncode == 2, output[-3000:]
+  assert "aya-t5x train: error: process 0 of 2 lost process 1 of the run" in output
+  assert "Restart every process" in output and "Check failure stack trace" not in output
+  processes[1].wait()
+  # Both restarted: the run resumes from its last step with the batches it would have seen
+  # (the data position counts every batch since step 0).
+  last = committed_steps(model_dir)[-1]
+  restarted = start_processes(model_dir, last + 1, flags)
+  for process in restarted:
+    assert process.wait(timeout=300) == 0, process.stdout.read()[-3000:]
+  assert committed_steps(model_dir)[-1] == last + 1
+  data = json.loads((model_dir / "checkpoints" / str(last + 1) / "data" / "metadata").read_text())
+  assert data["position"] == last + 1
+
+
 def test_an_unreachable_coordinator_fails_in_bounded_time_naming_it(tmp_path, capsys):
   address = f"localhost:{free_port()}"  # nothing listens there
   start = time.monotonic()

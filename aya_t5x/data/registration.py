@@ -369,6 +369,9 @@ MANIFEST_KEYS = {"name", "path", "language", "inputs_key", "targets_key", "langu
 
 
 def _check_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+  if not isinstance(entry, Mapping):
+    raise ValueError(f"{where}: a task is a JSON object {{\"name\": ..., \"path\": ...}}, "
+                     f"not {json.dumps(entry)[:80]}")
   unknown = set(entry) - MANIFEST_KEYS
   if unknown:
     raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; fields are "
@@ -380,9 +383,12 @@ def _check_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
     raise ValueError(f"{where}: field 'name' {entry['name']!r}: use letters, digits, '_', "
                      "'.' and ':' only")
   template = entry.get("template")
-  if template is not None and not (isinstance(template, dict) and
-                                   {"inputs", "targets"} <= set(template)):
-    raise ValueError(f"{where}: field 'template' must be {{\"inputs\": ..., \"targets\": ...}}")
+  if template is not None and not (
+      isinstance(template, dict) and {"inputs", "targets"} <= set(template)
+      <= {"inputs", "targets", "language"}
+      and all(isinstance(v, str) for v in template.values())):
+    raise ValueError(f"{where}: field 'template' must be {{\"inputs\": \"...\", "
+                     "\"targets\": \"...\"}} (strings; \"language\" may be added)")
   return dict(entry)
 
 
@@ -417,8 +423,13 @@ def read_manifest(manifest: str | os.PathLike) -> list[dict[str, Any]]:
   path = Path(manifest)
   if not path.exists():
     return []
+  data = path.read_bytes()
   try:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(data.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise ValueError(f"{path}:{line}: not UTF-8 text "
+                     f"({e.reason} at byte {e.start}); the manifest is UTF-8 JSON") from None
   except json.JSONDecodeError as e:
     raise ValueError(f"{path}:{e.lineno}: broken JSON ({e.msg}); the manifest is "
                      '{"tasks": [...]}') from None

@@ -10,6 +10,7 @@ dropped example would give a score that cannot be compared with anyone else's.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +51,28 @@ def require_file(path: str | os.PathLike, expected: str) -> Path:
   return path
 
 
+def read_text(path: Path, expected: str, *, translate_newlines: bool = True) -> str:
+  """The file's text; bytes that are not UTF-8 raise `FormatError` naming the line.
+
+  Newlines are translated as text mode does (\r\n and \r become \n) unless a csv
+  reader, which wants them as they are, reads the text.
+  """
+  data = path.read_bytes()
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise FormatError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                      f"expected {expected}.") from None
+  return text.replace("\r\n", "\n").replace("\r", "\n") if translate_newlines else text
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+  """`value`'s repr, cut short: a huge field must not make a huge message."""
+  text = repr(value)
+  return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _field(record: Mapping[str, Any], name: str, where: str, expected: str,
            kind: type | tuple[type, ...] = str) -> Any:
   if not isinstance(record, Mapping):
@@ -59,7 +82,7 @@ def _field(record: Mapping[str, Any], name: str, where: str, expected: str,
   value = record[name]
   if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
     wanted = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-    raise FormatError(f"{where}: field {name!r} is {value!r}, not {wanted}; expected "
+    raise FormatError(f"{where}: field {name!r} is {_shown(value)}, not {wanted}; expected "
                       f"{expected}.")
   if isinstance(value, str) and not value.strip():
     raise FormatError(f"{where}: field {name!r} is empty; expected {expected}.")
@@ -71,23 +94,24 @@ def _choice(value: Any, allowed: Sequence[Any], name: str, where: str, expected:
   for index, option in enumerate(allowed):
     if value == option or str(value).strip() == str(option):
       return index
-  raise FormatError(f"{where}: field {name!r} is {value!r}, not one of {list(allowed)}; "
+  raise FormatError(f"{where}: field {name!r} is {_shown(value)}, not one of {list(allowed)}; "
                     f"expected {expected}.")
 
 
 def jsonl_records(path: str | os.PathLike, expected: str) -> Iterator[tuple[str, dict]]:
   """(`file:line`, object) for every non-blank line; errors name the line and `expected`."""
   path = require_file(path, expected)
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}:{number}"
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise FormatError(f"{where}: not valid JSON ({e}); expected {expected}.") from None
-      yield where, record
+  # Split on \n only, as files are numbered by editors (str.splitlines also splits on
+  # \x85, \u2028 and other characters JSON strings may hold raw).
+  for number, line in enumerate(read_text(path, expected).split("\n"), start=1):
+    if not line.strip():
+      continue
+    where = f"{path}:{number}"
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise FormatError(f"{where}: not valid JSON ({e}); expected {expected}.") from None
+    yield where, record
 
 
 def _table(path: str | os.PathLike, expected: str, required: Sequence[str]
@@ -95,22 +119,32 @@ def _table(path: str | os.PathLike, expected: str, required: Sequence[str]
   """(`file:line`, row) of a TSV or CSV file with a header row naming `required` columns."""
   path = require_file(path, expected)
   delimiter = "," if path.suffix == ".csv" else "\t"
-  with open(path, encoding="utf-8", newline="") as f:
-    # Published TSVs quote nothing (sentences contain bare quotes); CSVs use quoting.
-    reader = csv.DictReader(f, delimiter=delimiter,
-                            quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+  # Published TSVs quote nothing (sentences contain bare quotes); CSVs use quoting.
+  text = read_text(path, expected, translate_newlines=False)
+  reader = csv.DictReader(io.StringIO(text, newline=""),
+                          delimiter=delimiter,
+                          quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE)
+  rows = iter(reader)
+  while True:
+    try:  # csv refuses NUL bytes and fields over its size limit: name the line
+      row = next(rows)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise FormatError(f"{path}:{reader.line_num}: not readable as "
+                        f"{'CSV' if delimiter == ',' else 'TSV'} ({e}); expected "
+                        f"{expected}.") from None
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
       raise FormatError(f"{path}:1: header lacks column(s) {missing} (found "
                         f"{reader.fieldnames}); expected {expected}.")
-    for row in reader:
-      where = f"{path}:{reader.line_num}"
-      if None in row or any(row[c] is None for c in required):
-        found = sum(v is not None for k, v in row.items() if k is not None) + len(
-            row.get(None) or ())
-        raise FormatError(f"{where}: {found} columns where the header has "
-                          f"{len(reader.fieldnames)}; expected {expected}.")
-      yield where, row
+    where = f"{path}:{reader.line_num}"
+    if None in row or any(row[c] is None for c in required):
+      found = sum(v is not None for k, v in row.items() if k is not None) + len(
+          row.get(None) or ())
+      raise FormatError(f"{where}: {found} columns where the header has "
+                        f"{len(reader.fieldnames)}; expected {expected}.")
+    yield where, row
 
 
 # ----------------------------------------------------------------------------- XCOPA
@@ -123,7 +157,7 @@ def read_xcopa(path: str | os.PathLike) -> list[dict[str, Any]]:
     out = {name: _field(record, name, where, XCOPA) for name in
            ("premise", "choice1", "choice2", "question")}
     if out["question"] not in ("cause", "effect"):
-      raise FormatError(f"{where}: field 'question' is {out['question']!r}, not 'cause' or "
+      raise FormatError(f"{where}: field 'question' is {_shown(out['question'])}, not 'cause' or "
                         f"'effect'; expected {XCOPA}.")
     out["label"] = _choice(_field(record, "label", where, XCOPA, (int, str)), (0, 1), "label",
                            where, XCOPA)
@@ -172,8 +206,7 @@ _STORY_COLUMNS = (
 def read_story_cloze(path: str | os.PathLike) -> list[dict[str, Any]]:
   """(X)StoryCloze: four story sentences, two endings, the right one (1 or 2; 0 or 1 out)."""
   path = require_file(path, STORY_CLOZE)
-  with open(path, encoding="utf-8") as f:
-    header = f.readline()
+  header = read_text(path, STORY_CLOZE).split("\n", 1)[0]
   columns = next((names for names in _STORY_COLUMNS if names[0] in header), _STORY_COLUMNS[0])
   records = []
   for where, row in _table(path, STORY_CLOZE, columns):
@@ -211,7 +244,7 @@ def read_okapi_mmlu(path: str | os.PathLike) -> list[dict[str, Any]]:
   """Okapi's multilingual MMLU: question, options (4), answer (an index into A-D)."""
   path = require_file(path, OKAPI_MMLU)
   try:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(path, OKAPI_MMLU))
   except json.JSONDecodeError as e:
     raise FormatError(f"{path}: not valid JSON ({e}); expected {OKAPI_MMLU}.") from None
   if not isinstance(data, list):
@@ -236,7 +269,7 @@ def read_okapi_mmlu(path: str | os.PathLike) -> list[dict[str, Any]]:
 def read_lines(path: str | os.PathLike, expected: str = FLORES) -> list[str]:
   """The lines of a sentence-per-line file; a blank line is an error (it breaks alignment)."""
   path = require_file(path, expected)
-  lines = path.read_text(encoding="utf-8").split("\n")
+  lines = read_text(path, expected).split("\n")
   if lines and lines[-1] == "":
     lines.pop()  # the final newline
   for number, line in enumerate(lines, start=1):
@@ -262,7 +295,7 @@ def read_squad(path: str | os.PathLike) -> list[dict[str, Any]]:
   """SQuAD-style QA (TyDiQA GoldP): id, context, question and the gold answer texts."""
   path = require_file(path, SQUAD)
   try:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_text(path, SQUAD))
   except json.JSONDecodeError as e:
     raise FormatError(f"{path}: not valid JSON ({e}); expected {SQUAD}.") from None
   articles = _field(data, "data", f"{path}: top level", SQUAD, list)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 from collections import Counter
@@ -101,27 +102,50 @@ def _columns(fmt: str, item_key: str, label_key: str, reason_key: str) -> _Colum
                   (reason_key,))
 
 
+def _text(path: Path) -> str:
+  """The file as text (a UTF-8 byte-order mark dropped); bad UTF-8 names its line."""
+  data = path.read_bytes()
+  try:
+    return data.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    line = data[:e.start].count(b"\n") + 1
+    raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); save "
+                     "the answers as UTF-8") from None
+
+
 def _rows(path: Path, fmt: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
   """(line, row) pairs; a row that cannot be parsed comes as a string saying why."""
-  with path.open(encoding="utf-8-sig", newline="") as f:
-    if fmt == "jsonl":
-      for number, line in enumerate(f, start=1):
-        if not line.strip():
-          continue
-        try:
-          row = json.loads(line)
-        except json.JSONDecodeError as e:
-          yield number, f"broken JSON ({e.msg}, column {e.colno})"
-          continue
-        yield number, row if isinstance(row, dict) else "a JSON object is needed"
-      return
-    reader = csv.DictReader(f, delimiter="," if fmt in ("csv", "mturk") else "\t")
-    for row in reader:
-      if None in row:  # more cells than the header has
-        yield reader.line_num, f"{len(row) - 1 + len(row[None])} cells, the header has " \
-                               f"{len(row) - 1}"
+  if fmt == "jsonl":  # line by line, so that one bad line is one skipped row
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+      try:
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+      except UnicodeDecodeError as e:
+        yield number, f"not UTF-8 ({e.reason} at byte {e.start})"
         continue
-      yield reader.line_num, row
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        yield number, f"broken JSON ({e.msg}, column {e.colno})"
+        continue
+      yield number, row if isinstance(row, dict) else "a JSON object is needed"
+    return
+  reader = csv.DictReader(io.StringIO(_text(path), newline=""),
+                          delimiter="," if fmt in ("csv", "mturk") else "\t")
+  rows = iter(reader)
+  while True:
+    try:  # csv refuses NUL bytes and fields over its size limit
+      row = next(rows)
+    except StopIteration:
+      return
+    except csv.Error as e:
+      raise ValueError(f"{path}:{reader.line_num}: not readable as {fmt} ({e})") from None
+    if None in row:  # more cells than the header has
+      yield reader.line_num, f"{len(row) - 1 + len(row[None])} cells, the header has " \
+                             f"{len(row) - 1}"
+      continue
+    yield reader.line_num, row
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -129,8 +153,8 @@ def detect_format(path: str | os.PathLike) -> str:
   path = Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"answers file {path} not found")
-  with path.open(encoding="utf-8-sig") as f:
-    head = f.readline()
+  # Only the first line decides; bad bytes there are reported when the rows are read.
+  head = path.read_bytes().split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
   if head.lstrip().startswith("{"):
     return "jsonl"
   if "ASSIGNMENT:worker_id" in head:

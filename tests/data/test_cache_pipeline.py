@@ -24,7 +24,7 @@ from aya_t5x.data import (  # noqa: E402
   registration,
   sources,
 )
-from tests.data.conftest import multilingual_sentences  # noqa: E402
+from aya_t5x.testing.vocabularies import multilingual_sentences  # noqa: E402
 
 SOURCE = "cache_fixture"
 CAP = 3
