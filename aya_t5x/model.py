@@ -171,7 +171,7 @@ class Decoder(nn.Module):
   def __call__(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
                encoder_segment_ids: Array | None, segment_ids: Array | None,
                positions: Array | None, *, deterministic: bool, decode: bool = False,
-               max_decode_length: int | None = None) -> Array:
+               max_decode_length: int | None = None, return_hidden: bool = False) -> Array:
     cfg = self.config
     if decode:
       packed = any(a is not None for a in (segment_ids, encoder_segment_ids, positions))
@@ -197,7 +197,7 @@ class Decoder(nn.Module):
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = _apply_layers(self, DecoderLayer, cfg.num_decoder_layers, x, encoded, self_bias,
                       cross_bias, deterministic)
-    return self._logits(x, deterministic)
+    return self._logits(x, deterministic, return_hidden)
 
   def _decode_incrementally(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
                             max_decode_length: int) -> Array:
@@ -224,10 +224,14 @@ class Decoder(nn.Module):
     index.value = index.value + tokens.shape[1]
     return self._logits(x, deterministic=True)
 
-  def _logits(self, x: Array, deterministic: bool) -> Array:
+  def _logits(self, x: Array, deterministic: bool, return_hidden: bool = False) -> Array:
     cfg = self.config
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    if return_hidden:
+      # The input of logits_dense, for a loss that projects it tile by tile
+      # (`aya_t5x.vocab_tiling`); the same dtype and sharding as the Dense's input.
+      return nn.with_logical_constraint(x, ("batch", "length", "embed"))
     logits = Dense(cfg.vocab_size, ("embed", "vocab"),
                    nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
                    cfg, name="logits_dense")(x)
@@ -263,7 +267,8 @@ class MT5(nn.Module):
              decoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
              decoder_segment_ids: Array | None = None,
              decoder_positions: Array | None = None, *, enable_dropout: bool = False,
-             decode: bool = False, max_decode_length: int | None = None) -> Array:
+             decode: bool = False, max_decode_length: int | None = None,
+             return_hidden: bool = False) -> Array:
     """Logits [batch, target_length, vocab] (activation dtype) for the decoder inputs.
 
     With `decode=True` (apply with `mutable=['cache']`) the decoder inputs continue the
@@ -271,24 +276,28 @@ class MT5(nn.Module):
     `decoder_input_tokens` of shape [batch, 0] and the encoder output creates the cache
     for `max_decode_length` positions; later calls pass `encoded=None` and the same
     `max_decode_length`. Logits equal the teacher-forced pass at the same positions.
+    With `return_hidden=True` (teacher-forced only) it returns the input of the output
+    projection instead, [batch, target_length, embed]: the logits are then
+    `hidden @ params['decoder']['logits_dense']['kernel']`.
     """
     return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                         encoder_segment_ids, decoder_segment_ids, decoder_positions,
                         deterministic=not enable_dropout, decode=decode,
-                        max_decode_length=max_decode_length)
+                        max_decode_length=max_decode_length, return_hidden=return_hidden)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                encoder_segment_ids: Array | None = None,
                decoder_segment_ids: Array | None = None,
                encoder_positions: Array | None = None,
-               decoder_positions: Array | None = None, *, enable_dropout: bool = False
-               ) -> Array:
-    """Teacher-forced logits [batch, target_length, vocab] in the activation dtype."""
+               decoder_positions: Array | None = None, *, enable_dropout: bool = False,
+               return_hidden: bool = False) -> Array:
+    """Teacher-forced logits [batch, target_length, vocab] in the activation dtype (or the
+    output projection's input with `return_hidden`, see `decode`)."""
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
                           enable_dropout=enable_dropout)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
                        encoder_segment_ids, decoder_segment_ids, decoder_positions,
-                       enable_dropout=enable_dropout)
+                       enable_dropout=enable_dropout, return_hidden=return_hidden)
 
 
 def _abstract_variables(config: MT5Config) -> dict:
