@@ -21,9 +21,11 @@ Every parameter is created with `nn.with_logical_partitioning`, and the main act
 carry `nn.with_logical_constraint`; the mapping from logical to mesh axes lives in gin
 (`gin/partitioning/*.gin`). This module never names a mesh axis.
 
-Packed inputs: segment ids keep attention inside one example (pad tokens are segment 0),
-and positions, when given, restart at 0 in each example, so that the relative position
-bias sees each example's own offsets.
+Packed inputs: segment ids keep attention inside one example (pad tokens are segment 0).
+Positions restart at 0 in each example, so within an example the offset of two tokens
+is the difference of their row indices: the relative position bias is computed once per
+stack from the row layout, [1, heads, q, k], and the positions arguments are accepted
+for the feature converter's layout but not needed.
 
 The blocks (attention, MLP, norms, relative position bias) are in `aya_t5x.layers`; this
 module holds the configuration and assembles them.
@@ -40,15 +42,14 @@ import jax
 import jax.numpy as jnp
 
 from aya_t5x import layer_stack
+from aya_t5x.attention import MASKED_BIAS, AttentionBias
 from aya_t5x.layers import (
-  MASKED_BIAS,
   Dense,
   Embed,
   MlpBlock,
   MultiHeadAttention,
   RelativePositionBias,
   RMSNorm,
-  attention_mask_bias,
 )
 from aya_t5x.model_config import REMAT_POLICIES, MT5Config
 
@@ -70,7 +71,7 @@ class EncoderLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool):
+  def __call__(self, x: Array, bias: AttentionBias, deterministic: bool):
     cfg = self.config
     h = RMSNorm(cfg, name="pre_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="attention")(h, h, bias, deterministic=deterministic)
@@ -91,7 +92,8 @@ class DecoderLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array | None, self_bias: Array, cross_bias: Array,
+  def __call__(self, x: Array, encoded: Array | None, self_bias: AttentionBias,
+               cross_bias: AttentionBias,
                deterministic: bool, decode: bool = False, cache_index: Array | None = None,
                max_decode_length: int | None = None):
     cfg = self.config
@@ -132,10 +134,8 @@ def _apply_layers(parent: nn.Module, layer: type[nn.Module], count: int, x: Arra
   return x
 
 
-def _positions_or_arange(positions: Array | None, length: int) -> Array:
-  if positions is None:
-    return jnp.arange(length, dtype=jnp.int32)[None]
-  return positions.astype(jnp.int32)
+def _row_positions(length: int) -> Array:
+  return jnp.arange(length, dtype=jnp.int32)[None]
 
 
 class Encoder(nn.Module):
@@ -148,11 +148,11 @@ class Encoder(nn.Module):
   def __call__(self, tokens: Array, segment_ids: Array | None, positions: Array | None, *,
                deterministic: bool) -> Array:
     cfg = self.config
-    positions = _positions_or_arange(positions, tokens.shape[1])
-    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(
-        positions, positions)
-    bias = bias + attention_mask_bias(
-        tokens > 0, query_segment_ids=segment_ids, key_segment_ids=segment_ids)
+    del positions  # see the module docstring: the row layout gives the same offsets
+    rows = _row_positions(tokens.shape[1])
+    bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(rows, rows),
+        key_valid=tokens > 0, query_segment_ids=segment_ids, key_segment_ids=segment_ids)
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -183,15 +183,15 @@ class Decoder(nn.Module):
         raise ValueError("Incremental decoding uses the per-layer layout: decode with "
                          "scan_layers=False and layer_stack.unstack_layers(params).")
       return self._decode_incrementally(encoded, encoder_tokens, tokens, max_decode_length)
-    positions = _positions_or_arange(positions, tokens.shape[1])
-    self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
-        positions, positions)
-    self_bias = self_bias + attention_mask_bias(
-        jnp.ones(tokens.shape, jnp.bool_), causal=True,
-        query_segment_ids=segment_ids, key_segment_ids=segment_ids)
-    cross_bias = attention_mask_bias(
-        encoder_tokens > 0, query_segment_ids=segment_ids,
-        key_segment_ids=encoder_segment_ids, query_length=tokens.shape[1])
+    del positions  # see the module docstring
+    rows = _row_positions(tokens.shape[1])
+    self_bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(rows, rows),
+        key_valid=jnp.ones(tokens.shape, jnp.bool_), query_segment_ids=segment_ids,
+        key_segment_ids=segment_ids, causal=True)
+    cross_bias = AttentionBias(
+        relative=None, key_valid=encoder_tokens > 0, query_segment_ids=segment_ids,
+        key_segment_ids=encoder_segment_ids)
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -210,11 +210,13 @@ class Decoder(nn.Module):
     index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
     query_positions = index.value + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
     key_positions = jnp.arange(max_decode_length, dtype=jnp.int32)[None]
-    self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
-        query_positions, key_positions)
     future = key_positions[:, None, :] > query_positions[:, :, None]
-    self_bias = self_bias + jnp.where(future, MASKED_BIAS, 0.0).astype(jnp.float32)[:, None]
-    cross_bias = attention_mask_bias(encoder_tokens > 0, query_length=tokens.shape[1])
+    self_bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
+            query_positions, key_positions),
+        key_valid=jnp.ones((tokens.shape[0], max_decode_length), jnp.bool_),
+        extra=jnp.where(future, MASKED_BIAS, 0.0).astype(jnp.float32)[:, None])
+    cross_bias = AttentionBias(relative=None, key_valid=encoder_tokens > 0)
     x = nn.with_logical_constraint(self.shared_embedding(tokens), ("batch", "length", "embed"))
     for i in range(cfg.num_decoder_layers):
       # No remat: nothing is differentiated while decoding.
