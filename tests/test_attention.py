@@ -59,8 +59,11 @@ def _case(kind: str, rng):
   return arrays, relative, bias, jnp.asarray(query_valid)[:, None, :, None]
 
 
-@pytest.mark.parametrize("implementation", [pallas, jax_nn], ids=["pallas_tpu", "cudnn_args"])
-@pytest.mark.parametrize("kind", ["causal", "bidirectional", "cross", "padded"])
+# Interpret-mode Pallas is slow on CPU: three cases cover its segment ids (packed, causal),
+# a relative bias absent and unequal lengths (cross), and unpacked padding.
+@pytest.mark.parametrize("implementation,kind", [
+    *((pallas, kind) for kind in ("causal", "cross", "padded")),
+    *((jax_nn, kind) for kind in ("causal", "bidirectional", "cross", "padded"))])
 def test_fused_attention_equals_xla_forward_and_gradients(implementation, kind):
   rng = np.random.default_rng(len(kind))
   (query, key, value), relative, bias, query_valid = _case(kind, rng)
@@ -101,6 +104,12 @@ SCHEDULE = optim.LearningRateSchedule(base_learning_rate=1e-2)
 OPTIMIZER = optim.make_optimizer(SCHEDULE)
 
 
+# Interpret-mode Pallas runs each kernel's grid step by step in Python: a model of one
+# layer per stack and one head, two rows, keeps the trajectory test to seconds.
+SMALL = dataclasses.replace(testing.TINY, num_heads=1, num_encoder_layers=1,
+                            num_decoder_layers=1)
+
+
 def trajectory(config, loss, steps=3):
   step = jax.jit(train_step.make_train_step(config, OPTIMIZER, SCHEDULE, loss, seed=0))
   params = model.init_params(dataclasses.replace(config, attention_implementation="xla"),
@@ -110,7 +119,7 @@ def trajectory(config, loss, steps=3):
   losses, accuracies = [], []
   with pltpu.force_tpu_interpret_mode():
     for i in range(steps):
-      state, metrics = step(state, packed_batch(i, inputs=128, targets=128))
+      state, metrics = step(state, packed_batch(i, batch=2, inputs=128, targets=128))
       losses.append(float(metrics["loss"]))
       accuracies.append(float(metrics["accuracy"]))
   return np.array(losses), np.array(accuracies)
@@ -119,8 +128,8 @@ def trajectory(config, loss, steps=3):
 def test_tiled_loss_and_flash_attention_follow_the_reference_trajectory():
   loss = train_step.LossConfig(normalization="average_per_sequence", z_loss=1e-3,
                                label_smoothing=0.1)
-  want = trajectory(testing.TINY, loss)
-  got = trajectory(dataclasses.replace(testing.TINY, attention_implementation="pallas_tpu"),
+  want = trajectory(SMALL, loss)
+  got = trajectory(dataclasses.replace(SMALL, attention_implementation="pallas_tpu"),
                    dataclasses.replace(loss, vocab_tile_size=48))
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
   np.testing.assert_allclose(got[1], want[1])

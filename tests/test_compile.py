@@ -131,6 +131,18 @@ def test_tpu_compile_of_a_scanned_microbatched_step_fits_a_v4_chip(tmp_path, cap
 
 
 @needs_libtpu
+@pytest.mark.parametrize("topology", ["v4-8", "v5litepod-4"])
+def test_the_pallas_flash_attention_step_compiles_for_tpus(tmp_path, capsys, topology):
+  status, out, err, report = compile_json(
+      tmp_path, capsys, topology, "--gin.MT5Config.attention_implementation='pallas_tpu'",
+      "--gin.DROPOUT_RATE=0.0", "--gin.TASK_FEATURE_LENGTHS={'inputs': 128, 'targets': 128}",
+      "--gin.LossConfig.vocab_tile_size=128")
+  assert status == 0, err
+  assert report["fits"] is True and report["memory"]["temporaries"] > 0
+  assert report["step_flops"] > 0
+
+
+@needs_libtpu
 def test_a_step_larger_than_hbm_is_reported_as_not_fitting(tmp_path, capsys):
   # Two replicated layers with a 196,608-wide MLP: 9.7B float32 parameters, 36 GiB per chip.
   status, out, _, report = compile_json(
