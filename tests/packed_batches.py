@@ -3,13 +3,13 @@
 import numpy as np
 
 
-def _segments(rng, rows: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def _segments(rng, counts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
   """Segment ids (1, 2, ... then 0 for padding) and positions restarting per segment."""
+  rows = len(counts)
   ids = np.zeros((rows, length), np.int32)
   positions = np.zeros((rows, length), np.int32)
   for row in range(rows):
-    # Two or three examples and some padding, different in every row.
-    cuts = np.sort(rng.choice(np.arange(2, length - 1), size=rng.integers(2, 4), replace=False))
+    cuts = np.sort(rng.choice(np.arange(2, length - 1), size=counts[row], replace=False))
     start = 0
     for segment, end in enumerate(cuts, 1):
       ids[row, start:end] = segment
@@ -23,8 +23,11 @@ def packed_batch(seed: int, *, batch: int = 8, inputs: int = 16, targets: int = 
   """A packed batch of random tokens: padding is token 0 and segment 0 on both sides."""
   rng = np.random.default_rng(seed)
   out = {}
+  # Two or three examples and some padding in each row, the same examples on both sides
+  # (every target segment has its inputs, as packing lays them out).
+  counts = rng.integers(2, 4, batch)
   for side, length in (("encoder", inputs), ("decoder", targets)):
-    ids, positions = _segments(rng, batch, length)
+    ids, positions = _segments(rng, counts, length)
     out[f"{side}_segment_ids"], out[f"{side}_positions"] = ids, positions
   out["encoder_input_tokens"] = np.where(
       out["encoder_segment_ids"] > 0, rng.integers(2, vocab, (batch, inputs)), 0)
