@@ -8,10 +8,15 @@ compiles without a TPU ("deviceless"), so a CPU machine can check that mT5-xxl f
 v4-128 before anyone pays for one. `cpu:N` compiles for N local CPU devices through the
 same code (what the tests exercise where libtpu is absent).
 
-The compiler's FLOP count covers one device's program and counts a loop body once: with
-`scan_layers` or microbatches it is far below the step's work. The step time is
-therefore estimated from the model's FLOPs (`aya_t5x.throughput`) at a stated share of
-the devices' peak.
+The compiler's cost model (XLA's HLO cost analysis) counts one device's program and a
+loop body once: with `scan_layers` or microbatches its raw count is far below the
+step's work. For the step's FLOPs and bytes accessed, the same step is therefore also
+compiled unrolled, without microbatches, with 1+1, 2+1 and 1+2 encoder+decoder layers,
+and the costs are extrapolated linearly to the real depth (every layer costs the same).
+From those come the roofline bound of the step time (the larger of FLOPs over the
+device's peak and bytes over its HBM bandwidth) and the MFU ceiling it implies. These
+are the cost model's estimates, not measurements. The step time at a stated share of
+the peak is estimated from the model's FLOPs (`aya_t5x.throughput`).
 """
 
 from __future__ import annotations
@@ -175,12 +180,31 @@ class CompileReport:
   model_flops: float
   peak_flops_per_device: float | None
   error: str | None = None
+  step_flops: float | None = None          # one device, one whole step (cost model)
+  step_bytes_accessed: float | None = None  # one device, one whole step (cost model)
+  hbm_bandwidth: float | None = None       # bytes/s per device (data sheet)
 
   @property
   def fits(self) -> bool | None:
     if self.memory is None:
       return False
     return None if self.hbm_bytes is None else self.memory["total"] <= self.hbm_bytes
+
+  @property
+  def roofline_seconds(self) -> float | None:
+    """The cost model's lower bound of the step time: compute- or memory-bound."""
+    if self.step_flops is None or not self.peak_flops_per_device or not self.hbm_bandwidth:
+      return None
+    return max(self.step_flops / self.peak_flops_per_device,
+               self.step_bytes_accessed / self.hbm_bandwidth)
+
+  @property
+  def mfu_ceiling(self) -> float | None:
+    """The model FLOPs utilisation if the step ran at its roofline bound."""
+    bound = self.roofline_seconds
+    if not bound:
+      return None
+    return self.model_flops / (self.num_devices * self.peak_flops_per_device * bound)
 
   def step_seconds(self, utilization: float) -> float | None:
     """The step time the model's FLOPs take at `utilization` of the devices' peak."""
@@ -189,12 +213,8 @@ class CompileReport:
     return self.model_flops / (self.num_devices * self.peak_flops_per_device * utilization)
 
 
-def _peak_flops(device) -> float | None:
-  kind = getattr(device, "device_kind", "")
-  for name in sorted(throughput.PEAK_FLOPS, key=len, reverse=True):
-    if kind.startswith(name):
-      return throughput.PEAK_FLOPS[name]
-  return None
+def _data_sheet(table: dict[str, float], device) -> float | None:
+  return throughput.data_sheet_value(table, getattr(device, "device_kind", "") or "")
 
 
 def _memory(compiled) -> dict[str, int]:
@@ -208,11 +228,15 @@ def _memory(compiled) -> dict[str, int]:
   return memory
 
 
-def _compiler_flops(compiled) -> float | None:
+def _compiler_costs(compiled) -> tuple[float | None, float | None]:
+  """(FLOPs, bytes accessed) of one device's program; loop bodies counted once."""
   costs = compiled.cost_analysis()
   if isinstance(costs, Sequence):  # older jax: one dict per program
     costs = costs[0] if costs else {}
-  return float(costs["flops"]) if costs and "flops" in costs else None
+  costs = costs or {}
+  flops, accessed = costs.get("flops"), costs.get("bytes accessed")
+  return (None if flops is None else float(flops),
+          None if accessed is None else float(accessed))
 
 
 @contextlib.contextmanager
@@ -230,38 +254,83 @@ def _without_persistent_cache(devices):
       jax.config.update("jax_enable_compilation_cache", enabled)
 
 
-def compile_train_step(*, topology: Topology, model_config: MT5Config,
-                       train_data: input_pipeline.DatasetConfig,
-                       partitioner: Partitioner = Partitioner(),
-                       schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
-                       optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
-                       loss: LossConfig = LossConfig(), num_microbatches: int = 1,
-                       seed: int = 0) -> CompileReport:
-  """Compiles the train step `train.train` would run with these arguments on `topology`."""
-  devices = list(topology.devices)
+def _lower_step(devices, model_config: MT5Config, train_data, partitioner: Partitioner,
+                schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int):
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
            for name, spec in input_pipeline.batch_spec(train_data).items()}
+  layout = train_state.state_layout(model_config, tx, partitioner, mesh)
+  step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
+                                   num_microbatches=num_microbatches,
+                                   state_shardings=layout.shardings,
+                                   batch_sharding=batch_sharding)
+  with jax.set_mesh(mesh), partitioner.rules_context():
+    return mesh, step.lower(layout.abstract, batch)
+
+
+def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
+                        **step_arguments) -> tuple[float, float]:
+  """(FLOPs, bytes accessed) per device of a whole step, every layer and microbatch counted.
+
+  The cost model counts a loop body once, so the step is compiled unrolled and without
+  microbatches (the whole batch at once: the same work) at 1+1, 2+1 and 1+2 encoder +
+  decoder layers, and each stack's per-layer cost is extrapolated to its real depth.
+  """
+  if not model_config.scan_layers and num_microbatches == 1:
+    layer_counts = [(model_config.num_encoder_layers, model_config.num_decoder_layers)]
+  else:
+    layer_counts = [(1, 1), (2, 1), (1, 2)]
+  costs = []
+  for encoder, decoder in layer_counts:
+    config = dataclasses.replace(model_config, scan_layers=False,
+                                 num_encoder_layers=encoder, num_decoder_layers=decoder)
+    _, lowered = _lower_step(devices, config, num_microbatches=1, **step_arguments)
+    costs.append(_compiler_costs(lowered.compile()))
+  if any(value is None for pair in costs for value in pair):
+    raise TopologyError("The compiler gives no cost analysis for this topology.")
+  if len(costs) == 1:
+    return costs[0]
+  (base_f, base_b), (enc_f, enc_b), (dec_f, dec_b) = costs
+  extra_encoder = model_config.num_encoder_layers - 1
+  extra_decoder = model_config.num_decoder_layers - 1
+  return (base_f + extra_encoder * (enc_f - base_f) + extra_decoder * (dec_f - base_f),
+          base_b + extra_encoder * (enc_b - base_b) + extra_decoder * (dec_b - base_b))
+
+
+def compile_train_step(*, topology: Topology, model_config: MT5Config,
+                       train_data: input_pipeline.DatasetConfig,
+                       partitioner: Partitioner = Partitioner(),
+                       schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
+                       optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
+                       loss: LossConfig = LossConfig(), num_microbatches: int = 1,
+                       seed: int = 0, step_costs: bool = True) -> CompileReport:
+  """Compiles the train step `train.train` would run with these arguments on `topology`.
+
+  With `step_costs` (and where the step fits) the whole step's FLOPs and bytes accessed
+  come from `unrolled_step_costs`, at the price of up to three more (smaller) compiles.
+  """
+  devices = list(topology.devices)
+  arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
+                   optimizer=optimizer, loss=loss, seed=seed)
   memory, flops, error = None, None, None
+  step_flops = step_bytes = None
   start = time.perf_counter()
   with _without_persistent_cache(devices):
-    layout = train_state.state_layout(model_config, tx, partitioner, mesh)
-    step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
-                                     num_microbatches=num_microbatches,
-                                     state_shardings=layout.shardings,
-                                     batch_sharding=batch_sharding)
-    with jax.set_mesh(mesh), partitioner.rules_context():
-      lowered = step.lower(layout.abstract, batch)
+    mesh, lowered = _lower_step(devices, model_config, num_microbatches=num_microbatches,
+                                **arguments)
     try:
       compiled = lowered.compile()
-      memory, flops = _memory(compiled), _compiler_flops(compiled)
+      memory, flops = _memory(compiled), _compiler_costs(compiled)[0]
     except jax.errors.JaxRuntimeError as e:
       if "RESOURCE_EXHAUSTED" not in str(e):
         raise
       error = str(e).strip()
+    if step_costs and memory is not None:
+      step_flops, step_bytes = unrolled_step_costs(devices, model_config, num_microbatches,
+                                                   **arguments)
   lengths = train_data.task_feature_lengths
   return CompileReport(
       topology=topology.name, device_kind=devices[0].device_kind, num_devices=len(devices),
@@ -272,7 +341,9 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
       hbm_bytes=topology.hbm_bytes, compiler_flops=flops,
       model_flops=throughput.train_flops_per_step(
           model_config, train_data.batch_size, lengths["inputs"], lengths["targets"]),
-      peak_flops_per_device=_peak_flops(devices[0]), error=error)
+      peak_flops_per_device=_data_sheet(throughput.PEAK_FLOPS, devices[0]), error=error,
+      step_flops=step_flops, step_bytes_accessed=step_bytes,
+      hbm_bandwidth=_data_sheet(throughput.HBM_BANDWIDTH, devices[0]))
 
 
 def _size(n: int) -> str:
@@ -309,6 +380,17 @@ def format_report(report: CompileReport, utilization: float) -> str:
     lines.append(f"  compiler: {report.compiler_flops:.3e} per device x {report.num_devices} "
                  f"= {report.compiler_flops * report.num_devices:.3e} (scanned layers and "
                  "microbatch loops counted once)")
+  if report.step_flops is not None:
+    lines.append(f"cost model per device for the whole step (every layer and microbatch): "
+                 f"{report.step_flops:.3e} FLOPs, {report.step_bytes_accessed:.3e} bytes "
+                 "accessed")
+  if report.roofline_seconds is not None:
+    bound = ("compute" if report.step_flops / report.peak_flops_per_device
+             >= report.step_bytes_accessed / report.hbm_bandwidth else "memory")
+    lines.append(f"  roofline bound of the step time: {report.roofline_seconds:.3f} s "
+                 f"({bound}-bound at {report.peak_flops_per_device / 1e12:.0f} TFLOP/s and "
+                 f"{report.hbm_bandwidth / 1e9:,.0f} GB/s per device); MFU ceiling "
+                 f"{report.mfu_ceiling:.2f} (XLA's cost model, not a measurement)")
   seconds = report.step_seconds(utilization)
   if seconds is not None:
     peak = report.peak_flops_per_device

@@ -5,7 +5,9 @@
 
 Takes the same gin files as `aya-t5x train` and compiles that run's train step for the
 topology (see `aya_t5x.aot`), without its devices; no data is read and nothing is
-allocated. Exits 0 when the step fits the devices' memory, 1 when it does not.
+allocated. Besides memory per device it prints the cost model's FLOPs and bytes accessed
+for the whole step, the roofline bound of the step time and the MFU ceiling it implies.
+Exits 0 when the step fits the devices' memory, 1 when it does not.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def _compile(args: argparse.Namespace) -> int:
   if args.json:
     figures = dataclasses.asdict(report) | {
         "fits": report.fits, "utilization": args.utilization,
+        "roofline_seconds": report.roofline_seconds, "mfu_ceiling": report.mfu_ceiling,
         "step_seconds": report.step_seconds(args.utilization)}
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump(figures, f, indent=1)

@@ -16,14 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aya_t5x import attention
+from aya_t5x.attention import AttentionBias
 from aya_t5x.model_config import ACTIVATIONS, MT5Config
 
 Array = jax.Array
 Initializer = Callable[..., Array]
 
-# Additive attention bias for masked positions; large enough that exp() underflows to 0
-# in float32 and bfloat16, small enough that adding two of them stays finite.
-MASKED_BIAS = -1e10
 
 
 
@@ -68,7 +67,12 @@ class RelativePositionBias(nn.Module):
 
   @nn.compact
   def __call__(self, query_positions: Array, key_positions: Array) -> Array:
-    """Returns the bias [batch or 1, heads, q_length, k_length] in float32.
+    """Returns the bias [batch or 1, heads, q_length, k_length] in the activation dtype.
+
+    Computed once per stack and shared by its layers. Packed rows need no positions of
+    their own: within one example, key minus query position equals the difference of
+    the row indices, and pairs across examples are masked; so the bias of
+    `arange(length)` positions, [1, heads, q, k], serves every row.
 
     Args:
       query_positions: int [batch or 1, q_length].
@@ -86,33 +90,9 @@ class RelativePositionBias(nn.Module):
         relative, bidirectional=self.bidirectional,
         num_buckets=cfg.relative_attention_num_buckets,
         max_distance=cfg.relative_attention_max_distance)
-    # [heads, buckets] gathered by [b, q, k] -> [b, q, k, heads] -> [b, heads, q, k].
-    bias = jnp.asarray(table, jnp.float32).T[buckets]
-    return jnp.transpose(bias, (0, 3, 1, 2))
-
-
-# ----------------------------------------------------------------------------------------
-# Masks
-# ----------------------------------------------------------------------------------------
-
-
-def attention_mask_bias(key_valid: Array, *, causal: bool = False,
-                        query_segment_ids: Array | None = None,
-                        key_segment_ids: Array | None = None,
-                        query_length: int | None = None) -> Array:
-  """Additive float32 bias [batch, 1, q_length, k_length]: 0 where attention is allowed.
-
-  Only keys are masked, never queries: a padded query row still attends somewhere (its
-  output is ignored downstream), which keeps every softmax row well defined.
-  """
-  batch, k_len = key_valid.shape
-  q_len = query_length if query_length is not None else k_len
-  allowed = jnp.broadcast_to(key_valid[:, None, :], (batch, q_len, k_len))
-  if causal:
-    allowed &= jnp.tril(jnp.ones((q_len, k_len), jnp.bool_))[None]
-  if query_segment_ids is not None and key_segment_ids is not None:
-    allowed &= query_segment_ids[:, :, None] == key_segment_ids[:, None, :]
-  return jnp.where(allowed, 0.0, MASKED_BIAS).astype(jnp.float32)[:, None]
+    # A gather from the [heads, buckets] table by [b, q, k] -> [heads, b, q, k].
+    bias = jnp.take(jnp.asarray(table, cfg.activation_dtype), buckets, axis=1)
+    return jnp.swapaxes(bias, 0, 1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -179,14 +159,14 @@ class MultiHeadAttention(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, queries_in: Array, keys_in: Array | None, bias: Array, *,
+  def __call__(self, queries_in: Array, keys_in: Array | None, bias: AttentionBias, *,
                deterministic: bool, decode: bool = False, cache_index: Array | None = None,
                cache_length: int | None = None) -> Array:
     """Attends `queries_in` [b, q, embed] to `keys_in` [b, k, embed] with `bias`.
 
-    `bias` is additive and broadcastable to [b, heads, q, k] (masks plus relative
-    positions, float32). With `decode=True` the keys come from the 'cache' collection
-    (see `_cached_keys_values`).
+    `bias` holds the relative position bias and the mask; `config.attention_implementation`
+    picks the kernel (`aya_t5x.attention`). With `decode=True` the keys come from the
+    'cache' collection (see `_cached_keys_values`) and attention is always 'xla'.
     """
     cfg = self.config
     fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
@@ -208,19 +188,36 @@ class MultiHeadAttention(nn.Module):
       key = project("key", keys_in, fan_in)
       value = project("value", keys_in, fan_in)
 
+    implementation = "xla" if decode else cfg.attention_implementation
+    if implementation == "xla":
+      attended = self._xla_attention(query, key, value, bias, deterministic)
+    else:
+      if cfg.dropout_rate > 0 and not deterministic:
+        raise ValueError(
+            f"attention_implementation={implementation!r} has no dropout on the attention "
+            f"weights, and MT5Config.dropout_rate={cfg.dropout_rate}: train with "
+            "attention_implementation='xla', or set MT5Config.dropout_rate=0.")
+      attended = attention.fused_attention(
+          implementation, query, key.astype(query.dtype), value.astype(query.dtype), bias)
+    attended = jnp.swapaxes(attended, 1, 2)
+    attended = attended.reshape(attended.shape[:2] + (cfg.joined_kv,))
+    attended = nn.with_logical_constraint(attended, ("batch", "length", "joined_kv"))
+    return Dense(cfg.d_model, ("joined_kv", "embed"), fan_in, cfg, name="out")(attended)
+
+  def _xla_attention(self, query: Array, key: Array, value: Array, bias: AttentionBias,
+                     deterministic: bool) -> Array:
+    """The reference attention [b, heads, q, kv]: softmax over float32 logits in XLA."""
+    cfg = self.config
     if cfg.float32_attention_logits:
       query, key = query.astype(jnp.float32), key.astype(jnp.float32)
     value = value.astype(cfg.activation_dtype)
     # Without float32 inputs the product still accumulates and returns float32 (a bf16
     # tensor-core product on GPU and TPU); only the queries and keys are rounded.
     logits = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
-    logits = logits + bias
+    logits = logits + bias.additive(query.shape[2])
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.activation_dtype)
     weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
-    attended = jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", weights, value), 1, 2)
-    attended = attended.reshape(attended.shape[:2] + (cfg.joined_kv,))
-    attended = nn.with_logical_constraint(attended, ("batch", "length", "joined_kv"))
-    return Dense(cfg.d_model, ("joined_kv", "embed"), fan_in, cfg, name="out")(attended)
+    return jnp.einsum("bhqk,bhkd->bhqd", weights, value)
 
   def _cached_keys_values(self, project: Callable, init: Initializer, keys_in: Array | None,
                           cache_index: Array | None, cache_length: int | None

@@ -7,6 +7,7 @@ segment ids, so that a packed batch and the same examples unpacked give the same
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,13 +42,40 @@ class LossNormalization(enum.Enum):
           f"{[m.value for m in cls]}.") from None
 
 
-def token_cross_entropy(logits: Array, targets: Array, *, z_loss: float = 0.0,
-                        label_smoothing: float = 0.0) -> tuple[Array, Array]:
+class VocabStatistics(NamedTuple):
+  """What the loss and the accuracy need of one token's logits, float32 [batch, length].
+
+  log_z: log-sum-exp over the vocabulary; target_logit: the target's logit; logit_sum:
+  the sum of all logits (label smoothing); prediction: int32 argmax (first on ties).
+  Computed from logits by `vocab_statistics`, or without them by `aya_t5x.vocab_tiling`.
+  """
+
+  log_z: Array
+  target_logit: Array
+  logit_sum: Array
+  prediction: Array
+
+
+def vocab_statistics(logits: Array, targets: Array) -> VocabStatistics:
+  """The statistics of `logits` [batch, length, vocab] (any float dtype) for `targets`."""
+  # Reductions over the vocabulary only: no [batch, length, vocab] float32 log-probabilities
+  # are materialised (XLA fuses the upcast into the reductions), which matters at mT5's
+  # 250,112-token vocabulary with bfloat16 logits.
+  log_z = jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1)
+  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+  return VocabStatistics(
+      log_z=log_z, target_logit=target_logit.astype(jnp.float32),
+      logit_sum=jnp.sum(logits.astype(jnp.float32), axis=-1),
+      prediction=jnp.argmax(logits, axis=-1).astype(jnp.int32))
+
+
+def cross_entropy_from_statistics(stats: VocabStatistics, vocab: int, *, z_loss: float = 0.0,
+                                  label_smoothing: float = 0.0) -> tuple[Array, Array]:
   """Per-token cross-entropy and z-loss, both float32 [batch, length].
 
   Args:
-    logits: [batch, length, vocab].
-    targets: int [batch, length].
+    stats: the logits' statistics (`vocab_statistics` or `aya_t5x.vocab_tiling`).
+    vocab: the vocabulary size.
     z_loss: coefficient of log(Z)^2, which keeps the softmax normaliser near 1
       (1e-4 in the recipe).
     label_smoothing: mass moved uniformly from the target to the other tokens; the
@@ -57,17 +85,12 @@ def token_cross_entropy(logits: Array, targets: Array, *, z_loss: float = 0.0,
   Returns:
     (loss, z_loss_term); `loss` already includes the z-loss term.
   """
-  # Reductions over the vocabulary only: no [batch, length, vocab] float32 log-probabilities
-  # are materialised (XLA fuses the upcast into the reductions), which matters at mT5's
-  # 250,112-token vocabulary with bfloat16 logits.
-  vocab = logits.shape[-1]
-  log_z = jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1)
-  target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-  target_log_prob = target_logit.astype(jnp.float32) - log_z
+  log_z = stats.log_z
+  target_log_prob = stats.target_logit - log_z
   if label_smoothing:
     confidence = 1.0 - label_smoothing
     low = label_smoothing / (vocab - 1)
-    sum_log_probs = jnp.sum(logits.astype(jnp.float32), axis=-1) - vocab * log_z
+    sum_log_probs = stats.logit_sum - vocab * log_z
     sum_log_prob_others = sum_log_probs - target_log_prob
     loss = -(confidence * target_log_prob + low * sum_log_prob_others)
     normalizing_constant = -(
@@ -77,6 +100,14 @@ def token_cross_entropy(logits: Array, targets: Array, *, z_loss: float = 0.0,
     loss = -target_log_prob
   z_term = z_loss * jnp.square(log_z)
   return loss + z_term, z_term
+
+
+def token_cross_entropy(logits: Array, targets: Array, *, z_loss: float = 0.0,
+                        label_smoothing: float = 0.0) -> tuple[Array, Array]:
+  """`cross_entropy_from_statistics` of `logits` [batch, length, vocab] and int targets."""
+  return cross_entropy_from_statistics(
+      vocab_statistics(logits, targets), logits.shape[-1], z_loss=z_loss,
+      label_smoothing=label_smoothing)
 
 
 def _segment_token_counts(weights: Array, segment_ids: Array) -> Array:

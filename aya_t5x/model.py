@@ -21,9 +21,11 @@ Every parameter is created with `nn.with_logical_partitioning`, and the main act
 carry `nn.with_logical_constraint`; the mapping from logical to mesh axes lives in gin
 (`gin/partitioning/*.gin`). This module never names a mesh axis.
 
-Packed inputs: segment ids keep attention inside one example (pad tokens are segment 0),
-and positions, when given, restart at 0 in each example, so that the relative position
-bias sees each example's own offsets.
+Packed inputs: segment ids keep attention inside one example (pad tokens are segment 0).
+Positions restart at 0 in each example, so within an example the offset of two tokens
+is the difference of their row indices: the relative position bias is computed once per
+stack from the row layout, [1, heads, q, k], and the positions arguments are accepted
+for the feature converter's layout but not needed.
 
 The blocks (attention, MLP, norms, relative position bias) are in `aya_t5x.layers`; this
 module holds the configuration and assembles them.
@@ -40,15 +42,14 @@ import jax
 import jax.numpy as jnp
 
 from aya_t5x import layer_stack
+from aya_t5x.attention import MASKED_BIAS, AttentionBias
 from aya_t5x.layers import (
-  MASKED_BIAS,
   Dense,
   Embed,
   MlpBlock,
   MultiHeadAttention,
   RelativePositionBias,
   RMSNorm,
-  attention_mask_bias,
 )
 from aya_t5x.model_config import REMAT_POLICIES, MT5Config
 
@@ -70,7 +71,7 @@ class EncoderLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, bias: Array, deterministic: bool):
+  def __call__(self, x: Array, bias: AttentionBias, deterministic: bool):
     cfg = self.config
     h = RMSNorm(cfg, name="pre_attention_layer_norm")(x)
     h = MultiHeadAttention(cfg, name="attention")(h, h, bias, deterministic=deterministic)
@@ -91,7 +92,8 @@ class DecoderLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x: Array, encoded: Array | None, self_bias: Array, cross_bias: Array,
+  def __call__(self, x: Array, encoded: Array | None, self_bias: AttentionBias,
+               cross_bias: AttentionBias,
                deterministic: bool, decode: bool = False, cache_index: Array | None = None,
                max_decode_length: int | None = None):
     cfg = self.config
@@ -132,10 +134,8 @@ def _apply_layers(parent: nn.Module, layer: type[nn.Module], count: int, x: Arra
   return x
 
 
-def _positions_or_arange(positions: Array | None, length: int) -> Array:
-  if positions is None:
-    return jnp.arange(length, dtype=jnp.int32)[None]
-  return positions.astype(jnp.int32)
+def _row_positions(length: int) -> Array:
+  return jnp.arange(length, dtype=jnp.int32)[None]
 
 
 class Encoder(nn.Module):
@@ -148,11 +148,11 @@ class Encoder(nn.Module):
   def __call__(self, tokens: Array, segment_ids: Array | None, positions: Array | None, *,
                deterministic: bool) -> Array:
     cfg = self.config
-    positions = _positions_or_arange(positions, tokens.shape[1])
-    bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(
-        positions, positions)
-    bias = bias + attention_mask_bias(
-        tokens > 0, query_segment_ids=segment_ids, key_segment_ids=segment_ids)
+    del positions  # see the module docstring: the row layout gives the same offsets
+    rows = _row_positions(tokens.shape[1])
+    bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(rows, rows),
+        key_valid=tokens > 0, query_segment_ids=segment_ids, key_segment_ids=segment_ids)
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -171,7 +171,7 @@ class Decoder(nn.Module):
   def __call__(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
                encoder_segment_ids: Array | None, segment_ids: Array | None,
                positions: Array | None, *, deterministic: bool, decode: bool = False,
-               max_decode_length: int | None = None) -> Array:
+               max_decode_length: int | None = None, return_hidden: bool = False) -> Array:
     cfg = self.config
     if decode:
       packed = any(a is not None for a in (segment_ids, encoder_segment_ids, positions))
@@ -183,21 +183,21 @@ class Decoder(nn.Module):
         raise ValueError("Incremental decoding uses the per-layer layout: decode with "
                          "scan_layers=False and layer_stack.unstack_layers(params).")
       return self._decode_incrementally(encoded, encoder_tokens, tokens, max_decode_length)
-    positions = _positions_or_arange(positions, tokens.shape[1])
-    self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
-        positions, positions)
-    self_bias = self_bias + attention_mask_bias(
-        jnp.ones(tokens.shape, jnp.bool_), causal=True,
-        query_segment_ids=segment_ids, key_segment_ids=segment_ids)
-    cross_bias = attention_mask_bias(
-        encoder_tokens > 0, query_segment_ids=segment_ids,
-        key_segment_ids=encoder_segment_ids, query_length=tokens.shape[1])
+    del positions  # see the module docstring
+    rows = _row_positions(tokens.shape[1])
+    self_bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(rows, rows),
+        key_valid=jnp.ones(tokens.shape, jnp.bool_), query_segment_ids=segment_ids,
+        key_segment_ids=segment_ids, causal=True)
+    cross_bias = AttentionBias(
+        relative=None, key_valid=encoder_tokens > 0, query_segment_ids=segment_ids,
+        key_segment_ids=encoder_segment_ids)
     x = self.shared_embedding(tokens)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = _apply_layers(self, DecoderLayer, cfg.num_decoder_layers, x, encoded, self_bias,
                       cross_bias, deterministic)
-    return self._logits(x, deterministic)
+    return self._logits(x, deterministic, return_hidden)
 
   def _decode_incrementally(self, encoded: Array | None, encoder_tokens: Array, tokens: Array,
                             max_decode_length: int) -> Array:
@@ -210,11 +210,13 @@ class Decoder(nn.Module):
     index = self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
     query_positions = index.value + jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
     key_positions = jnp.arange(max_decode_length, dtype=jnp.int32)[None]
-    self_bias = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
-        query_positions, key_positions)
     future = key_positions[:, None, :] > query_positions[:, :, None]
-    self_bias = self_bias + jnp.where(future, MASKED_BIAS, 0.0).astype(jnp.float32)[:, None]
-    cross_bias = attention_mask_bias(encoder_tokens > 0, query_length=tokens.shape[1])
+    self_bias = AttentionBias(
+        relative=RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")(
+            query_positions, key_positions),
+        key_valid=jnp.ones((tokens.shape[0], max_decode_length), jnp.bool_),
+        extra=jnp.where(future, MASKED_BIAS, 0.0).astype(jnp.float32)[:, None])
+    cross_bias = AttentionBias(relative=None, key_valid=encoder_tokens > 0)
     x = nn.with_logical_constraint(self.shared_embedding(tokens), ("batch", "length", "embed"))
     for i in range(cfg.num_decoder_layers):
       # No remat: nothing is differentiated while decoding.
@@ -224,10 +226,14 @@ class Decoder(nn.Module):
     index.value = index.value + tokens.shape[1]
     return self._logits(x, deterministic=True)
 
-  def _logits(self, x: Array, deterministic: bool) -> Array:
+  def _logits(self, x: Array, deterministic: bool, return_hidden: bool = False) -> Array:
     cfg = self.config
     x = RMSNorm(cfg, name="decoder_norm")(x)
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    if return_hidden:
+      # The input of logits_dense, for a loss that projects it tile by tile
+      # (`aya_t5x.vocab_tiling`); the same dtype and sharding as the Dense's input.
+      return nn.with_logical_constraint(x, ("batch", "length", "embed"))
     logits = Dense(cfg.vocab_size, ("embed", "vocab"),
                    nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
                    cfg, name="logits_dense")(x)
@@ -263,7 +269,8 @@ class MT5(nn.Module):
              decoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
              decoder_segment_ids: Array | None = None,
              decoder_positions: Array | None = None, *, enable_dropout: bool = False,
-             decode: bool = False, max_decode_length: int | None = None) -> Array:
+             decode: bool = False, max_decode_length: int | None = None,
+             return_hidden: bool = False) -> Array:
     """Logits [batch, target_length, vocab] (activation dtype) for the decoder inputs.
 
     With `decode=True` (apply with `mutable=['cache']`) the decoder inputs continue the
@@ -271,24 +278,28 @@ class MT5(nn.Module):
     `decoder_input_tokens` of shape [batch, 0] and the encoder output creates the cache
     for `max_decode_length` positions; later calls pass `encoded=None` and the same
     `max_decode_length`. Logits equal the teacher-forced pass at the same positions.
+    With `return_hidden=True` (teacher-forced only) it returns the input of the output
+    projection instead, [batch, target_length, embed]: the logits are then
+    `hidden @ params['decoder']['logits_dense']['kernel']`.
     """
     return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                         encoder_segment_ids, decoder_segment_ids, decoder_positions,
                         deterministic=not enable_dropout, decode=decode,
-                        max_decode_length=max_decode_length)
+                        max_decode_length=max_decode_length, return_hidden=return_hidden)
 
   def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                encoder_segment_ids: Array | None = None,
                decoder_segment_ids: Array | None = None,
                encoder_positions: Array | None = None,
-               decoder_positions: Array | None = None, *, enable_dropout: bool = False
-               ) -> Array:
-    """Teacher-forced logits [batch, target_length, vocab] in the activation dtype."""
+               decoder_positions: Array | None = None, *, enable_dropout: bool = False,
+               return_hidden: bool = False) -> Array:
+    """Teacher-forced logits [batch, target_length, vocab] in the activation dtype (or the
+    output projection's input with `return_hidden`, see `decode`)."""
     encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
                           enable_dropout=enable_dropout)
     return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
                        encoder_segment_ids, decoder_segment_ids, decoder_positions,
-                       enable_dropout=enable_dropout)
+                       enable_dropout=enable_dropout, return_hidden=return_hidden)
 
 
 def _abstract_variables(config: MT5Config) -> dict:

@@ -39,6 +39,10 @@ REMAT_POLICIES: dict[str, Callable | None] = {
 }
 
 
+# The attention kernels `MT5Config.attention_implementation` may name (`aya_t5x.attention`).
+ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn", "pallas_tpu")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MT5Config:
   """Hyperparameters of one mT5 network; a model size is one gin file binding these.
@@ -50,6 +54,8 @@ class MT5Config:
   `float32_attention_logits` casts queries and keys to float32 before their product (as
   T5X does); without it they stay in the activation dtype and the product still
   accumulates and returns float32.
+  `attention_implementation`: 'xla' (the reference), 'cudnn' (GPU, bfloat16 or float16
+  activations) or 'pallas_tpu' (TPU flash attention); see `aya_t5x.attention`.
   """
 
   vocab_size: int = 250_112
@@ -69,6 +75,7 @@ class MT5Config:
   float32_attention_logits: bool = True
   remat_policy: str = "none"
   scan_layers: bool = False
+  attention_implementation: str = "xla"
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
@@ -91,6 +98,14 @@ class MT5Config:
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; choose from "
                        f"{sorted(REMAT_POLICIES)}.")
+    if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f"MT5Config.attention_implementation="
+                       f"{self.attention_implementation!r}; choose from "
+                       f"{list(ATTENTION_IMPLEMENTATIONS)}.")
+    if self.attention_implementation == "cudnn" and self.dtype not in ("bfloat16", "float16"):
+      raise ValueError(f"attention_implementation='cudnn' needs bfloat16 or float16 "
+                       f"activations (cuDNN's flash attention), not dtype={self.dtype!r}; "
+                       "set MT5Config.dtype='bfloat16' or use 'xla'.")
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"MT5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}.")
 

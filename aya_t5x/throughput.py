@@ -34,6 +34,34 @@ PEAK_FLOPS = {
 }
 
 
+# HBM bandwidth in bytes/s per device as jax enumerates them, from the same data sheets
+# (TPU v4 1,200 GB/s, v5e 819 GB/s, v5p 2,765 GB/s, v6e 1,640 GB/s; H100 SXM 3.35 TB/s,
+# H200 4.8 TB/s, A100 80 GB 2.04 TB/s, 40 GB 1.56 TB/s).
+HBM_BANDWIDTH = {
+    "TPU v4": 1.2e12,
+    "TPU v5 lite": 819e9,
+    "TPU v5e": 819e9,
+    "TPU v5p": 2.765e12,
+    "TPU v5": 2.765e12,
+    "TPU v6 lite": 1.64e12,
+    "TPU v6e": 1.64e12,
+    "NVIDIA H100 80GB HBM3": 3.35e12,
+    "NVIDIA H100": 3.35e12,
+    "NVIDIA H200": 4.8e12,
+    "NVIDIA A100-SXM4-80GB": 2.039e12,
+    "NVIDIA A100-SXM4-40GB": 1.555e12,
+    "NVIDIA A100": 1.555e12,
+}
+
+
+def data_sheet_value(table: dict[str, float], device_kind: str) -> float | None:
+  """The entry of `table` for `device_kind` (longest matching name first), or None."""
+  for name in sorted(table, key=len, reverse=True):
+    if device_kind.startswith(name):
+      return table[name]
+  return None
+
+
 def forward_flops_per_example(config: MT5Config, input_length: int, target_length: int
                               ) -> float:
   """Matmul FLOPs of one forward pass over one [input_length, target_length] example."""
@@ -72,9 +100,9 @@ def device_peak_flops(device: jax.Device | None = None, dtype=jnp.bfloat16) -> t
   """(peak FLOP/s of one device, where the number comes from)."""
   device = device or jax.devices()[0]
   kind = getattr(device, "device_kind", "") or ""
-  for name in sorted(PEAK_FLOPS, key=len, reverse=True):
-    if kind.startswith(name):
-      return PEAK_FLOPS[name], f"data sheet ({kind})"
+  peak = data_sheet_value(PEAK_FLOPS, kind)
+  if peak is not None:
+    return peak, f"data sheet ({kind})"
   return measure_matmul_peak(dtype), f"measured matmul ({kind or device.platform})"
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aya_t5x import losses
+from aya_t5x import losses, vocab_tiling
 from aya_t5x.model import MT5
 from aya_t5x.model_config import MT5Config
 
@@ -37,37 +37,56 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LossConfig:
-  """How token losses become the scalar the optimiser sees (T5X names and defaults)."""
+  """How token losses become the scalar the optimiser sees (T5X names and defaults).
+
+  `vocab_tile_size`: compute the output projection and the softmax over tiles of this
+  many vocabulary columns (per device that holds a shard of the vocabulary), so that the
+  step never holds the [tokens, vocab] logits (`aya_t5x.vocab_tiling`); None projects
+  the whole vocabulary at once (the reference path). Same loss and gradients either way.
+  """
 
   normalization: str = "num_real_target_tokens"
   z_loss: float = 1e-4
   label_smoothing: float = 0.0
   fixed_factor: float | None = None
+  vocab_tile_size: int | None = None
 
   def __post_init__(self):
     losses.LossNormalization.parse(self.normalization)
+    if self.vocab_tile_size is not None and (
+        not isinstance(self.vocab_tile_size, int) or self.vocab_tile_size < 1):
+      raise ValueError(f"LossConfig.vocab_tile_size must be a positive integer or None "
+                       f"(no tiling), got {self.vocab_tile_size!r}.")
 
 
 def _loss_terms(model: MT5, loss: LossConfig, params: Any, batch: Batch, rng: jax.Array,
                 enable_dropout: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(loss numerator, sums for metrics) of one (micro)batch."""
-  logits = model.apply(
+  tiled = loss.vocab_tile_size is not None
+  output = model.apply(
       {"params": params}, batch["encoder_input_tokens"], batch["decoder_input_tokens"],
       encoder_segment_ids=batch.get("encoder_segment_ids"),
       decoder_segment_ids=batch.get("decoder_segment_ids"),
       encoder_positions=batch.get("encoder_positions"),
       decoder_positions=batch.get("decoder_positions"),
-      enable_dropout=enable_dropout, rngs={"dropout": rng})
+      enable_dropout=enable_dropout, rngs={"dropout": rng}, return_hidden=tiled)
   targets = batch["decoder_target_tokens"]
   weights = batch.get("decoder_loss_weights")
   weights = (targets > 0) if weights is None else weights
   weights = weights.astype(jnp.float32)
-  token_loss, z_term = losses.token_cross_entropy(
-      logits, targets, z_loss=loss.z_loss, label_smoothing=loss.label_smoothing)
+  if tiled:
+    stats = vocab_tiling.vocab_statistics(
+        output, params["decoder"]["logits_dense"]["kernel"], targets,
+        tile_size=loss.vocab_tile_size)
+  else:
+    stats = losses.vocab_statistics(output, targets)
+  token_loss, z_term = losses.cross_entropy_from_statistics(
+      stats, model.config.vocab_size, z_loss=loss.z_loss,
+      label_smoothing=loss.label_smoothing)
   numerator, denominator = losses.loss_numerator_and_denominator(
       token_loss, weights, normalization=loss.normalization,
       segment_ids=batch.get("decoder_segment_ids"), fixed_factor=loss.fixed_factor)
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32) * weights
+  correct = (stats.prediction == targets).astype(jnp.float32) * weights
   segments = batch.get("decoder_segment_ids")
   if segments is None:
     sequences = jnp.sum(jnp.any(weights > 0, axis=-1))

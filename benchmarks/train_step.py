@@ -41,8 +41,11 @@ def initial_params(config) -> dict:
   return jax.tree.map(np.asarray, model.init_params(config, jax.random.key(0)))
 
 
-def prepare_jax(config, batch, warmup: int, params: dict):
-  """Compiles and warms the aya_t5x step; returns (run_one_step, facts)."""
+def prepare_jax(config, batch, warmup: int, params: dict, vocab_tile_size: int | None = None):
+  """Compiles and warms the aya_t5x step; returns (run_one_step, facts).
+
+  `vocab_tile_size`: the loss over vocabulary tiles (`LossConfig.vocab_tile_size`).
+  """
   import jax
 
   from aya_t5x import optim, partitioning, train_state, train_step
@@ -53,13 +56,17 @@ def prepare_jax(config, batch, warmup: int, params: dict):
   mesh = part.mesh(jax.devices()[:1])
   layout = train_state.state_layout(config, tx, part, mesh)
   state = train_state.init_state(config, tx, layout, mesh, jax.random.key(0), params)
-  loss = train_step.LossConfig(normalization="num_real_target_tokens", z_loss=0.0)
+  loss = train_step.LossConfig(normalization="num_real_target_tokens", z_loss=0.0,
+                               vocab_tile_size=vocab_tile_size)
   step = train_step.make_train_step(config, tx, schedule, loss, seed=0)
   sharding = part.batch_sharding(mesh)
   with jax.set_mesh(mesh), part.rules_context():
     compiled = jax.jit(step, in_shardings=(layout.shardings, sharding),
                        out_shardings=(layout.shardings, None), donate_argnums=0)
     device_batch = jax.tree.map(lambda x: jax.device_put(x, sharding), batch)
+    # The compiler's memory analysis of this very step (compiled once more, not timed).
+    temporary_bytes = compiled.lower(state, device_batch).compile().memory_analysis(
+        ).temp_size_in_bytes
     start = time.perf_counter()
     state, metrics = compiled(state, device_batch)
     jax.block_until_ready(metrics)
@@ -76,7 +83,9 @@ def prepare_jax(config, batch, warmup: int, params: dict):
       jax.block_until_ready(out)
 
   return run_one_step, {"compile_seconds": compile_seconds, "first_loss": first_loss,
-                        "device": jax.devices()[0].device_kind}
+                        "device": jax.devices()[0].device_kind,
+                        "vocab_tile_size": vocab_tile_size,
+                        "temporary_bytes": int(temporary_bytes)}
 
 
 def prepare_torch(config, batch, warmup: int, params: dict):
@@ -280,6 +289,11 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=5, help="timed steps of each, interleaved")
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--vocab_tile_size", type=int, default=None,
+                      help="the loss over vocabulary tiles of this size (default: untiled)")
+  parser.add_argument("--also_untiled", action="store_true",
+                      help="with --vocab_tile_size: also time the untiled step "
+                      "(aya_t5x_untiled), interleaved")
   parser.add_argument("--also_bfloat16", action="store_true",
                       help="also time the aya_t5x step with bfloat16 activations")
   parser.add_argument("--gin_binding", action="append", default=[],
@@ -311,11 +325,15 @@ def main() -> None:
   peak, peak_source = throughput.device_peak_flops(dtype=config.activation_dtype)
 
   runners, facts = {}, {}
-  runners["aya_t5x"], facts["aya_t5x"] = prepare_jax(config, batch, args.warmup, params)
+  runners["aya_t5x"], facts["aya_t5x"] = prepare_jax(config, batch, args.warmup, params,
+                                                     args.vocab_tile_size)
+  if args.also_untiled and args.vocab_tile_size:
+    runners["aya_t5x_untiled"], facts["aya_t5x_untiled"] = prepare_jax(
+        config, batch, args.warmup, params)
   if args.also_bfloat16 and args.dtype != "bfloat16":
     bf16 = dataclasses.replace(config, dtype="bfloat16")
     runners["aya_t5x_bfloat16"], facts["aya_t5x_bfloat16"] = prepare_jax(
-        bf16, batch, args.warmup, params)
+        bf16, batch, args.warmup, params, args.vocab_tile_size)
   if not args.no_torch:
     runners["pytorch"], facts["pytorch"] = prepare_torch(config, batch, args.warmup, params)
   medians = interleaved_medians(runners, args.steps)
@@ -340,6 +358,8 @@ def main() -> None:
       names = [name for name, *_ in profile.get("top_hlo_ops", [])]
       profile["hlo_ops"] = describe_hlo_ops(names, args.hlo_dump_dir)
     record["aya_t5x"]["profile"] = profile
+  if "aya_t5x_untiled" in medians:
+    record["tiled_over_untiled_time"] = medians["aya_t5x"] / medians["aya_t5x_untiled"]
   if "pytorch" in medians:
     record["speedup_vs_pytorch"] = medians["pytorch"] / medians["aya_t5x"]
   print(json.dumps(record))

@@ -4,6 +4,7 @@ TPU topologies need libtpu (the `tpu` extra); those tests are skipped only where
 not installed. The CPU tests run the same code path on the 8 simulated CPU devices.
 """
 
+import dataclasses
 import importlib.util
 import json
 
@@ -65,6 +66,31 @@ def test_cpu_compile_reports_the_memory_of_the_state_and_batch_shards(tmp_path, 
   assert model_flops <= report["compiler_flops"] * 8 <= 2 * model_flops
 
 
+def test_step_costs_count_every_scanned_layer_and_microbatch(tmp_path, capsys):
+  _, _, _, plain = compile_json(tmp_path, capsys, "cpu:8")
+  status, out, err, looped = compile_json(
+      tmp_path, capsys, "cpu:8", "--gin.MT5Config.scan_layers=True",
+      "--gin.MT5Config.num_encoder_layers=3", "--gin.train.num_microbatches=2")
+  assert status == 0, err
+  assert "cost model per device for the whole step" in out
+  # Unrolled without microbatches, the compiler's own count is the whole step.
+  assert plain["step_flops"] == plain["compiler_flops"]
+  # Independent reference: the plain step plus one more encoder layer, from the
+  # architecture's FLOP count (the same formula per layer as the model FLOPs).
+  gin_config.parse_gin(TINY_FILES, TINY_BINDINGS)
+  config = _step_arguments()["model_config"]
+  one_layer = (throughput.train_flops_per_step(
+      dataclasses.replace(config, num_encoder_layers=3), 16, 32, 32)
+      - throughput.train_flops_per_step(config, 16, 32, 32)) / 8
+  assert looped["step_flops"] > plain["step_flops"] + one_layer
+  assert looped["step_flops"] < plain["step_flops"] + 2 * one_layer
+  # The raw count sees each loop body once: well below the step's work.
+  assert looped["compiler_flops"] < 0.7 * looped["step_flops"]
+  assert looped["step_bytes_accessed"] > plain["step_bytes_accessed"]
+  # No data sheet for CPU devices: no roofline.
+  assert looped["roofline_seconds"] is None and looped["mfu_ceiling"] is None
+
+
 def test_bad_topologies_and_missing_libtpu_are_named(tmp_path, capsys, monkeypatch):
   status, _, err, _ = compile_json(tmp_path, capsys, "cpu:64")
   assert status == 2 and "only 8 CPU device(s) here" in err
@@ -97,6 +123,23 @@ def test_tpu_compile_of_a_scanned_microbatched_step_fits_a_v4_chip(tmp_path, cap
   assert report["peak_flops_per_device"] == throughput.PEAK_FLOPS["TPU v4"]
   assert report["step_seconds"] == pytest.approx(
       report["model_flops"] / (4 * 275e12 * 0.5))
+  # The roofline from the cost model's whole-step figures and v4's data sheet.
+  bound = max(report["step_flops"] / 275e12, report["step_bytes_accessed"] / 1.2e12)
+  assert report["roofline_seconds"] == pytest.approx(bound)
+  assert report["mfu_ceiling"] == pytest.approx(report["model_flops"] / (4 * 275e12 * bound))
+  assert 0 < report["mfu_ceiling"] < 1 and "MFU ceiling" in out
+
+
+@needs_libtpu
+@pytest.mark.parametrize("topology", ["v4-8", "v5litepod-4"])
+def test_the_pallas_flash_attention_step_compiles_for_tpus(tmp_path, capsys, topology):
+  status, out, err, report = compile_json(
+      tmp_path, capsys, topology, "--gin.MT5Config.attention_implementation='pallas_tpu'",
+      "--gin.DROPOUT_RATE=0.0", "--gin.TASK_FEATURE_LENGTHS={'inputs': 128, 'targets': 128}",
+      "--gin.LossConfig.vocab_tile_size=128")
+  assert status == 0, err
+  assert report["fits"] is True and report["memory"]["temporaries"] > 0
+  assert report["step_flops"] > 0
 
 
 @needs_libtpu
