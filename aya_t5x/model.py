@@ -37,6 +37,8 @@ each attention layer's `cached_key`/`cached_value` [batch, heads, length, kv] in
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -302,11 +304,18 @@ class MT5(nn.Module):
                        enable_dropout=enable_dropout, return_hidden=return_hidden)
 
 
+def _for_initialising(config: MT5Config) -> MT5Config:
+  """The config that creates the parameters: they do not depend on the attention
+  implementation, and the fused kernels refuse the one-token inputs that init traces."""
+  return dataclasses.replace(config, attention_implementation="xla")
+
+
 def _abstract_variables(config: MT5Config) -> dict:
   """The boxed variable tree (shapes and logical axes), traced without allocating."""
   dummy = jax.ShapeDtypeStruct((1, 1), jnp.int32)
   return jax.eval_shape(
-      lambda tokens: MT5(config).init(jax.random.key(0), tokens, tokens), dummy)
+      lambda tokens: MT5(_for_initialising(config)).init(jax.random.key(0), tokens, tokens),
+      dummy)
 
 
 def param_shapes(config: MT5Config) -> dict:
@@ -325,4 +334,4 @@ def param_logical_axes(config: MT5Config) -> dict:
 def init_params(config: MT5Config, rng: Array) -> dict:
   """Randomly initialised parameters (unboxed), for tests and from-scratch runs."""
   tokens = jnp.ones((1, 1), jnp.int32)
-  return nn.unbox(MT5(config).init(rng, tokens, tokens))["params"]
+  return nn.unbox(MT5(_for_initialising(config)).init(rng, tokens, tokens))["params"]
