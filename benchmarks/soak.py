@@ -46,23 +46,15 @@ for _name, _value in ENV.items():
 
 
 def train_command(model_dir: Path, steps: int, every: int, keep: int) -> list[str]:
-  from aya_t5x import testing
+  """The tiny fixture run of the test suite (`tests.test_train.gin_args`), saving every
+  `every` steps and keeping `keep`."""
+  if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+  from tests.test_train import gin_args
 
-  tiny = testing.TINY
-  return [
-      sys.executable, "-m", "aya_t5x.cli", "train",
-      "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
-      "--gin_file", "partitioning/fsdp.gin",
-      f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
-      "--gin.MIXTURE_OR_TASK_NAME='test_reverse'",
-      "--gin.MIXTURE_OR_TASK_MODULE='tests.fixture_tasks'",
-      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
-      "--gin.BATCH_SIZE=16", "--gin.DROPOUT_RATE=0.1", "--gin.LEARNING_RATE=0.01",
-      f"--gin.MT5Config.vocab_size={tiny.vocab_size}", f"--gin.MT5Config.d_model={tiny.d_model}",
-      f"--gin.MT5Config.d_kv={tiny.d_kv}", f"--gin.MT5Config.d_ff={tiny.d_ff}",
-      "--gin.LossConfig.normalization='average_per_sequence'",
-      f"--gin.CheckpointConfig.every_steps={every}", f"--gin.CheckpointConfig.keep={keep}",
-      "--gin.train.log_every=1"]
+  return [sys.executable, "-m", "aya_t5x.cli", "train", *gin_args(
+      model_dir, steps, f"--gin.CheckpointConfig.every_steps={every}",
+      f"--gin.CheckpointConfig.keep={keep}", "--gin.train.log_every=1")]
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
