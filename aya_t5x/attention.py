@@ -22,6 +22,9 @@ dropout to the attention weights: with dropout on they are refused while trainin
 
 from __future__ import annotations
 
+import functools
+
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -133,24 +136,61 @@ def jax_nn_attention(query: Array, key: Array, value: Array, bias: AttentionBias
   return jnp.swapaxes(out, 1, 2)
 
 
-def pallas_tpu_attention(query: Array, key: Array, value: Array, bias: AttentionBias
-                         ) -> Array:
-  """The Pallas TPU flash attention on [batch, heads, length, d] inputs, unscaled."""
+def _kernel_specs() -> tuple[jax.sharding.AbstractMesh, tuple, tuple] | None:
+  """The mesh and the mesh axes of 'batch' and 'heads' a kernel runs over, per device.
+
+  None outside a multi-device mesh. Axes the rules name but the mesh lacks (a 'replica'
+  axis on a one-slice mesh) are dropped.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return None
+
+  def axes(name: str) -> tuple[str, ...]:
+    found = nn.logical_to_mesh_axes((name,))[0]
+    found = () if found is None else found if isinstance(found, tuple) else (found,)
+    return tuple(a for a in found if a in mesh.axis_names)
+
+  return mesh, axes("batch"), axes("heads")
+
+
+def _per_device(kernel, query: Array, key: Array, value: Array, relative: Array | None,
+                query_ids: Array, key_ids: Array) -> Array:
+  """`kernel(query, key, value, relative, query_ids, key_ids)` on each device's block.
+
+  A Mosaic kernel is one opaque call that GSPMD cannot split, so on a multi-device mesh
+  it runs inside `jax.shard_map`: each device attends its own rows and heads (attention
+  never mixes either), laid out as the logical-axis rules shard them. Lengths and the
+  head dimension stay whole.
+  """
+  specs = _kernel_specs()
+  if specs is None:
+    return kernel(query, key, value, relative, query_ids, key_ids)
+  mesh, batch, heads = specs
+  rows = jax.sharding.PartitionSpec(batch or None, heads or None, None, None)
+  ids = jax.sharding.PartitionSpec(batch or None, None)
+  if relative is None:
+    return jax.shard_map(
+        lambda q, k, v, qi, ki: kernel(q, k, v, None, qi, ki), mesh=mesh,
+        in_specs=(rows, rows, rows, ids, ids), out_specs=rows, check_vma=False,
+    )(query, key, value, query_ids, key_ids)
+  table = jax.sharding.PartitionSpec(None, heads or None, None, None)
+  return jax.shard_map(kernel, mesh=mesh, in_specs=(rows, rows, rows, table, ids, ids),
+                       out_specs=rows, check_vma=False,
+                       )(query, key, value, relative, query_ids, key_ids)
+
+
+def _pallas_flash(query: Array, key: Array, value: Array, relative: Array | None,
+                  query_ids: Array, key_ids: Array, *, causal: bool) -> Array:
+  """One device's Pallas flash attention; `relative` [1, heads, q, k] or None."""
   from jax.experimental.pallas.ops.tpu import flash_attention as flash
 
-  _refuse_extra(bias, "pallas_tpu")
   batch, heads, q_len, _ = query.shape
   k_len = key.shape[2]
-  query_ids, key_ids = bias.segment_ids(q_len)
   ab = None
-  if bias.relative is not None:
-    ab = jnp.broadcast_to(bias.relative.astype(query.dtype), (batch, heads, q_len, k_len))
-  if k_len % 128 or q_len % 8:
-    raise ValueError(
-        f"attention_implementation='pallas_tpu' needs key lengths that are multiples of "
-        f"128 and query lengths that are multiples of 8 (its segment-id blocks), got "
-        f"{q_len} queries over {k_len} keys; set TASK_FEATURE_LENGTHS to multiples of 128 "
-        "or use 'xla'.")
+  if relative is not None:
+    # The kernel reads a bias per row: the table is broadcast over this device's rows.
+    ab = jnp.broadcast_to(relative.astype(query.dtype), (batch, heads, q_len, k_len))
   block_q, block_k = min(128, q_len), 128
   blocks = flash.BlockSizes(
       block_q=block_q, block_k_major=block_k, block_k=block_k, block_b=1,
@@ -158,7 +198,23 @@ def pallas_tpu_attention(query: Array, key: Array, value: Array, bias: Attention
       block_q_dkv=block_q, block_k_major_dq=block_k, block_k_dq=block_k, block_q_dq=block_q)
   return flash.flash_attention(
       query, key, value, ab=ab, segment_ids=flash.SegmentIds(q=query_ids, kv=key_ids),
-      causal=bias.causal, sm_scale=1.0, block_sizes=blocks)
+      causal=causal, sm_scale=1.0, block_sizes=blocks)
+
+
+def pallas_tpu_attention(query: Array, key: Array, value: Array, bias: AttentionBias
+                         ) -> Array:
+  """The Pallas TPU flash attention on [batch, heads, length, d] inputs, unscaled."""
+  _refuse_extra(bias, "pallas_tpu")
+  q_len, k_len = query.shape[2], key.shape[2]
+  if k_len % 128 or q_len % 8:
+    raise ValueError(
+        f"attention_implementation='pallas_tpu' needs key lengths that are multiples of "
+        f"128 and query lengths that are multiples of 8 (its segment-id blocks), got "
+        f"{q_len} queries over {k_len} keys; set TASK_FEATURE_LENGTHS to multiples of 128 "
+        "or use 'xla'.")
+  query_ids, key_ids = bias.segment_ids(q_len)
+  kernel = functools.partial(_pallas_flash, causal=bias.causal)
+  return _per_device(kernel, query, key, value, bias.relative, query_ids, key_ids)
 
 
 def fused_attention(implementation: str, query: Array, key: Array, value: Array,

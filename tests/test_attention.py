@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
 
-from aya_t5x import attention, model, optim, testing, train_step
+from aya_t5x import attention, model, optim, partitioning, testing, train_step
 from aya_t5x.model_config import MT5Config
 from tests.packed_batches import packed_batch
 
@@ -79,6 +79,32 @@ def test_fused_attention_equals_xla_forward_and_gradients(implementation, kind):
   with pltpu.force_tpu_interpret_mode():
     got = jax.value_and_grad(lambda *a: loss(implementation, *a), argnums)(*args)
   want = jax.value_and_grad(lambda *a: loss(reference, *a), argnums)(*args)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+  for name, g, w in zip(("query", "key", "value", "relative"), got[1], want[1]):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("preset", ["megatron", "data_parallel"])
+def test_pallas_attention_runs_per_device_on_a_sharded_mesh(preset):
+  # Rows over 'data' and (megatron) heads over 'model': the kernel runs inside a
+  # shard_map on each device's block and must give the unsharded reference.
+  rng = np.random.default_rng(7)
+  (query, key, value), relative, bias, query_valid = _case("causal", rng)
+  cotangent = jnp.asarray(rng.normal(size=query.shape), jnp.float32)
+  part = partitioning.Partitioner(num_partitions=2,
+                                  logical_axis_rules=partitioning.preset_rules(preset))
+  mesh = part.mesh(jax.devices()[:4])
+
+  def loss(fn, q, k, v, rel):
+    return jnp.sum(fn(q, k, v, bias(rel)) * cotangent * query_valid)
+
+  args = (query, key, value, relative)
+  grad = jax.jit(jax.value_and_grad(lambda *a: loss(pallas, *a), (0, 1, 2, 3)))
+  with pltpu.force_tpu_interpret_mode(), jax.set_mesh(mesh), part.rules_context():
+    lowered = grad.lower(*args)
+    got = grad(*args)
+  assert "shard_map" in lowered.as_text() or "sdy.manual_computation" in lowered.as_text()
+  want = jax.value_and_grad(lambda *a: loss(reference, *a), (0, 1, 2, 3))(*args)
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
   for name, g, w in zip(("query", "key", "value", "relative"), got[1], want[1]):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=name)
