@@ -15,6 +15,8 @@ in its own form:
   pallas_tpu  `jax.experimental.pallas.ops.tpu.flash_attention`: the relative bias as
               `ab` (broadcast over the batch; its gradient is returned), packing and
               padding as segment ids, `causal`. TPU (or Pallas interpret mode on CPU).
+              GSPMD cannot split a Mosaic kernel, so on a multi-device mesh it runs
+              inside `jax.shard_map` on each device's rows and heads.
 
 Both fused kernels separate packed examples, so none refuses packing. Neither applies
 dropout to the attention weights: with dropout on they are refused while training.
