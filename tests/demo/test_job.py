@@ -1,6 +1,8 @@
-"""`aya-t5x demo --compare` end to end at toy size: three trainings, the suite, the report."""
+"""`aya-t5x demo` end to end at toy size: two trainings, the suite, the side-by-side report."""
 
 import json
+
+import pytest
 
 from aya_t5x import cli
 from aya_t5x.demo import job, lexicon
@@ -8,12 +10,15 @@ from aya_t5x.tasks import eval_demo
 
 
 def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
+  # Two of the three schemes (each one is a whole fine-tuning and suite run); the
+  # command's --compare asks for all three (the test below).
   out = tmp_path / "demo"
-  args = ["demo", "--compare", "--output_dir", str(out), "--gin.TRAIN_STEPS=4",
-          "--gin.EVAL_EVERY_STEPS=0", "--gin.EVAL_MAX_EXAMPLES=2", "--gin.BATCH_SIZE=8"]
-  assert cli.main(args) == 0
+  schemes = job.SCHEMES[:2]
+  bindings = ["TRAIN_STEPS=4", "EVAL_EVERY_STEPS=0", "EVAL_MAX_EXAMPLES=2", "BATCH_SIZE=8"]
+  job.run_demo(job.DemoOptions(output_dir=str(out), schemes=schemes, gin_bindings=bindings),
+               progress=lambda _: None)
   summary = json.loads((out / "report.json").read_text())
-  assert list(summary["runs"]) == list(job.SCHEMES)
+  assert list(summary["runs"]) == list(schemes)
   for scheme, run in summary["runs"].items():
     assert (out / scheme / "checkpoints" / "4").is_dir()
     assert run["loss"]["last_step"] == 4
@@ -29,3 +34,19 @@ def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
   assert "side by side" in text and all(s in text for s in job.SCHEMES)
   assert (out / "report.png").stat().st_size > 0
   assert (out / "compare" / "compare.md").is_file()
+
+
+@pytest.mark.parametrize("flags,schemes", [([], job.SCHEMES[:1]), (["--compare"], job.SCHEMES),
+                                           (["--scheme", "human_heavy"], ("human_heavy",))])
+def test_the_command_trains_the_schemes_it_is_asked_for(tmp_path, monkeypatch, flags, schemes):
+  asked = []
+
+  def run_demo(options, progress=print):
+    asked.append(options)
+    return {"runs": {s: {"classification": {"all_above": True}} for s in options.schemes}}
+
+  monkeypatch.setattr(job, "run_demo", run_demo)
+  out = str(tmp_path / "demo")
+  assert cli.main(["demo", "--output_dir", out, "--gin.TRAIN_STEPS=4", *flags]) == 0
+  assert tuple(asked[0].schemes) == tuple(schemes)
+  assert asked[0].output_dir == out and list(asked[0].gin_bindings) == ["TRAIN_STEPS=4"]
