@@ -279,10 +279,7 @@ def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
   microbatches (the whole batch at once: the same work) at 1+1, 2+1 and 1+2 encoder +
   decoder layers, and each stack's per-layer cost is extrapolated to its real depth.
   """
-  if not model_config.scan_layers and num_microbatches == 1:
-    layer_counts = [(model_config.num_encoder_layers, model_config.num_decoder_layers)]
-  else:
-    layer_counts = [(1, 1), (2, 1), (1, 2)]
+  layer_counts = [(1, 1), (2, 1), (1, 2)]
   costs = []
   for encoder, decoder in layer_counts:
     config = dataclasses.replace(model_config, scan_layers=False,
@@ -291,8 +288,6 @@ def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
     costs.append(_compiler_costs(lowered.compile()))
   if any(value is None for pair in costs for value in pair):
     raise TopologyError("The compiler gives no cost analysis for this topology.")
-  if len(costs) == 1:
-    return costs[0]
   (base_f, base_b), (enc_f, enc_b), (dec_f, dec_b) = costs
   extra_encoder = model_config.num_encoder_layers - 1
   extra_decoder = model_config.num_decoder_layers - 1
@@ -309,8 +304,10 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
                        seed: int = 0, step_costs: bool = True) -> CompileReport:
   """Compiles the train step `train.train` would run with these arguments on `topology`.
 
-  With `step_costs` (and where the step fits) the whole step's FLOPs and bytes accessed
-  come from `unrolled_step_costs`, at the price of up to three more (smaller) compiles.
+  With `step_costs` (and where the step fits) the report has the whole step's FLOPs and
+  bytes accessed: the compiled step's own count where it has no loops (unscanned layers,
+  one microbatch), else `unrolled_step_costs`, at the price of three more (smaller)
+  compiles.
   """
   devices = list(topology.devices)
   arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
@@ -329,8 +326,12 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
         raise
       error = str(e).strip()
     if step_costs and memory is not None:
-      step_flops, step_bytes = unrolled_step_costs(devices, model_config, num_microbatches,
-                                                   **arguments)
+      if not model_config.scan_layers and num_microbatches == 1:
+        # No loops: the compiled step's own count is already the whole step.
+        step_flops, step_bytes = _compiler_costs(compiled)
+      else:
+        step_flops, step_bytes = unrolled_step_costs(devices, model_config, num_microbatches,
+                                                     **arguments)
   lengths = train_data.task_feature_lengths
   return CompileReport(
       topology=topology.name, device_kind=devices[0].device_kind, num_devices=len(devices),
