@@ -31,7 +31,7 @@ def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
     assert set(run["classification"]["accuracy"]) == set(lexicon.LANGUAGES)
     assert run["classification"]["chance"] == 50.0
   text = (out / "report.md").read_text()
-  assert "side by side" in text and all(s in text for s in job.SCHEMES)
+  assert "side by side" in text and all(s in text for s in schemes)
   assert (out / "report.png").stat().st_size > 0
   assert (out / "compare" / "compare.md").is_file()
 
