@@ -154,9 +154,10 @@ def test_a_killed_process_stops_the_other_naming_it_and_both_restarted_resume(tm
   processes[1].kill()  # SIGKILL: no handler, no goodbye
   killed_at = time.monotonic()
   output = processes[0].communicate(timeout=120)[0]
-  # The next collective fails at once (gloo sees the closed connection); the bound is
-  # one step plus the error path, far below jax's 100 s heartbeat timeout.
-  assert time.monotonic() - killed_at < 60
+  # The next collective fails at once (gloo sees the closed connection): one step plus
+  # the error path, below jax's 100 s heartbeat timeout, the path it must not wait for
+  # (77 s was seen once with the whole suite loading the 2-core machine; 10-20 s idle).
+  assert time.monotonic() - killed_at < 95
   assert processes[0].returncode == 2, output[-3000:]
   assert "aya-t5x train: error: process 0 of 2 lost process 1 of the run" in output
   assert "Restart every process" in output and "Check failure stack trace" not in output
