@@ -165,21 +165,23 @@ def _per_device(kernel, query: Array, key: Array, value: Array, relative: Array 
   never mixes either), laid out as the logical-axis rules shard them. Lengths and the
   head dimension stay whole.
   """
+  # The table, when there is one, goes last: one shard_map for both cases.
+  tables = () if relative is None else (relative,)
+
+  def on_device(q, k, v, q_ids, k_ids, *table):
+    return kernel(q, k, v, table[0] if table else None, q_ids, k_ids)
+
   specs = _kernel_specs()
   if specs is None:
-    return kernel(query, key, value, relative, query_ids, key_ids)
+    return on_device(query, key, value, query_ids, key_ids, *tables)
   mesh, batch, heads = specs
   rows = jax.sharding.PartitionSpec(batch or None, heads or None, None, None)
   ids = jax.sharding.PartitionSpec(batch or None, None)
-  if relative is None:
-    return jax.shard_map(
-        lambda q, k, v, qi, ki: kernel(q, k, v, None, qi, ki), mesh=mesh,
-        in_specs=(rows, rows, rows, ids, ids), out_specs=rows, check_vma=False,
-    )(query, key, value, query_ids, key_ids)
-  table = jax.sharding.PartitionSpec(None, heads or None, None, None)
-  return jax.shard_map(kernel, mesh=mesh, in_specs=(rows, rows, rows, table, ids, ids),
+  table_spec = jax.sharding.PartitionSpec(None, heads or None, None, None)
+  return jax.shard_map(on_device, mesh=mesh,
+                       in_specs=(rows, rows, rows, ids, ids, *(table_spec for _ in tables)),
                        out_specs=rows, check_vma=False,
-                       )(query, key, value, relative, query_ids, key_ids)
+                       )(query, key, value, query_ids, key_ids, *tables)
 
 
 def _pallas_flash(query: Array, key: Array, value: Array, relative: Array | None,
