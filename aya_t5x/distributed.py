@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 DEFAULT_TIMEOUT_S = 300
+DEFAULT_HEARTBEAT_TIMEOUT_S = 100  # jax's own default
 
 
 class ClusterError(ValueError):
@@ -47,6 +48,8 @@ class ClusterConfig:
     num_processes: processes in the run (one per host, usually).
     process_id: this process's index, 0 on the coordinator's host.
     timeout_s: how long to wait for the coordinator and the other processes.
+    heartbeat_timeout_s: how long a process may go silent before the coordination
+      service declares it lost and aborts every other process of the run.
   """
 
   multihost: bool = False
@@ -54,6 +57,7 @@ class ClusterConfig:
   num_processes: int | None = None
   process_id: int | None = None
   timeout_s: int = DEFAULT_TIMEOUT_S
+  heartbeat_timeout_s: int = DEFAULT_HEARTBEAT_TIMEOUT_S
 
   @property
   def enabled(self) -> bool:
@@ -72,12 +76,21 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
   group.add_argument("--initialization_timeout", type=int, default=DEFAULT_TIMEOUT_S,
                      metavar="SECONDS",
                      help="stop if the coordinator or another process is not there by then")
+  group.add_argument("--heartbeat_timeout", type=int, default=DEFAULT_HEARTBEAT_TIMEOUT_S,
+                     metavar="SECONDS",
+                     help="a process silent this long counts as lost, and jax aborts the "
+                          "others (a peer that closes its connections is seen sooner, at "
+                          "the next collective on CPU)")
 
 
 def config_from_args(args: argparse.Namespace) -> ClusterConfig:
+  for flag in ("initialization_timeout", "heartbeat_timeout"):
+    if getattr(args, flag) < 1:
+      raise ClusterError(f"--{flag} {getattr(args, flag)} must be at least 1 (seconds).")
   return ClusterConfig(multihost=args.multihost, coordinator_address=args.coordinator_address,
                        num_processes=args.num_processes, process_id=args.process_id,
-                       timeout_s=args.initialization_timeout)
+                       timeout_s=args.initialization_timeout,
+                       heartbeat_timeout_s=args.heartbeat_timeout)
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -130,7 +143,8 @@ def initialize(cluster: ClusterConfig) -> None:
   deadline = time.time() + cluster.timeout_s
   if cluster.coordinator_address is None:  # --multihost: jax finds everything
     try:
-      jax.distributed.initialize(initialization_timeout=cluster.timeout_s)
+      jax.distributed.initialize(initialization_timeout=cluster.timeout_s,
+                                 heartbeat_timeout_seconds=cluster.heartbeat_timeout_s)
     except ValueError as e:
       raise ClusterError(
           f"--multihost found no cluster to join ({e}): on a TPU VM pod run the command on "
@@ -154,7 +168,8 @@ def initialize(cluster: ClusterConfig) -> None:
         file=sys.stderr, flush=True)
   jax.distributed.initialize(
       cluster.coordinator_address, cluster.num_processes, cluster.process_id,
-      initialization_timeout=max(1, int(deadline - time.time())))
+      initialization_timeout=max(1, int(deadline - time.time())),
+      heartbeat_timeout_seconds=cluster.heartbeat_timeout_s)
 
 
 # What gloo says when a peer process is gone (killed, crashed, its host lost).
