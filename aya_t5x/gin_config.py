@@ -27,6 +27,8 @@ from aya_t5x import (
   train_evaluators,
   train_step,
 )
+from aya_t5x.adapters import lora as adapters_lora
+from aya_t5x.adapters import trainable as adapters_trainable
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
 from aya_t5x.evaluation import suite_evaluator as eval_hook
@@ -44,6 +46,9 @@ _UNWRAPPED = {
     "LossConfig": train_step.LossConfig,
     "CheckpointConfig": train.CheckpointConfig,
     "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
+    # Which parameters train (gin/runs/lora.gin): a registered set and LoRA's shape.
+    "trainable_parameters": adapters_trainable.trainable_parameters,
+    "LoraConfig": adapters_lora.LoraConfig,
     # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric
     # functions demo suites name (`metric_fns = [@exact_match, @chrf]`).
     "EvalTask": eval_suite.EvalTask,

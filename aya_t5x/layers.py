@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aya_t5x import attention
+from aya_t5x.adapters import lora as lora_lib
 from aya_t5x.attention import AttentionBias
 from aya_t5x.model_config import ACTIVATIONS, MT5Config
 
@@ -101,7 +102,11 @@ class RelativePositionBias(nn.Module):
 
 
 class Dense(nn.Module):
-  """A bias-free projection whose kernel is stored 2-D, as T5X stores it."""
+  """A bias-free projection whose kernel is stored 2-D, as T5X stores it.
+
+  When `config.lora` names this module, a LoRA adapter adds its low-rank update
+  (`aya_t5x.adapters.lora`); its dropout is active unless `deterministic`.
+  """
 
   features: int
   kernel_axes: tuple[str, str]
@@ -109,7 +114,7 @@ class Dense(nn.Module):
   config: MT5Config
 
   @nn.compact
-  def __call__(self, inputs: Array) -> Array:
+  def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
         (inputs.shape[-1], self.features), self.config.parameter_dtype)
@@ -118,6 +123,10 @@ class Dense(nn.Module):
     # plain matmul too; contracting over [batch, length] directly is ~1.7x slower on CPU.
     flat = inputs.reshape(-1, inputs.shape[-1]).astype(dtype)
     out = jnp.dot(flat, jnp.asarray(kernel, dtype))
+    lora = self.config.lora
+    if lora is not None and self.name in lora.targets:
+      out = out + lora_lib.lora_delta(self, lora, flat, self.kernel_axes, self.features, dtype,
+                                      deterministic=deterministic)
     return out.reshape(inputs.shape[:-1] + (self.features,))
 
 
@@ -177,7 +186,8 @@ class MultiHeadAttention(nn.Module):
     # Heads next to batch ([b, h, len, kv]) make both attention products plain batched
     # matmuls; with heads between the lengths XLA's CPU dots run ~3x slower (measured).
     def project(name: str, inputs: Array, init: Initializer) -> Array:
-      x = Dense(cfg.joined_kv, ("embed", "joined_kv"), init, cfg, name=name)(inputs)
+      x = Dense(cfg.joined_kv, ("embed", "joined_kv"), init, cfg, name=name)(
+          inputs, deterministic=deterministic)
       x = jnp.swapaxes(x.reshape(x.shape[:2] + (cfg.num_heads, cfg.d_kv)), 1, 2)
       return nn.with_logical_constraint(x, ("batch", "heads", "length", "kv"))
 
@@ -202,7 +212,8 @@ class MultiHeadAttention(nn.Module):
     attended = jnp.swapaxes(attended, 1, 2)
     attended = attended.reshape(attended.shape[:2] + (cfg.joined_kv,))
     attended = nn.with_logical_constraint(attended, ("batch", "length", "joined_kv"))
-    return Dense(cfg.d_model, ("joined_kv", "embed"), fan_in, cfg, name="out")(attended)
+    return Dense(cfg.d_model, ("joined_kv", "embed"), fan_in, cfg, name="out")(
+        attended, deterministic=deterministic)
 
   def _xla_attention(self, query: Array, key: Array, value: Array, bias: AttentionBias,
                      deterministic: bool) -> Array:
@@ -265,8 +276,10 @@ class MlpBlock(nn.Module):
     hidden = None
     for i, activation in enumerate(cfg.mlp_activations):
       branch = ACTIVATIONS[activation](
-          Dense(cfg.d_ff, ("embed", "mlp"), init, cfg, name=f"wi_{i}")(inputs))
+          Dense(cfg.d_ff, ("embed", "mlp"), init, cfg, name=f"wi_{i}")(
+              inputs, deterministic=deterministic))
       hidden = branch if hidden is None else hidden * branch
     hidden = nn.with_logical_constraint(hidden, ("batch", "length", "mlp"))
     hidden = nn.Dropout(cfg.dropout_rate)(hidden, deterministic=deterministic)
-    return Dense(cfg.d_model, ("mlp", "embed"), init, cfg, name="wo")(hidden)
+    return Dense(cfg.d_model, ("mlp", "embed"), init, cfg, name="wo")(
+        hidden, deterministic=deterministic)

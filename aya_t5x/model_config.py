@@ -15,6 +15,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from aya_t5x.adapters.lora import LoraConfig
+
 Array = jax.Array
 
 # The MLP's activation functions by the name `MT5Config.mlp_activations` uses.
@@ -56,6 +58,7 @@ class MT5Config:
   accumulates and returns float32.
   `attention_implementation`: 'xla' (the reference), 'cudnn' (GPU, bfloat16 or float16
   activations) or 'pallas_tpu' (TPU flash attention); see `aya_t5x.attention`.
+  `lora`: LoRA adapters on the kernels it names (`aya_t5x.adapters.lora`); None: none.
   """
 
   vocab_size: int = 250_112
@@ -76,6 +79,7 @@ class MT5Config:
   remat_policy: str = "none"
   scan_layers: bool = False
   attention_implementation: str = "xla"
+  lora: LoraConfig | None = None
 
   def __post_init__(self):
     for name in ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",

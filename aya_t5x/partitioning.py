@@ -26,8 +26,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
 
 # Activation and parameter names the model uses that no preset shards.
+# LoRA's rank axis is tiny: its matrices shard along the kernel's other axis.
 _ALWAYS_REPLICATED = (("length", None), ("kv", None), ("relpos_buckets", None),
-                      ("layers", None))
+                      ("layers", None), ("lora_rank", None))
 
 PRESETS: dict[str, Rules] = {
     # Plain data parallelism: parameters and optimizer state replicated.

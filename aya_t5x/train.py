@@ -29,6 +29,7 @@ from aya_t5x import (
   throughput,
   train_state,
 )
+from aya_t5x.adapters import trainable as trainable_lib
 from aya_t5x.checkpoints import native
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.model_config import MT5Config
@@ -74,13 +75,17 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           num_microbatches: int = 1, log_every: int = 100, eval_every: int = 0,
           evaluators: Sequence[Evaluator] = (), initial_checkpoint_path: str | None = None,
           seed: int = 0, devices: Sequence[jax.Device] | None = None,
-          show_progress: bool = True) -> TrainResult:
+          show_progress: bool = True,
+          trainable: trainable_lib.TrainableSet = trainable_lib.ALL) -> TrainResult:
   """Fine-tunes for `train_steps` steps (counted from this fine-tuning's start).
 
   Resumes from the latest checkpoint in `model_dir` if there is one; otherwise starts
   from `initial_checkpoint_path` (aya_t5x, T5X or Hugging Face) or from random weights.
   In a multi-host run (`aya_t5x.distributed`) every host calls this with the same
   arguments; only the first host logs.
+
+  `trainable` picks the parameters that train (`aya_t5x.adapters.trainable`: all, or
+  LoRA adapters on a frozen base read from `initial_checkpoint_path` at every start).
   """
   arguments = dict(locals())  # first, so that it holds exactly the arguments
   # ------------------------------------------------------------------ validate, mesh
@@ -98,11 +103,19 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 
   # ------------------------------------------------------- model, optimizer, layout
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
-  layout = train_state.state_layout(model_config, tx, partitioner, mesh)
   # Checkpoints, evaluators and imports see per-layer parameters even when they are
-  # stacked for a scan during training (aya_t5x.layer_stack).
+  # stacked for a scan during training (aya_t5x.layer_stack). The base model is what
+  # checkpoints import and the run stores; `model_config` from here on is the network
+  # that trains (with adapters, when only adapters train).
+  base_config = dataclasses.replace(model_config, scan_layers=False)
+  model_config = trainable.model_config(model_config)
   per_layer_config = dataclasses.replace(model_config, scan_layers=False)
-  saved = train_state.checkpoint_layout(model_config, tx, partitioner, mesh, layout)
+  layout = train_state.state_layout(model_config, tx, partitioner, mesh, trainable)
+  saved = train_state.checkpoint_layout(model_config, tx, partitioner, mesh, layout, trainable)
+  # ----- the trainable-parameter set: the frozen rest lives beside the state (or is empty)
+  frozen_layout = train_state.frozen_layout(model_config, partitioner, mesh, trainable)
+  frozen_per_layer = train_state.frozen_layout(per_layer_config, partitioner, mesh, trainable)
+  has_frozen = bool(jax.tree.leaves(frozen_layout.shapes))
 
   # ------------------------------------------------------------------------- state
   # Leaving this block waits for the pending saves and stops Orbax's threads; leaving it
@@ -111,10 +124,27 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                          keep=checkpoint.keep, async_save=checkpoint.async_save
                          ) as checkpointer:
     if is_chief:
-      native.save_model_config(model_dir, per_layer_config)
+      native.save_model_config(model_dir, base_config)
     data_state: dict = {}
     restored = checkpointer.restore_newest(saved.abstract,
                                            fallback=checkpoint.fallback_to_restorable)
+    # Frozen parameters come from the initial checkpoint at every start, resumed or not.
+    params = None
+    if initial_checkpoint_path and (restored is None or has_frozen):
+      from aya_t5x.checkpoints import formats
+
+      params, _ = formats.load_params(initial_checkpoint_path, base_config)
+      if model_config.scan_layers:
+        params = layer_stack.stack_layers(params)
+    frozen = train_state.init_frozen(model_config, frozen_layout, mesh, jax.random.key(seed),
+                                     trainable, params)
+    if has_frozen:
+      from aya_t5x.checkpoints import adapters
+
+      adapters.check_run_base(model_dir, adapters.AdapterInfo(
+          lora=model_config.lora, base_path=initial_checkpoint_path or f"random (seed {seed})",
+          base_dtype=str(jax.tree.leaves(frozen)[0].dtype),
+          fingerprint=adapters.fingerprint(frozen)), write=is_chief)
     if restored is not None:
       latest, state, data_state, skipped = restored
       state = train_state.convert_state(state, layout, mesh)
@@ -128,17 +158,11 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
       origin = f"resumed from {checkpointer.directory / str(latest)}" + "".join(
           f" ({note})" for note in skipped)
     else:
-      params = None
-      if initial_checkpoint_path:
-        from aya_t5x.checkpoints import formats
-
-        params, _ = formats.load_params(initial_checkpoint_path, per_layer_config)
-        if model_config.scan_layers:
-          params = layer_stack.stack_layers(params)
       state = train_state.init_state(model_config, tx, layout, mesh, jax.random.key(seed),
-                                     params)
+                                     params, trainable)
       position = 0
       origin = f"initialised from {initial_checkpoint_path or 'random weights'}"
+    params = None  # the host copy: the devices hold what they need
     start_step = int(state.step)
 
     # -------------------------------------------------------------------------- data
@@ -154,7 +178,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
-                                   batch_sharding=batch_sharding)
+                                   batch_sharding=batch_sharding, trainable=trainable,
+                                   frozen_shardings=frozen_layout.shardings)
 
     # ------------------------------------------------------------- metrics, progress
     lengths = train_data.task_feature_lengths
@@ -169,7 +194,19 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                      f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
                      f"({peak_source})")
     context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
-                          param_shardings=saved.shardings.params, loss=loss, step=start_step)
+                          param_shardings=trainable_lib.combine(saved.shardings.params,
+                                                                frozen_per_layer.shardings),
+                          loss=loss, step=start_step)
+
+    def eval_params(state: Any) -> Any:
+      """The whole per-layer parameter tree (trained and frozen) for the evaluators."""
+      per_layer = frozen
+      if model_config.scan_layers and has_frozen:
+        with jax.set_mesh(mesh):
+          per_layer = jax.jit(layer_stack.unstack_layers,
+                              out_shardings=frozen_per_layer.shardings)(frozen)
+      return trainable_lib.combine(train_state.convert_state(state, saved, mesh).params,
+                                   per_layer)
 
     def save(step: int, state: Any, force: bool) -> None:
       checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
@@ -195,7 +232,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           partitioner.rules_context()):
       while step < train_steps:
         batch = input_pipeline.global_batch(next(batches), batch_sharding)
-        state, metrics = compiled_step(state, batch)
+        state, metrics = compiled_step(state, batch, frozen)
         step += 1
         if pending is not None:
           check_finite(*pending)
@@ -222,7 +259,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           interval_start = time.perf_counter()
 
         if eval_every and (step % eval_every == 0 or step == train_steps):
-          params = train_state.convert_state(state, saved, mesh).params if evaluators else None
+          params = eval_params(state) if evaluators else None
           for evaluator in evaluators:
             results = dict(evaluator.run(params, dataclasses.replace(context, step=step)))
             writer.write(step, results, prefix=f"{evaluator.name}/")

@@ -5,6 +5,10 @@ not). Gradient accumulation splits the batch into microbatches, adds loss numera
 denominators and gradients, and divides once, so the update equals the one computed on
 the whole batch. Dropout keys derive from (seed, step, microbatch), so a resumed run
 draws the same masks as an uninterrupted one.
+
+The state holds the trained parameters only (`aya_t5x.adapters.trainable`): the step
+takes the frozen rest as a third argument, differentiates the trained half alone, and
+never changes the frozen one (empty when every parameter trains).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from aya_t5x import losses, vocab_tiling
+from aya_t5x.adapters import lora as lora_lib
+from aya_t5x.adapters import trainable as trainable_lib
 from aya_t5x.model import MT5
 from aya_t5x.model_config import MT5Config
 
@@ -76,7 +82,8 @@ def _loss_terms(model: MT5, loss: LossConfig, params: Any, batch: Batch, rng: ja
   weights = weights.astype(jnp.float32)
   if tiled:
     stats = vocab_tiling.vocab_statistics(
-        output, params["decoder"]["logits_dense"]["kernel"], targets,
+        output, lora_lib.output_kernel(params["decoder"]["logits_dense"], model.config),
+        targets,
         tile_size=loss.vocab_tile_size)
   else:
     stats = losses.vocab_statistics(output, targets)
@@ -113,19 +120,26 @@ def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
 
 def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], loss: LossConfig, *,
-                    seed: int, num_microbatches: int = 1
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """Builds the pure train step for `config`; jit it with shardings and donation."""
+                    seed: int, num_microbatches: int = 1,
+                    trainable: trainable_lib.TrainableSet = trainable_lib.ALL
+                    ) -> Callable[[TrainState, Batch, Any], tuple[TrainState, Metrics]]:
+  """Builds the pure train step `(state, batch, frozen)` for `config` (the trained
+  network: `trainable.model_config` applied); jit it with shardings and donation."""
   model = MT5(config)
-  enable_dropout = config.dropout_rate > 0
+  enable_dropout = config.dropout_rate > 0 or (config.lora is not None
+                                               and config.lora.dropout > 0)
 
-  def numerator_and_grads(params, batch, rng):
-    grad_fn = jax.value_and_grad(
-        lambda p: _loss_terms(model, loss, p, batch, rng, enable_dropout), has_aux=True)
-    (numerator, sums), grads = grad_fn(params)
-    return numerator, sums, grads
+  def train_step(state: TrainState, batch: Batch, frozen: Any = None
+                 ) -> tuple[TrainState, Metrics]:
+    frozen = {} if frozen is None else frozen
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    def numerator_and_grads(params, batch, rng):
+      grad_fn = jax.value_and_grad(
+          lambda p: _loss_terms(model, loss, trainable_lib.combine(p, frozen), batch, rng,
+                                enable_dropout), has_aux=True)
+      (numerator, sums), grads = grad_fn(params)
+      return numerator, sums, grads
+
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     if num_microbatches == 1:
       numerator, sums, grads = numerator_and_grads(state.params, batch, rng)
@@ -184,9 +198,13 @@ def eval_metrics(totals: dict[str, float]) -> dict[str, float]:
 def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
                    schedule: Callable[[Any], Any], loss: LossConfig, *, seed: int,
                    num_microbatches: int, state_shardings: Any,
-                   batch_sharding: jax.sharding.Sharding):
-  """The train step jitted with the state's and the batch's shardings, the state donated."""
+                   batch_sharding: jax.sharding.Sharding,
+                   trainable: trainable_lib.TrainableSet = trainable_lib.ALL,
+                   frozen_shardings: Any = None):
+  """The train step `(state, batch, frozen)` jitted with the shardings, the state donated
+  (never the frozen parameters: they serve every step)."""
   step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
-                            num_microbatches=num_microbatches)
-  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding),
+                            num_microbatches=num_microbatches, trainable=trainable)
+  frozen_shardings = {} if frozen_shardings is None else frozen_shardings
+  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding, frozen_shardings),
                  out_shardings=(state_shardings, None), donate_argnums=(0,))

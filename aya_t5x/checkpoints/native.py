@@ -36,6 +36,10 @@ def config_from_json(text: str, *, source: str) -> MT5Config:
     fields = json.loads(text)
     if "mlp_activations" in fields:
       fields["mlp_activations"] = tuple(fields["mlp_activations"])
+    if fields.get("lora") is not None:
+      from aya_t5x.adapters.lora import LoraConfig
+
+      fields["lora"] = LoraConfig.from_dict(fields["lora"])
     return MT5Config(**fields)
   except (json.JSONDecodeError, TypeError) as e:
     raise ValueError(f"{source}: not a valid aya_t5x model config ({e}).") from e
