@@ -48,7 +48,8 @@ def _convert(args: argparse.Namespace) -> int:
     parse_gin(args)
     config = gin_config.configured_model()
   result = conversion.convert_checkpoint(args.src, args.dst, source_format=args.source_format,
-                                         target_format=args.target_format, config=config)
+                                         target_format=args.target_format, config=config,
+                                         adapters=args.merge_adapters)
   config = result.config
   print(f"wrote {args.target_format} checkpoint {args.dst} "
         + (f"from {result.train_state_dir} " if result.train_state_dir else "")
@@ -113,6 +114,11 @@ def _infer(args: argparse.Namespace) -> int:
       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
       num_beams=args.num_beams, length_penalty_alpha=args.length_penalty_alpha)
   params = inference.load_params(args.checkpoint, config)
+  if args.adapters:
+    from aya_t5x.checkpoints import adapters
+
+    params, config = adapters.attach_adapters(params, config, args.adapters,
+                                              base_source=args.checkpoint)
   report = inference.infer_jsonl(
       params, config, vocabulary, args.input, args.output, options,
       batch_size=args.batch_size, max_input_length=args.max_input_length,
@@ -162,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "Face checkpoint; the model is the one it stores (a run saves "
                   "mt5_config.json), or the --gin_file model size (T5X, or to override).")
   infer.add_argument("--checkpoint", required=True)
+  infer.add_argument("--adapters", metavar="RUN_DIR",
+                     help="a LoRA run (or step folder) whose adapters run on --checkpoint, "
+                          "the base they were trained on, without merging")
   infer.add_argument("--input", required=True, help="JSONL file, one prompt per line")
   infer.add_argument("--output", required=True, help="JSONL file to write")
   infer.add_argument("--input_key", default="inputs", help="the prompt's field")
@@ -190,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "files it was trained with).")
   convert.add_argument("--from", dest="source_format", choices=("hf", "t5x", "aya_t5x"),
                        required=True)
-  convert.add_argument("--to", dest="target_format", choices=("hf", "aya_t5x"),
+  convert.add_argument("--merge_adapters", metavar="RUN_DIR",
+                       help="a LoRA run (or step folder) whose adapters are merged into the "
+                            "source, its base, before writing")
+  convert.add_argument("--to", dest="target_format", choices=("hf", "aya_t5x", "hf_peft"),
                        required=True)
   convert.add_argument("src", help="source checkpoint folder; with --from aya_t5x also a "
                        "training MODEL_DIR or a step folder")

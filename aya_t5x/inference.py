@@ -91,6 +91,13 @@ def load_params(path: str | os.PathLike, config: MT5Config) -> Any:
   state_dir = train_state_dir(path)
   if state_dir is None:
     return formats.load_params(path, config)[0]
+  from aya_t5x.checkpoints.adapters import RUN_FILE
+
+  run = path.parent.parent if (path / "state").is_dir() else path
+  if (run / RUN_FILE).is_file():
+    raise ValueError(f"{path} is a LoRA run: its checkpoints hold only adapters. Give the "
+                     f"base checkpoint and the run as --adapters {path} (or merge them: "
+                     "aya-t5x convert --merge_adapters).")
   with ocp.StandardCheckpointer() as checkpointer:
     state = checkpointer.restore(state_dir)
   params = state["params"]

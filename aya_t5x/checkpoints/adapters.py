@@ -64,8 +64,11 @@ class AdapterInfo:
 
   @classmethod
   def read(cls, directory: str | os.PathLike) -> AdapterInfo:
-    file = Path(directory) / RUN_FILE
-    if not file.is_file():
+    """Reads MODEL_DIR/aya_adapters.json (a local folder or a bucket path)."""
+    from etils import epath
+
+    file = epath.Path(os.fspath(directory)) / RUN_FILE
+    if not file.exists():
       raise FileNotFoundError(f"{file} is missing: {directory} is not a LoRA run (train "
                               "with --gin_file runs/lora.gin).")
     try:
@@ -124,8 +127,7 @@ def check_run_base(model_dir: str, info: AdapterInfo, *, write: bool) -> None:
 
   file = epath.Path(model_dir) / RUN_FILE
   if file.exists():
-    stored = AdapterInfo.read(model_dir) if "://" not in model_dir else AdapterInfo(
-        **_fields(json.loads(file.read_text())))
+    stored = AdapterInfo.read(model_dir)
     if stored.fingerprint != info.fingerprint or stored.base_dtype != info.base_dtype:
       raise AdapterBaseMismatchError(
           f"{model_dir} trains adapters on base {stored.base_path} (fingerprint "
@@ -141,11 +143,6 @@ def check_run_base(model_dir: str, info: AdapterInfo, *, write: bool) -> None:
     temporary = file.parent / f"{RUN_FILE}.tmp"
     temporary.write_text(info.to_json())
     temporary.replace(file)
-
-
-def _fields(raw: dict) -> dict:
-  return {"lora": LoraConfig.from_dict(raw["lora"]), "base_path": raw["base"]["path"],
-          "base_dtype": raw["base"]["dtype"], "fingerprint": raw["base"]["fingerprint"]}
 
 
 # ------------------------------------------------------------------- loading adapters
@@ -189,12 +186,15 @@ def base_for_adapters(base_params: Any, info: AdapterInfo, *, base_source: str) 
   return base
 
 
-def with_adapters(base_params: Any, adapters: Any, config: MT5Config, info: AdapterInfo
-                  ) -> tuple[Any, MT5Config]:
-  """(parameters, model config) of the base with its adapters attached, unmerged."""
+def attach_adapters(base_params: Any, config: MT5Config, adapters_dir: str | os.PathLike, *,
+                    base_source: str) -> tuple[Any, MT5Config]:
+  """(parameters, model config) of the base with the adapters of `adapters_dir` attached,
+  unmerged (what `infer --adapters` and `eval --adapters` run)."""
   from aya_t5x.adapters import trainable
 
-  return trainable.combine(adapters, base_params), dataclasses.replace(config, lora=info.lora)
+  adapters, info = load_adapters(adapters_dir)
+  base = base_for_adapters(base_params, info, base_source=base_source)
+  return trainable.combine(adapters, base), dataclasses.replace(config, lora=info.lora)
 
 
 # -------------------------------------------------------------------------- merging

@@ -4,6 +4,10 @@
 what the source is (a Hugging Face or T5X folder, an aya_t5x parameter checkpoint, a
 training MODEL_DIR whose latest step it takes, or one step folder), reads the model from
 the checkpoint where it stores one, and writes the target format.
+
+LoRA runs (`aya_t5x.checkpoints.adapters`): `adapters=RUN_DIR` merges the run's adapters
+into the source (its base) before writing; target 'hf_peft' writes the adapters of the
+source run itself in Hugging Face peft's format.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from aya_t5x.model_config import MT5Config
 
 SOURCE_FORMATS = ("hf", "t5x", "aya_t5x")
-TARGET_FORMATS = ("hf", "aya_t5x")
+TARGET_FORMATS = ("hf", "aya_t5x", "hf_peft")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,7 +33,8 @@ class Conversion:
 
 def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike, *,
                        source_format: str, target_format: str,
-                       config: MT5Config | None = None) -> Conversion:
+                       config: MT5Config | None = None,
+                       adapters: str | os.PathLike | None = None) -> Conversion:
   """Converts `source` (in `source_format`) to `destination` (in `target_format`).
 
   `config` is the model when the caller knows it (from gin); without it the model is read
@@ -46,6 +51,8 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
   if config is not None:
     config = dataclasses.replace(config, scan_layers=False)
   src = Path(source).absolute()
+  if target_format == "hf_peft":
+    return _export_peft(src, Path(destination), config, adapters)
   # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
   state_dir = inference.train_state_dir(src) if source_format == "aya_t5x" else None
   if state_dir is None:
@@ -61,5 +68,30 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
           f"models/mt5_small.gin {source} {destination} (for the demo: --gin_file "
           "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
     params = inference.load_params(src, config)
+  if adapters is not None:
+    from aya_t5x.checkpoints import adapters as adapters_lib
+
+    tree, info = adapters_lib.load_adapters(adapters)
+    adapters_lib.base_for_adapters(params, info, base_source=str(source))  # the right base?
+    # Merged into the base as stored (float32 for a float32 checkpoint), not into the
+    # rounded copy a bfloat16-base run trained against.
+    params = adapters_lib.merge_adapters(params, tree, info.lora)
   formats.save_params(params, config, str(destination), fmt=target_format)
   return Conversion(destination=Path(destination), config=config, train_state_dir=state_dir)
+
+
+def _export_peft(run: Path, destination: Path, config: MT5Config | None,
+                 adapters: str | os.PathLike | None) -> Conversion:
+  """Writes a LoRA run's adapters (`run`, or `adapters` when given) for Hugging Face peft."""
+  from aya_t5x import inference
+  from aya_t5x.checkpoints import adapters as adapters_lib
+
+  source = Path(adapters).absolute() if adapters is not None else run
+  tree, info = adapters_lib.load_adapters(source)
+  config = config or inference.stored_config(source)
+  if config is None:
+    raise ValueError(f"{source}: the run did not save its model (mt5_config.json); pass "
+                     "its gin model file (--gin_file models/...).")
+  adapters_lib.save_peft(tree, info, config, destination)
+  return Conversion(destination=destination, config=config,
+                    train_state_dir=inference.train_state_dir(source))

@@ -84,6 +84,11 @@ def _eval(args: argparse.Namespace) -> int:
         + (f", {len(plan.skipped)} skipped for missing data" if plan.skipped else ""))
   checkpoint = Path(args.checkpoint)
   params = inference.load_params(checkpoint, config)
+  if args.adapters:
+    from aya_t5x.checkpoints import adapters
+
+    params, config = adapters.attach_adapters(params, config, args.adapters,
+                                              base_source=str(checkpoint))
   partitioner = gin_config.CONFIGURABLES["Partitioner"]()
   placement = predict.Placement(partitioner.mesh(), partitioner)
   result = suite_lib.run(plan, placement.place_params(params, config), config, placement,
@@ -142,6 +147,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                   f"({', '.join(SUITES)}), with a model size (models/) where the checkpoint "
                   "stores none (T5X). Writes eval.json, eval.md, eval.png and "
                   "predictions/ to --output_dir. See docs/evaluation.md.")
+  evaluate.add_argument("--adapters", metavar="RUN_DIR",
+                        help="a LoRA run (or step folder) whose adapters run on "
+                             "--checkpoint, the base they were trained on, unmerged")
   evaluate.add_argument("--checkpoint", help="a training MODEL_DIR (latest step), a step "
                         "folder, or an aya_t5x / T5X / Hugging Face checkpoint")
   evaluate.add_argument("--output_dir", help="folder for the report and predictions")
