@@ -32,6 +32,8 @@ from collections.abc import Sequence
 import jax
 
 from aya_t5x import input_pipeline, optim, throughput, train_state, train_step
+from aya_t5x.adapters import trainable as trainable_lib
+from aya_t5x.adapters.trainable import TrainableSet
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import LossConfig
@@ -255,20 +257,27 @@ def _without_persistent_cache(devices):
 
 
 def _lower_step(devices, model_config: MT5Config, train_data, partitioner: Partitioner,
-                schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int):
+                schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int,
+                trainable: TrainableSet = trainable_lib.ALL):
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
+  model_config = trainable.model_config(model_config)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
            for name, spec in input_pipeline.batch_spec(train_data).items()}
-  layout = train_state.state_layout(model_config, tx, partitioner, mesh)
+  layout = train_state.state_layout(model_config, tx, partitioner, mesh, trainable)
+  frozen = train_state.frozen_layout(model_config, partitioner, mesh, trainable)
   step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
-                                   batch_sharding=batch_sharding)
+                                   batch_sharding=batch_sharding, trainable=trainable,
+                                   frozen_shardings=frozen.shardings)
+  frozen_abstract = jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), frozen.shapes,
+      frozen.shardings)
   with jax.set_mesh(mesh), partitioner.rules_context():
-    return mesh, step.lower(layout.abstract, batch)
+    return mesh, step.lower(layout.abstract, batch, frozen_abstract)
 
 
 def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
@@ -301,7 +310,8 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
                        schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
                        optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
                        loss: LossConfig = LossConfig(), num_microbatches: int = 1,
-                       seed: int = 0, step_costs: bool = True) -> CompileReport:
+                       seed: int = 0, step_costs: bool = True,
+                       trainable: TrainableSet = trainable_lib.ALL) -> CompileReport:
   """Compiles the train step `train.train` would run with these arguments on `topology`.
 
   With `step_costs` (and where the step fits) the report has the whole step's FLOPs and
@@ -311,7 +321,7 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   """
   devices = list(topology.devices)
   arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
-                   optimizer=optimizer, loss=loss, seed=seed)
+                   optimizer=optimizer, loss=loss, seed=seed, trainable=trainable)
   memory, flops, error = None, None, None
   step_flops = step_bytes = None
   start = time.perf_counter()

@@ -2,6 +2,7 @@
 
     aya-t5x demo [--output_dir demo_output] [--seed 0] [--gin.TRAIN_STEPS=200]
     aya-t5x demo --compare        # all three weighting schemes, side by side
+    aya-t5x demo --lora           # and LoRA adapters beside the full fine-tuning
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ def _demo(args: argparse.Namespace) -> int:
 
   schemes = job.SCHEMES if args.compare else (args.scheme,)
   summary = job.run_demo(job.DemoOptions(output_dir=args.output_dir, schemes=schemes,
-                                         seed=args.seed, gin_bindings=args.gin_bindings))
+                                         seed=args.seed, gin_bindings=args.gin_bindings,
+                                         lora=args.lora))
   failed = [s for s, run in summary["runs"].items() if not run["classification"]["all_above"]]
   if failed:
     print(f"note: {', '.join(failed)} did not reach chance + "
@@ -37,6 +39,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     help="the weighting scheme to train (default: the final Aya model's)")
   demo.add_argument("--compare", action="store_true",
                     help="train all three schemes and put them side by side")
+  demo.add_argument("--lora", action="store_true",
+                    help="also train LoRA adapters (runs/lora.gin) for the first scheme, "
+                         "same start and steps, and compare them with full fine-tuning")
   demo.add_argument("--seed", type=int, default=0)
   demo.epilog = "Any --gin.NAME=VALUE flag adds a gin binding (training and evaluation)."
   demo.set_defaults(handler=_demo)

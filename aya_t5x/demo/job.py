@@ -13,6 +13,13 @@ three with `--compare`), the job
    curve's start and end, every task per language with HR/MR/LR averages, the
    classification accuracy per language against chance, and with several schemes the
    side-by-side comparison of RECIPE.md §4's experiment.
+
+With `--lora` it also trains LoRA adapters (`runs/lora.gin`, rank `LORA_DEMO_RANK`) for
+the first scheme, from the same starting weights and for the same steps, and the report
+puts them beside the full fine-tuning (`report.json` key `lora`): trainable parameters,
+checkpoint size, loss, suite average and classification per language. The demo's base
+is mT5-tiny's random initialisation (no pretrained model is reachable offline), which
+is the hard case for adapters: they are meant to adapt a pretrained network.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ CLASSIFICATION = "demo_classification"
 # The report calls a language learnt when its classification accuracy beats chance by
 # this many points (40 held-out questions a language: 2.5 standard errors of a coin).
 ABOVE_CHANCE_MARGIN = 20.0
+LORA_GIN = "runs/lora.gin"
+# mT5-tiny's d_model is 128: rank 16 keeps the adapters an eighth of each kernel's width.
+LORA_DEMO_RANK = 16
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,12 +57,14 @@ class DemoOptions:
     seed: corpus, data order, initialisation and dropout.
     gin_bindings: extra `NAME=value` bindings for training and evaluation
       (for example `TRAIN_STEPS=200` for a quicker look).
+    lora: also train LoRA adapters for the first scheme and compare them.
   """
 
   output_dir: str
   schemes: Sequence[str] = SCHEMES[:1]
   seed: int = 0
   gin_bindings: Sequence[str] = ()
+  lora: bool = False
 
   def __post_init__(self):
     unknown = [s for s in self.schemes if s not in SCHEMES]
@@ -61,7 +73,7 @@ class DemoOptions:
 
 
 def parse_gin(corpus: demo_corpus.Corpus, scheme: str, run_dir: Path, seed: int,
-              extra_bindings: Sequence[str] = ()) -> None:
+              extra_bindings: Sequence[str] = (), extra_files: Sequence[str] = ()) -> None:
   """One gin configuration for a scheme's training and its evaluation.
 
   The recipe's files (`runs/aya_recipe.gin`, `mixtures/<scheme>.gin`), the demo's sizes
@@ -69,7 +81,8 @@ def parse_gin(corpus: demo_corpus.Corpus, scheme: str, run_dir: Path, seed: int,
   """
   from aya_t5x import gin_config
 
-  files = [MODEL_GIN, *(f.format(scheme=scheme) for f in RECIPE_GIN), EVAL_GIN]
+  files = [MODEL_GIN, *(f.format(scheme=scheme) for f in RECIPE_GIN), *extra_files,
+           EVAL_GIN]
   gin_config.parse_gin(files, [
       f"VOCABULARY_PATH={str(corpus.vocabulary_path)!r}",
       f"AYA_SOURCES={json.dumps(corpus.source_paths())}",
@@ -82,10 +95,17 @@ def evaluate(params: Any, run_dir: Path, progress: Callable[[str], None] = print
   """Runs the configured suite on `params`, placed on the configured mesh; writes
   run_dir/eval/ and returns the report."""
   from aya_t5x import gin_config
+
+  return evaluate_with(params, gin_config.configured_model(), run_dir, progress)
+
+
+def evaluate_with(params: Any, config: Any, run_dir: Path,
+                  progress: Callable[[str], None] = print) -> dict[str, Any]:
+  """`evaluate` for the network `config` (the base with adapters, say)."""
+  from aya_t5x import gin_config
   from aya_t5x.evaluation import predict, report
   from aya_t5x.evaluation import suite as suite_lib
 
-  config = gin_config.configured_model()
   suite = gin_config.CONFIGURABLES["EvalSuite"]()
   partitioner = gin_config.CONFIGURABLES["Partitioner"]()
   placement = predict.Placement(partitioner.mesh(), partitioner)
@@ -156,6 +176,27 @@ def markdown(summary: dict[str, Any]) -> str:
     lines.append(f"- {scheme}: [{run['eval_markdown']}]({run['eval_markdown']}) "
                  f"(suite average {_fmt(run['average'])}; HR {_fmt(run['groups'].get('HR'))},"
                  f" MR {_fmt(run['groups'].get('MR'))}, LR {_fmt(run['groups'].get('LR'))})")
+  if summary.get("lora"):
+    lora = summary["lora"]
+    lines += ["", f"## LoRA adapters against full fine-tuning ({lora['scheme']})", "",
+              f"Rank {lora['rank']} on every attention and MLP kernel (`runs/lora.gin`), "
+              "from the same random start and for the same steps; the base is frozen. "
+              "Adapters are built to adapt a pretrained model: on the demo's random base "
+              "they can only learn what low-rank updates of random layers express.", ""]
+    lines.append(reporting.markdown_table(
+        ["", "trainable parameters", "checkpoint (step folder)", "final loss",
+         "suite average", "classification: lowest language"],
+        [["full", f"{lora['full_trainable_parameters']:,}",
+          f"{lora['full_checkpoint_bytes'] / 2**20:.2f} MiB",
+          f"{lora['full_loss']['last_loss']:.3f}", _fmt(lora["full_average"]),
+          _fmt(lora["full_classification"]["lowest"])],
+         ["LoRA", f"{lora['trainable_parameters']:,}",
+          f"{lora['checkpoint_bytes'] / 2**20:.2f} MiB", f"{lora['loss']['last_loss']:.3f}",
+          _fmt(lora["average"]), _fmt(lora["classification"]["lowest"])]]))
+    lines += ["", reporting.markdown_table(
+        ["language", "full", "LoRA"],
+        [[code, _fmt(acc), _fmt(lora["classification"]["accuracy"].get(code))]
+         for code, acc in lora["full_classification"]["accuracy"].items()])]
   if summary.get("comparison"):
     # The comparison is a document of its own: its headings go one level down.
     nested = "\n".join("##" + line if line.startswith("#") else line
@@ -185,6 +226,50 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
   return reporting.save_figure(fig, path, dpi=110)
 
 
+def _folder_bytes(path: Path) -> int:
+  return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _lora_run(corpus: demo_corpus.Corpus, options: DemoOptions, out: Path,
+              full: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
+  """Trains adapters for the first scheme (same start, same steps) and compares them."""
+  import jax
+
+  from aya_t5x import gin_config, model
+  from aya_t5x.checkpoints import adapters
+
+  scheme = options.schemes[0]
+  run_dir = out / f"{scheme}_lora"
+  progress(f"fine-tuning LoRA adapters on the {scheme} mixture in {run_dir}")
+  parse_gin(corpus, scheme, run_dir, options.seed,
+            [f"LORA_RANK={LORA_DEMO_RANK}", f"LORA_ALPHA={2.0 * LORA_DEMO_RANK}",
+             *options.gin_bindings], extra_files=[LORA_GIN])
+  result = gin_config.configured_train()
+  # The base is the full run's starting point: the random initialisation of the seed,
+  # checked against the adapters' fingerprint when they are attached.
+  config = gin_config.configured_model()
+  base = model.init_params(config, jax.random.key(options.seed))
+  params, adapted = adapters.attach_adapters(base, config, run_dir,
+                                             base_source=f"random (seed {options.seed})")
+  progress(f"evaluating the {scheme} adapters on the demo suite")
+  built = evaluate_with(params, adapted, run_dir, progress)
+  step = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+  full_dir = Path(full["run_dir"])
+  full_step = max(int(p.name) for p in (full_dir / "checkpoints").iterdir()
+                  if p.name.isdigit())
+  total = sum(int(x.size) for x in jax.tree.leaves(base))
+  trained = sum(int(x.size) for x in jax.tree.leaves(result.state.params))
+  return {"scheme": scheme, "run_dir": str(run_dir), "rank": LORA_DEMO_RANK,
+          "trainable_parameters": trained, "full_trainable_parameters": total,
+          "checkpoint_bytes": _folder_bytes(run_dir / "checkpoints" / str(step)),
+          "full_checkpoint_bytes": _folder_bytes(full_dir / "checkpoints" / str(full_step)),
+          "loss": loss_curve(run_dir), "full_loss": full["loss"],
+          "average": built["average"], "full_average": full["average"],
+          "groups": built["groups"], "classification": classification_vs_chance(built),
+          "full_classification": full["classification"],
+          "eval_markdown": str(Path(run_dir.name) / "eval" / "eval.md")}
+
+
 def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the demo (see the module docstring); returns the report as a dict."""
   from aya_t5x import gin_config
@@ -209,6 +294,8 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
                     "eval_markdown": str(Path(scheme) / "eval" / "eval.md")}
   summary = {"seed": options.seed, "corpus_checksum": corpus.summary()["checksum"],
              "runs": runs, "seconds": time.perf_counter() - start}
+  if options.lora:
+    summary["lora"] = _lora_run(corpus, options, out, runs[options.schemes[0]], progress)
   if len(built_reports) > 1:
     comparison = report.compare(list(built_reports.values()), list(built_reports))
     report.write_comparison(comparison, out / "compare")

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import transformers
 
 from aya_t5x import layer_stack, model, optim, partitioning, testing, train_state, train_step
 from aya_t5x.adapters import lora as lora_lib

@@ -50,3 +50,21 @@ def test_the_command_trains_the_schemes_it_is_asked_for(tmp_path, monkeypatch, f
   assert cli.main(["demo", "--output_dir", out, "--gin.TRAIN_STEPS=4", *flags]) == 0
   assert tuple(asked[0].schemes) == tuple(schemes)
   assert asked[0].output_dir == out and list(asked[0].gin_bindings) == ["TRAIN_STEPS=4"]
+
+
+@pytest.mark.slow
+def test_demo_lora_trains_adapters_beside_the_full_run_and_reports_both(tmp_path):
+  out = tmp_path / "demo"
+  bindings = ["TRAIN_STEPS=4", "EVAL_EVERY_STEPS=0", "EVAL_MAX_EXAMPLES=2", "BATCH_SIZE=8"]
+  job.run_demo(job.DemoOptions(output_dir=str(out), gin_bindings=bindings, lora=True),
+               progress=lambda _: None)
+  lora = json.loads((out / "report.json").read_text())["lora"]
+  scheme = job.SCHEMES[0]
+  assert lora["scheme"] == scheme and lora["loss"]["last_step"] == 4
+  assert (out / f"{scheme}_lora" / "checkpoints" / "4").is_dir()
+  # Adapters only: a small fraction of the parameters and of the checkpoint.
+  assert 0 < lora["trainable_parameters"] < lora["full_trainable_parameters"] / 5
+  assert lora["checkpoint_bytes"] < lora["full_checkpoint_bytes"] / 2
+  assert set(lora["classification"]["accuracy"]) == set(lexicon.LANGUAGES)
+  assert lora["average"] is not None and lora["full_average"] is not None
+  assert "LoRA adapters against full fine-tuning" in (out / "report.md").read_text()
