@@ -153,7 +153,7 @@ def load_adapters(path: str | os.PathLike) -> tuple[dict, AdapterInfo]:
   MODEL_DIR (latest step) or one of its step folders."""
   import orbax.checkpoint as ocp
 
-  from aya_t5x.inference import train_state_dir
+  from aya_t5x.checkpoints.loading import train_state_dir
 
   path = Path(path).absolute()
   state_dir = train_state_dir(path)

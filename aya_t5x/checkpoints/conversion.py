@@ -41,8 +41,7 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
   from the checkpoint. Training checkpoints always hold the per-layer layout, so a config
   with `scan_layers=True` is read as its per-layer twin.
   """
-  from aya_t5x import inference
-  from aya_t5x.checkpoints import formats, native
+  from aya_t5x.checkpoints import formats, loading, native
 
   if source_format not in SOURCE_FORMATS:
     raise ValueError(f"unknown source format {source_format!r}; choose from {SOURCE_FORMATS}")
@@ -54,11 +53,11 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
   if target_format == "hf_peft":
     return _export_peft(src, Path(destination), config, adapters)
   # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = inference.train_state_dir(src) if source_format == "aya_t5x" else None
+  state_dir = loading.train_state_dir(src) if source_format == "aya_t5x" else None
   if state_dir is None:
     params, config = formats.load_params(str(source), config, fmt=source_format)
   else:
-    config = config or inference.stored_config(src)
+    config = config or loading.stored_config(src)
     if config is None:
       raise ValueError(
           f"{source} is a training checkpoint ({state_dir}) from a run that did not save "
@@ -67,7 +66,7 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
           f"aya-t5x convert --from aya_t5x --to {target_format} --gin_file "
           f"models/mt5_small.gin {source} {destination} (for the demo: --gin_file "
           "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
-    params = inference.load_params(src, config)
+    params = loading.load_params(src, config)
   if adapters is not None:
     from aya_t5x.checkpoints import adapters as adapters_lib
 
@@ -83,15 +82,15 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
 def _export_peft(run: Path, destination: Path, config: MT5Config | None,
                  adapters: str | os.PathLike | None) -> Conversion:
   """Writes a LoRA run's adapters (`run`, or `adapters` when given) for Hugging Face peft."""
-  from aya_t5x import inference
   from aya_t5x.checkpoints import adapters as adapters_lib
+  from aya_t5x.checkpoints import loading
 
   source = Path(adapters).absolute() if adapters is not None else run
   tree, info = adapters_lib.load_adapters(source)
-  config = config or inference.stored_config(source)
+  config = config or loading.stored_config(source)
   if config is None:
     raise ValueError(f"{source}: the run did not save its model (mt5_config.json); pass "
                      "its gin model file (--gin_file models/...).")
   adapters_lib.save_peft(tree, info, config, destination)
   return Conversion(destination=destination, config=config,
-                    train_state_dir=inference.train_state_dir(source))
+                    train_state_dir=loading.train_state_dir(source))

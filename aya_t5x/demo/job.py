@@ -79,6 +79,8 @@ def parse_gin(corpus: demo_corpus.Corpus, scheme: str, run_dir: Path, seed: int,
   The recipe's files (`runs/aya_recipe.gin`, `mixtures/<scheme>.gin`), the demo's sizes
   (`demo/recipe.gin`) and the demo suite (`eval/demo.gin`), with the corpus's paths.
   """
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
+  import aya_t5x.mixtures  # noqa: F401  (the weighting schemes the recipe's gin names)
   from aya_t5x import gin_config
 
   files = [MODEL_GIN, *(f.format(scheme=scheme) for f in RECIPE_GIN), *extra_files,
@@ -106,8 +108,8 @@ def evaluate_with(params: Any, config: Any, run_dir: Path,
   from aya_t5x.evaluation import predict, report
   from aya_t5x.evaluation import suite as suite_lib
 
-  suite = gin_config.CONFIGURABLES["EvalSuite"]()
-  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
+  suite = gin_config.configured("EvalSuite")()
+  partitioner = gin_config.configured("Partitioner")()
   placement = predict.Placement(partitioner.mesh(), partitioner)
   result = suite_lib.run(suite_lib.plan(suite), placement.place_params(params, config),
                          config, placement, progress=progress)
@@ -235,7 +237,7 @@ def _lora_run(corpus: demo_corpus.Corpus, options: DemoOptions, out: Path,
   """Trains adapters for the first scheme (same start, same steps) and compares them."""
   import jax
 
-  from aya_t5x import gin_config, model
+  from aya_t5x import configurables, gin_config, model
   from aya_t5x.checkpoints import adapters
 
   scheme = options.schemes[0]
@@ -244,7 +246,7 @@ def _lora_run(corpus: demo_corpus.Corpus, options: DemoOptions, out: Path,
   parse_gin(corpus, scheme, run_dir, options.seed,
             [f"LORA_RANK={LORA_DEMO_RANK}", f"LORA_ALPHA={2.0 * LORA_DEMO_RANK}",
              *options.gin_bindings], extra_files=[LORA_GIN])
-  result = gin_config.configured_train()
+  result = configurables.configured_train()
   # The base is the full run's starting point: the random initialisation of the seed,
   # checked against the adapters' fingerprint when they are attached.
   config = gin_config.configured_model()
@@ -272,7 +274,7 @@ def _lora_run(corpus: demo_corpus.Corpus, options: DemoOptions, out: Path,
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the demo (see the module docstring); returns the report as a dict."""
-  from aya_t5x import gin_config
+  from aya_t5x import configurables
   from aya_t5x.evaluation import report
 
   start = time.perf_counter()
@@ -284,7 +286,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
     run_dir = out / scheme
     progress(f"fine-tuning on the {scheme} mixture in {run_dir}")
     parse_gin(corpus, scheme, run_dir, options.seed, options.gin_bindings)
-    result = gin_config.configured_train()
+    result = configurables.configured_train()
     progress(f"evaluating {scheme} on the demo suite")
     built = evaluate(result.state.params, run_dir, progress)
     built_reports[scheme] = built

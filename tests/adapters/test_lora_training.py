@@ -98,10 +98,10 @@ def test_adapters_on_the_base_decode_as_the_merged_checkpoint(run, bases, tmp_pa
 
 
 def test_a_lora_run_is_not_a_checkpoint_by_itself(run):
-  from aya_t5x import inference
+  from aya_t5x.checkpoints import loading
 
   with pytest.raises(ValueError, match="--adapters"):
-    inference.load_params(run[0], TINY)
+    loading.load_params(run[0], TINY)
 
 
 def test_convert_to_hf_peft_from_the_command_line(run, tmp_path):
