@@ -28,6 +28,7 @@ def main() -> None:
   import jax
 
   jax.config.update("jax_platforms", "cpu")
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
   from aya_t5x import aot, gin_config
   from aya_t5x.compile_command import _step_arguments
 

@@ -85,6 +85,7 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=2)
   args = parser.parse_args()
   peer.pin_to_one_core()
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
   from aya_t5x import gin_config
   from aya_t5x.adapters import lora, trainable
 

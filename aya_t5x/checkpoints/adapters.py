@@ -105,8 +105,14 @@ def fingerprint(params: Any) -> str:
   flat = traverse_util.flatten_dict(dict(params)) if params else {}
   names = sorted(flat)
   stacked = [layer_stack.STACKED in name for name in names]
-  sums = jax.jit(lambda leaves: [_leaf_sums(x, s) for x, s in zip(leaves, stacked)])(
-      [flat[n] for n in names])
+  leaves = [flat[n] for n in names]
+  # Replicated results, so that every host of a multi-host run can read them.
+  meshes = [x.sharding.mesh for x in leaves
+            if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding)]
+  replicated = (jax.sharding.NamedSharding(meshes[0], jax.sharding.PartitionSpec())
+                if meshes else None)
+  sums = jax.jit(lambda leaves: [_leaf_sums(x, s) for x, s in zip(leaves, stacked)],
+                 out_shardings=replicated)(leaves)
   lines = []
   for name, is_stacked, (plain, weighted) in zip(names, stacked, jax.device_get(sums)):
     x = flat[name]
