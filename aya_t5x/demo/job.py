@@ -236,23 +236,30 @@ def _lora_run(corpus: demo_corpus.Corpus, options: DemoOptions, out: Path,
               full: dict[str, Any], progress: Callable[[str], None]) -> dict[str, Any]:
   """Trains adapters for the first scheme (same start, same steps) and compares them."""
   import jax
+  import numpy as np
 
   from aya_t5x import configurables, gin_config, model
-  from aya_t5x.checkpoints import adapters
+  from aya_t5x.checkpoints import adapters, native
 
   scheme = options.schemes[0]
   run_dir = out / f"{scheme}_lora"
+  bindings = [f"LORA_RANK={LORA_DEMO_RANK}", f"LORA_ALPHA={2.0 * LORA_DEMO_RANK}",
+              *options.gin_bindings]
+  # The base is the full run's starting point, the seed's initialisation of the model,
+  # written once as a checkpoint: training reads it as INITIAL_CHECKPOINT_PATH, and the
+  # evaluation attaches the adapters to it (checked against their fingerprint).
+  parse_gin(corpus, scheme, run_dir, options.seed, bindings, extra_files=[LORA_GIN])
+  config = gin_config.configured_model()
+  base_dir = out / "base_init"
+  if not (base_dir / native.CONFIG_FILE).is_file():
+    native.save_params(jax.tree.map(np.asarray, model.init_params(
+        config, jax.random.key(options.seed))), config, base_dir)
+  base, _ = native.load_params(base_dir, config)
   progress(f"fine-tuning LoRA adapters on the {scheme} mixture in {run_dir}")
   parse_gin(corpus, scheme, run_dir, options.seed,
-            [f"LORA_RANK={LORA_DEMO_RANK}", f"LORA_ALPHA={2.0 * LORA_DEMO_RANK}",
-             *options.gin_bindings], extra_files=[LORA_GIN])
+            [*bindings, f"INITIAL_CHECKPOINT_PATH={str(base_dir)!r}"], extra_files=[LORA_GIN])
   result = configurables.configured_train()
-  # The base is the full run's starting point: the random initialisation of the seed,
-  # checked against the adapters' fingerprint when they are attached.
-  config = gin_config.configured_model()
-  base = model.init_params(config, jax.random.key(options.seed))
-  params, adapted = adapters.attach_adapters(base, config, run_dir,
-                                             base_source=f"random (seed {options.seed})")
+  params, adapted = adapters.attach_adapters(base, config, run_dir, base_source=str(base_dir))
   progress(f"evaluating the {scheme} adapters on the demo suite")
   built = evaluate_with(params, adapted, run_dir, progress)
   step = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
