@@ -182,3 +182,20 @@ def test_the_proven_placements_divide_their_topologies(size, gin_file, topology)
   part.check_batch(mesh, data.batch_size, arguments["num_microbatches"])
   part.check_param_shardings(model.param_shapes(config),
                              part.logical_to_sharding(model.param_logical_axes(config), mesh))
+
+
+@needs_libtpu
+def test_a_lora_step_with_flash_attention_compiles_for_tpus_and_holds_less(tmp_path, capsys):
+  flash = ["--gin.MT5Config.attention_implementation='pallas_tpu'", "--gin.DROPOUT_RATE=0.0",
+           "--gin.TASK_FEATURE_LENGTHS={'inputs': 128, 'targets': 128}",
+           "--gin.LossConfig.vocab_tile_size=128", "--gin.MT5Config.scan_layers=True",
+           "--gin.MT5Config.remat_policy='full'"]
+  status, _, err, full = compile_json(tmp_path, capsys, "v4-8", *flash)
+  assert status == 0, err
+  status, _, err, lora = compile_json(tmp_path, capsys, "v4-8", *flash,
+                                      "--gin_file", "runs/lora.gin", "--gin.LORA_RANK=4")
+  # Adapters on scanned layers, with the fused attention and the tiled loss: the state
+  # (arguments) is the bfloat16 base and the small adapters, well under the full state.
+  assert status == 0, err
+  assert lora["fits"] is True
+  assert lora["memory"]["arguments"] < full["memory"]["arguments"] / 2
