@@ -47,7 +47,8 @@ setup(
         # The Hugging Face translation backend (NLLB, M2M100) of `aya-t5x translate`.
         "translation": ["torch", "transformers"],
         # The reference implementation for equality tests, and the test tools.
-        "test": ["torch", "transformers", "peft", "pytest", "pytest-xdist", "pytest-timeout", "ruff",
+        "test": ["torch", "transformers", "peft", "pytest", "pytest-xdist", "pytest-timeout",
+                 "ruff",
                  # The annotation app's browser test drives Debian's chromium; its store
                  # tests also run on PostgreSQL.
                  "playwright", "psycopg[binary]",
