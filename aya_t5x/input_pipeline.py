@@ -180,10 +180,10 @@ def register_manifest(manifest: str) -> None:
   Cached: the trainer, its input pipeline and its evaluators all check the same config,
   and registering re-scans every file of the manifest.
   """
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
   try:
-    registration.load_manifest(manifest)
+    manifest_lib.load_manifest(manifest)
   except (TypeError, RuntimeError) as e:  # gin could not supply the vocabulary
     if isinstance(e, RuntimeError) and "Required bindings" not in str(e):
       raise

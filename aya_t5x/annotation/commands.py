@@ -76,9 +76,9 @@ def _import(args: argparse.Namespace) -> int:
 
 def _register(name: str, output: Path, manifest: str, replace: bool,
               codes: list[str]) -> None:
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
-  print(registration.register_output(manifest, name, output, languages_written=codes,
+  print(manifest_lib.register_output(manifest, name, output, languages_written=codes,
                                      language_key="language_code", replace=replace))
 
 

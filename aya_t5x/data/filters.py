@@ -104,13 +104,16 @@ def _registered(cls):
 @_registered
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KeepMT5Languages(RecordFilter):
-  """Keeps mT5's 101 languages (RECIPE.md §3); the reason names the language dropped."""
+  """Keeps mT5's 101 languages (RECIPE.md §3) and those added (`aya-t5x languages add`);
+  the reason names the language dropped and how to add it."""
 
   name: ClassVar[str] = "mt5_languages"
 
   def reason(self, example: Example) -> str | None:
     if languages.find_language(example.language) is None:
-      return f"not an mT5 language ({example.language_code or example.language})"
+      return (f"not an mT5 language nor an added one "
+              f"({example.language_code or example.language}; add it with `aya-t5x "
+              "languages add`)")
     return None
 
 
