@@ -40,9 +40,11 @@ def _model_info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config
+  from aya_t5x import gin_config, run_record
   from aya_t5x.checkpoints import conversion
 
+  run_record.check_exists(args.src, "checkpoint")
+  vocabulary = args.vocabulary or run_record.recorded_vocabulary(args.src)
   config = None
   if uses_gin(args):
     parse_gin(args)
@@ -50,16 +52,28 @@ def _convert(args: argparse.Namespace) -> int:
   result = conversion.convert_checkpoint(args.src, args.dst, source_format=args.source_format,
                                          target_format=args.target_format, config=config)
   config = result.config
+  copied = ""
+  if vocabulary and args.target_format == "hf":
+    conversion.write_hf_tokenizer(vocabulary, args.dst)
+    copied = f"; tokenizer {vocabulary} as spiece.model"
   print(f"wrote {args.target_format} checkpoint {args.dst} "
         + (f"from {result.train_state_dir} " if result.train_state_dir else "")
         + f"(d_model={config.d_model}, {config.num_encoder_layers}/"
-        f"{config.num_decoder_layers} layers, vocab {config.vocab_size})")
+        f"{config.num_decoder_layers} layers, vocab {config.vocab_size}){copied}")
   return 0
 
 
 def _train(args: argparse.Namespace) -> int:
   from aya_t5x import distributed, gin_config
 
+  if args.print_config:
+    parse_gin(args)
+    from aya_t5x import gin_config as config_lib
+
+    config_lib.check_required_macros()
+    for name, value in config_lib.resolved_macros(args.gin_bindings).items():
+      print(f"{name} = {value}")
+    return 0
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
   parse_gin(args)
   try:
@@ -82,13 +96,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _vocabulary(args: argparse.Namespace):
-  if args.vocabulary:
-    from aya_t5x.data import vocabulary
+  from aya_t5x import run_record
+  from aya_t5x.data import vocabulary
 
-    return vocabulary.sentencepiece_vocabulary(args.vocabulary)
+  path = args.vocabulary or (None if args.task else
+                             run_record.recorded_vocabulary(args.checkpoint))
+  if path:
+    return vocabulary.sentencepiece_vocabulary(path)
   if not args.task:
     raise CommandError("give --vocabulary SPM_MODEL or --task NAME (whose inputs vocabulary "
-                       "is used)")
+                       f"is used): {args.checkpoint} records no vocabulary (runs record "
+                       "theirs in MODEL_DIR/vocabulary.json)")
   import seqio
 
   from aya_t5x import input_pipeline
@@ -101,9 +119,11 @@ def _vocabulary(args: argparse.Namespace):
 
 
 def _infer(args: argparse.Namespace) -> int:
-  from aya_t5x import decoding, inference
+  from aya_t5x import decoding, inference, run_record
   from aya_t5x.data import vocabulary as vocab_lib
 
+  run_record.check_exists(args.checkpoint)
+  run_record.use_recorded_languages(args.checkpoint)
   parse_gin(args)
   config = inference.model_config(args.checkpoint)
   vocabulary = _vocabulary(args)
@@ -150,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
                   "partitioning preset (partitioning/).")
   add_gin_flags(train)
+  train.add_argument("--print_config", action="store_true",
+                     help="print the resolved gin macros and exit without training")
   from aya_t5x import distributed
 
   distributed.add_flags(train)
@@ -165,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
   infer.add_argument("--input", required=True, help="JSONL file, one prompt per line")
   infer.add_argument("--output", required=True, help="JSONL file to write")
   infer.add_argument("--input_key", default="inputs", help="the prompt's field")
-  infer.add_argument("--vocabulary", help="SentencePiece model of the checkpoint")
+  infer.add_argument("--vocabulary", help="SentencePiece model of the checkpoint (default: "
+                     "the one a training run recorded in MODEL_DIR/vocabulary.json)")
   infer.add_argument("--task", help="a SeqIO task or mixture whose vocabulary to use")
   infer.add_argument("--module", action="append", help="module that registers --task")
   infer.add_argument("--method", default="greedy", choices=("greedy", "sample", "beam"))
@@ -195,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
   convert.add_argument("src", help="source checkpoint folder; with --from aya_t5x also a "
                        "training MODEL_DIR or a step folder")
   convert.add_argument("dst", help="destination folder (created)")
+  convert.add_argument("--vocabulary", help="SentencePiece model written beside a Hugging "
+                       "Face export as its tokenizer (default: the one a training run "
+                       "recorded)")
   add_gin_flags(convert)
   convert.set_defaults(handler=_convert)
 

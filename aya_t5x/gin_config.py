@@ -27,6 +27,7 @@ from aya_t5x import (
   train_evaluators,
   train_step,
 )
+from aya_t5x.data import manifest as _manifest  # noqa: F401  (gin: load_manifest)
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
 from aya_t5x.evaluation import suite_evaluator as eval_hook
@@ -241,6 +242,22 @@ def macro_value(name: str, default=None):
     return default
 
 
+def _macro_text(name: str, seen: frozenset[str] = frozenset()) -> str:
+  """A macro's value as gin text, following macros that name other macros."""
+  value = macro_value(name)
+  selector = getattr(value, "scoped_selector", "")
+  if selector.endswith("/gin.macro") and selector not in seen:
+    return _macro_text(selector.split("/")[0], seen | {selector})
+  return gin.config._format_value(value)  # pylint: disable=protected-access
+
+
+def resolved_macros(bindings: Sequence[str] = ()) -> dict[str, str]:
+  """Every macro the parsed gin files and `bindings` define, resolved, as gin text."""
+  names = set(_PARSED_MACROS) | {b.split("=", 1)[0].strip() for b in bindings
+                                 if re.fullmatch(r"[A-Z][A-Z0-9_]*", b.split("=", 1)[0].strip())}
+  return {name: _macro_text(name) for name in sorted(names)}
+
+
 def _check_macro_bindings(bindings: Sequence[str], referenced: set[str]) -> None:
   """A macro set on the command line that no file uses is a typo (gin accepts it)."""
   for binding in bindings:
@@ -303,6 +320,9 @@ def configured_train(**overrides):
   if "model_config" not in overrides:
     configured_model()
   check_required_macros()
+  languages_file = macro_value("LANGUAGES_FILE")
+  if languages_file:
+    input_pipeline.register_languages_file(languages_file)
   manifest = macro_value("TASK_MANIFEST")
   if manifest:
     input_pipeline.register_manifest(manifest)

@@ -54,7 +54,10 @@ class DatasetConfig:
     module: modules to import first so that they register their tasks (T5X's
       MIXTURE_OR_TASK_MODULE), e.g. 'my_project.tasks'.
     task_manifest: a manifest written by `aya-t5x tasks add` (TASK_MANIFEST); its
-      tasks are registered with the gin VOCABULARY before the data is read.
+      languages, tasks and mixtures are registered with the gin VOCABULARY before the
+      data is read.
+    languages_file: a JSON file of added languages ({"languages": [...]}, as a manifest
+      holds them; LANGUAGES_FILE), loaded before the tasks.
     num_shards: input shards the global batch is read from. None: one per host when
       the run starts (T5X's layout; a resumed run keeps the count it started with). A
       fixed count gives the same batches on any number of hosts.
@@ -73,6 +76,7 @@ class DatasetConfig:
   num_epochs: int | None = None
   module: str | Sequence[str] | None = None
   task_manifest: str | None = None
+  languages_file: str | None = None
   num_shards: int | None = None
 
   def __post_init__(self):
@@ -193,9 +197,22 @@ def register_manifest(manifest: str) -> None:
         f"({e}).") from e
 
 
+@functools.cache
+def register_languages_file(path: str) -> None:
+  """Adds the languages of a `LANGUAGES_FILE` to this process, once."""
+  from aya_t5x.data import manifest as manifest_lib
+
+  if not os.path.exists(path):
+    raise DataConfigError(f"LANGUAGES_FILE {path!r} does not exist; write it with `aya-t5x "
+                          "languages add CODE ... --manifest FILE`")
+  manifest_lib.use_languages(manifest_lib.read(path))
+
+
 def check_dataset_config(config: DatasetConfig) -> None:
   """Fails fast (before anything compiles) if `config` cannot give batches."""
   import_task_modules(config.module)
+  if config.languages_file:
+    register_languages_file(config.languages_file)
   if config.task_manifest:
     register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)

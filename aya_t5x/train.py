@@ -26,7 +26,9 @@ from aya_t5x import (
   layer_stack,
   metric_writers,
   optim,
+  run_record,
   throughput,
+  train_evaluators,
   train_state,
 )
 from aya_t5x.checkpoints import native
@@ -112,6 +114,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                          ) as checkpointer:
     if is_chief:
       native.save_model_config(model_dir, per_layer_config)
+      run_record.write(model_dir, train_data.mixture_or_task_name, train_data.task_manifest)
     data_state: dict = {}
     restored = checkpointer.restore_newest(saved.abstract,
                                            fallback=checkpoint.fallback_to_restorable)
@@ -170,6 +173,10 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                      f"({peak_source})")
     context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
                           param_shardings=saved.shardings.params, loss=loss, step=start_step)
+    if eval_every:
+      evaluators, notes = train_evaluators.with_data(evaluators)
+      for note in notes:  # once per run: a task without the split turns its evaluator off
+        progress.message(note)
 
     def save(step: int, state: Any, force: bool) -> None:
       checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
@@ -253,8 +260,11 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 def _host_items(arguments: dict[str, Any]) -> dict[str, str]:
   """What every host of a run must agree on: the arguments (less the per-host ones)."""
   import aya_t5x
+  from aya_t5x.data import languages
 
   per_host = ("devices", "show_progress")
+  # Every host must see the same table of added languages (the same task manifest).
   return distributed.describe(
       jax_version=jax.__version__, aya_t5x_version=aya_t5x.__version__,
+      added_languages=[lang.to_json() for lang in languages.added_languages()],
       **{k: v for k, v in arguments.items() if k not in per_host})

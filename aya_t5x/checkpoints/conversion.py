@@ -63,3 +63,19 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     params = inference.load_params(src, config)
   formats.save_params(params, config, str(destination), fmt=target_format)
   return Conversion(destination=Path(destination), config=config, train_state_dir=state_dir)
+
+
+def write_hf_tokenizer(vocabulary: str | os.PathLike, destination: str | os.PathLike) -> None:
+  """Writes a SentencePiece model beside a Hugging Face export as its T5 tokenizer.
+
+  `spiece.model` is the file `T5Tokenizer` reads; `extra_ids: 0` because mT5's sentinels
+  are pieces of the model itself (T5Tokenizer would otherwise append 100 more ids).
+  """
+  import json
+  import shutil
+
+  destination = Path(destination)
+  shutil.copyfile(vocabulary, destination / "spiece.model")
+  (destination / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>",
+       "unk_token": "<unk>", "pad_token": "<pad>"}, indent=2) + "\n", encoding="utf-8")

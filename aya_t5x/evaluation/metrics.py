@@ -91,6 +91,14 @@ def rank_classification(targets: Sequence[RankTarget], scores: Sequence[float]
 # ----------------------------------------------------------------------------- generation
 
 
+def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Share of predictions identical to their target (T5's `accuracy`), in percent."""
+  if not targets:
+    return {"accuracy": 0.0}
+  return {"accuracy": 100.0 * sum(str(t) == str(p) for t, p in zip(targets, predictions))
+          / len(targets)}
+
+
 def exact_match(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
   """Share of predictions equal to their target after trimming whitespace, in percent."""
   if not targets:
