@@ -52,3 +52,12 @@ def pytest_unconfigure(config):
     import shutil
 
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _forget_added_languages():
+  """Languages a test adds (`languages add`, a manifest) are process state: drop them."""
+  yield
+  from aya_t5x.data import languages
+
+  languages.clear_user_languages()
