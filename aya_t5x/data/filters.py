@@ -111,9 +111,7 @@ class KeepMT5Languages(RecordFilter):
 
   def reason(self, example: Example) -> str | None:
     if languages.find_language(example.language) is None:
-      return (f"not an mT5 language nor an added one "
-              f"({example.language_code or example.language}; add it with `aya-t5x "
-              "languages add`)")
+      return f"not an mT5 language ({example.language_code or example.language})"
     return None
 
 

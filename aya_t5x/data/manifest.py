@@ -327,8 +327,11 @@ def _empty_reason(index: sources.SourceIndex, split: str, path: str) -> str:
   if report.skipped and not report.removed:
     return (f"all {report.skipped} record(s) of {path} are malformed:\n"
             + report.format())
+  hint = ("; a language outside mT5's 101 needs `aya-t5x languages add CODE --name NAME "
+          "--script SCRIPT --group LR --manifest FILE` first"
+          if "mt5_languages" in report.removed_by_filter() else "")
   return (f"no example of {path} is left after the filters (read {report.read}, "
-          f"malformed {report.skipped}, removed {sum(report.removed.values())}):\n"
+          f"malformed {report.skipped}, removed {sum(report.removed.values())}){hint}:\n"
           + report.format())
 
 

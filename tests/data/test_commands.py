@@ -25,7 +25,7 @@ def test_tasks_add_list_inspect(tmp_path, capsys, small_vocabulary):
   out = run(["tasks", "add", "sw_qa", "--path", str(data), "--language", "Swahili",
              "--inputs_key", "q", "--targets_key", "a", "--manifest", str(manifest)], capsys)
   assert "added task sw_qa" in out and "read 5, kept 5" in out
-  assert json.loads(manifest.read_text())["tasks"][0]["language"] == "Swahili"
+  assert json.loads(manifest.read_text())["tasks"][0]["language"] == "sw"  # normalised
 
   out = run(["tasks", "list", "--manifest", str(manifest)], capsys)
   assert "aya_dataset" in out and "sharegpt_command" in out and "sw_qa" in out
