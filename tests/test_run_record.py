@@ -22,7 +22,7 @@ def _run_flags(model_dir, manifest, spm, name, steps=2, *extra):
           "--gin_file", "mixtures/vocabulary.gin", f"--gin.VOCABULARY_PATH='{spm}'",
           f"--gin.TASK_MANIFEST='{manifest}'", f"--gin.MIXTURE_OR_TASK_NAME='{name}'",
           f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
-          "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}",
+          "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 8}",
           "--gin.EVAL_EVERY_STEPS=2", "--gin.EVAL_BATCHES=1",
           f"--gin.MT5Config.vocab_size={TINY.vocab_size}",
           f"--gin.MT5Config.d_model={TINY.d_model}", f"--gin.MT5Config.d_kv={TINY.d_kv}",
@@ -51,7 +51,8 @@ def trained(tmp_path_factory):
 
   out = io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-    assert cli.main(["train", *_run_flags(model_dir, manifest, spm, "tswana_yn")]) == 0
+    code = cli.main(["train", *_run_flags(model_dir, manifest, spm, "tswana_yn")])
+  assert code == 0, out.getvalue()[-3000:]
   languages.clear_user_languages()
   return {"root": root, "run": model_dir, "spm": spm, "manifest": manifest,
           "log": out.getvalue()}
