@@ -45,7 +45,7 @@ def write_sentences(path: str | os.PathLike, count: int = 350, seed: int = 0) ->
 def train_vocabulary(text_file: str | os.PathLike, folder: str | os.PathLike, *,
                      vocab_size: int = 512, name: str = "small.model") -> Path:
   """A SentencePiece model with T5's ids and byte fallback, trained on `text_file`."""
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   return Path(vocabulary.train_sentencepiece([text_file], Path(folder) / name,
                                              vocab_size=vocab_size, byte_fallback=True))

@@ -7,7 +7,7 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers import tokenizer_spm
 
-from aya_t5x.data import vocabulary
+from aya_t5x.vocab import vocabulary
 from aya_t5x.evaluation import metrics, text
 from aya_t5x.testing.vocabularies import multilingual_sentences
 

@@ -2,7 +2,7 @@
 
 import sentencepiece as spm
 
-from aya_t5x.data import vocabulary
+from aya_t5x.vocab import vocabulary
 from aya_t5x.testing.vocabularies import multilingual_sentences
 
 
