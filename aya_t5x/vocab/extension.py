@@ -167,7 +167,9 @@ def extend_vocabulary(base_path: str | os.PathLike, text_files: Sequence[str | o
   distinct = {c for line in lines for c in line if not c.isspace()}
   # Room for the pieces the new model shares with the base (characters, '▁', common
   # pieces), which are dropped, so that `pieces` new ones remain where the text allows.
-  new = _train_new_model(proto, lines, pieces + 1 + len(distinct & known) + pieces // 8 + 8)
+  # SentencePiece refuses a size below the text's characters: the error below names it.
+  size = max(pieces + 1 + len(distinct & known) + pieces // 8 + 8, len(distinct) + 2)
+  new = _train_new_model(proto, lines, size)
   selected, new_characters = _select(proto, new, pieces, only_new_characters)
   scores = [p.score for p in proto.pieces if p.type == _NORMAL] or [0.0]
   if model_type == _UNIGRAM:
