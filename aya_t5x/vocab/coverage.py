@@ -177,12 +177,13 @@ def coverage_report(processor, texts: Mapping[str, Sequence[str]]) -> dict[str, 
   return report
 
 
-def _uncovered_text(uncovered: Mapping[str, int], limit: int = 12) -> str:
+def _uncovered_lines(uncovered: Mapping[str, int], limit: int = 40) -> list[str]:
   if not uncovered:
-    return "none"
-  shown = ", ".join(f"{c} ({ord(c):04X}) x{n}" for c, n in list(uncovered.items())[:limit])
-  more = len(uncovered) - limit
-  return shown + (f" and {more} more" if more > 0 else "")
+    return ["  none"]
+  lines = [f"  - {c} {character_name(c)}: {n}" for c, n in list(uncovered.items())[:limit]]
+  if len(uncovered) > limit:
+    lines.append(f"  - and {len(uncovered) - limit} more (all in vocab_report.json)")
+  return lines
 
 
 def format_markdown(report: Mapping[str, Mapping[str, Any]], *, vocabulary: str) -> str:
@@ -201,9 +202,8 @@ def format_markdown(report: Mapping[str, Mapping[str, Any]], *, vocabulary: str)
            "## Characters the vocabulary cannot write", ""]
   for language, e in report.items():
     uncovered = e["uncovered_characters"]
-    lines.append(f"- **{language}**: {_uncovered_text(uncovered)}")
-    for character in list(uncovered)[:3]:
-      lines.append(f"  - {character_name(character)}")
+    lines.append(f"- **{language}** ({len(uncovered)}, with their occurrences):")
+    lines += _uncovered_lines(uncovered)
   return "\n".join(lines) + "\n"
 
 
