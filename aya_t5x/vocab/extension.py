@@ -11,7 +11,11 @@ Which pieces and which scores:
 
 - Every character of the new text that the base has no piece for is appended (the new
   model is trained with character coverage 1.0), so text made of the new text's
-  characters has no unknown piece. If they alone exceed N, the error says how many.
+  characters has no unknown piece. So are the other letters and marks of a script
+  the text brings in (the code points near them whose Unicode names start with the same
+  script name, e.g. every THAANA letter, when that script has at most
+  `MAX_SCRIPT_CHARACTERS`), because held-out text of a new script uses letters a small
+  sample lacks. If these alone exceed N, the error says how many.
 - Unigram (mT5's): the remaining places go to the new model's best-scoring pieces. Their
   scores are the new model's log-probabilities shifted by one constant so that the best
   new piece scores the base's lowest piece: within the new text Viterbi compares paths as
@@ -37,7 +41,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from aya_t5x.vocab import coverage
@@ -46,6 +51,36 @@ _NORMAL = 1  # sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
 _UNIGRAM, _BPE = 1, 2  # TrainerSpec.ModelType
 _MODEL_TYPES = {_UNIGRAM: "unigram", _BPE: "bpe"}
 _BUILTIN_NORMALIZERS = ("nmt_nfkc", "nfkc", "nmt_nfkc_cf", "nfkc_cf", "identity")
+# A script with more characters than this (Han) gets only the characters the text has.
+MAX_SCRIPT_CHARACTERS = 512
+_SCRIPT_REACH = 1024  # code points searched on either side of a character of the script
+
+
+def _script(character: str) -> str:
+  """The script word of a character's Unicode name ('THAANA' for THAANA LETTER HAA)."""
+  return unicodedata.name(character, "").split(" ")[0]
+
+
+def script_characters(characters: Iterable[str], known: set[str]) -> list[str]:
+  """The characters of the scripts of `characters` that are not in `known`, in code point
+  order, for scripts of at most `MAX_SCRIPT_CHARACTERS` characters. Only characters that
+  NFKC leaves as they are: the normaliser would map the others away before lookup."""
+  found: dict[str, set[str]] = {}
+  for character in characters:
+    script = _script(character)
+    if not script or script in found or script in ("CJK", "HANGUL"):
+      continue
+    members = set()
+    for code in range(max(0, ord(character) - _SCRIPT_REACH), ord(character) + _SCRIPT_REACH):
+      candidate = chr(code)
+      if _script(candidate) == script and unicodedata.normalize("NFKC", candidate) == candidate:
+        members.add(candidate)
+    found[script] = members
+  extra = set()
+  for members in found.values():
+    if len(members) <= MAX_SCRIPT_CHARACTERS:
+      extra |= members
+  return sorted(extra - known - set(characters))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,10 +152,15 @@ def _select(proto, new, pieces: int, only_new_characters: bool
   candidates = [(p.piece, p.score) for p in new.pieces
                 if p.type == _NORMAL and p.piece not in base]
   characters = [(piece, score) for piece, score in candidates if len(piece) == 1]
+  lowest = min((score for _, score in candidates), default=0.0)
+  # Letters of the same scripts that the text happens not to use, scored below the rest.
+  characters += [(c, lowest - 1.0) for c in
+                 script_characters([piece for piece, _ in characters], base)]
   if len(characters) > pieces:
     raise ValueError(
-        f"the text has {len(characters)} characters the base vocabulary has no piece for; "
-        f"--pieces {pieces} cannot hold them all: give --pieces {len(characters)} or more.")
+        f"the text's scripts have {len(characters)} characters the base vocabulary has no "
+        f"piece for; --pieces {pieces} cannot hold them all: give --pieces "
+        f"{len(characters)} or more.")
   new_characters = {piece for piece, _ in characters}
   longer = [(piece, score) for piece, score in candidates if len(piece) > 1
             and (not only_new_characters or any(c in new_characters for c in piece))]

@@ -146,3 +146,18 @@ def test_a_vocabulary_that_is_not_an_extension_is_refused(setup, tmp_path):
     resize.resize_checkpoint(setup["folder"] / "old", tmp_path / "out",
                              old_vocabulary=setup["old"], new_vocabulary=other)
   assert not (tmp_path / "out").exists()
+
+
+def test_resize_checkpoint_command_prints_the_new_size(setup, tmp_path, capsys):
+  from aya_t5x import cli
+
+  assert cli.main(["vocab", "resize-checkpoint", "--checkpoint", str(setup["folder"] / "old"),
+                   "--old_vocabulary", str(setup["old"]), "--new_vocabulary",
+                   str(setup["new"]), "--output", str(tmp_path / "out"), "--to", "hf"]) == 0
+  out = capsys.readouterr().out
+  assert "embedding rows 304 -> 512" in out and "MT5Config.vocab_size=512" in out
+  assert hf.read_config(tmp_path / "out").vocab_size == 512
+  assert cli.main(["vocab", "resize-checkpoint", "--checkpoint", str(setup["folder"] / "old"),
+                   "--old_vocabulary", str(setup["old"]), "--new_vocabulary",
+                   str(setup["new"]), "--output", str(tmp_path / "out")]) == 2
+  assert "is not empty" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """Vocabulary extension: old pieces untouched, a new script learnt, unigram and BPE alike."""
 
+import unicodedata
+
 import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
@@ -41,7 +43,7 @@ def base(request, texts, tmp_path_factory):
 @pytest.fixture(scope="module")
 def extended(base, texts):
   return extension.extend_vocabulary(base, [texts["new"]], base.with_name("extended.model"),
-                                     pieces=100)
+                                     pieces=140)
 
 
 def _processor(path):
@@ -78,6 +80,10 @@ def test_new_script_pieces_replace_unknowns_on_held_out_text(base, extended, tex
   assert after.pieces_per_character < 0.5
   ids = _processor(extended.path).encode(held_out[0])
   assert any(i >= extended.base_pieces for i in ids)
+  # The script's letters the text never uses are pieces too (held-out text may use them).
+  used = {c for line in coverage.read_lines(texts["new"]) for c in line}
+  unused = {c for c in thaana if c not in used and "THAANA" in unicodedata.name(c, "")}
+  assert unused and unused <= set(extended.new_pieces)
 
 
 def test_text_the_base_covered_encodes_to_the_same_ids(base, extended):
