@@ -136,17 +136,27 @@ def held_out_scores(params, config, vocabulary, pairs: list[dict], folder: Path)
 
 def finetune(name: str, vocabulary_path: Path, initial: Path, rows: int, pairs: dict,
              folder: Path, steps: int) -> dict:
+  import seqio
+  import tensorflow as tf
+
   from aya_t5x import gin_config
-  from aya_t5x.data import registration
   from aya_t5x.vocab import vocabulary as vocab_lib
 
   vocabulary = vocab_lib.sentencepiece_vocabulary(str(vocabulary_path))
   folder.mkdir(parents=True, exist_ok=True)
-  train_file = folder / "train.jsonl"
-  train_file.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n"
-                                for p in pairs["train"]), encoding="utf-8")
-  task = registration.register_jsonl_task(f"udhr_continuation_{name}", str(train_file),
-                                          vocabulary=vocabulary).tasks[0].name
+  columns = {key: [p[key] for p in pairs["train"]] for key in ("inputs", "targets")}
+
+  def dataset_fn(split, shuffle_files, seed=None):
+    del split, shuffle_files, seed
+    return tf.data.Dataset.from_tensor_slices(columns)
+
+  # A plain SeqIO task: the Aya registration keeps mT5's languages only, and Dhivehi is
+  # not one of them.
+  task = f"udhr_continuation_{name}"
+  seqio.TaskRegistry.add(
+      task, source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim],
+      output_features={key: seqio.Feature(vocabulary) for key in columns})
   gin_config.parse_gin(["models/mt5_tiny.gin", "runs/finetune.gin"], [
       f"MODEL_DIR={str(folder / 'run')!r}", f"MIXTURE_OR_TASK_NAME={task!r}",
       "TASK_FEATURE_LENGTHS={'inputs': 64, 'targets': 64}", "BATCH_SIZE=16",

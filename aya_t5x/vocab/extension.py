@@ -11,11 +11,12 @@ Which pieces and which scores:
 
 - Every character of the new text that the base has no piece for is appended (the new
   model is trained with character coverage 1.0), so text made of the new text's
-  characters has no unknown piece. So are the other letters and marks of a script
-  the text brings in (the code points near them whose Unicode names start with the same
-  script name, e.g. every THAANA letter, when that script has at most
-  `MAX_SCRIPT_CHARACTERS`), because held-out text of a new script uses letters a small
-  sample lacks. If these alone exceed N, the error says how many.
+  characters has no unknown piece. So are the other characters of a script the text
+  is written in (the code points near its letters whose Unicode names start with the same
+  script name, e.g. every THAANA character, when the text uses a tenth of the script's
+  letters and the script has at most `MAX_SCRIPT_CHARACTERS`), because held-out text of a
+  new script uses letters a small sample lacks. If these alone exceed N, the error says
+  how many.
 - Unigram (mT5's): the remaining places go to the new model's best-scoring pieces. Their
   scores are the new model's log-probabilities shifted by one constant so that the best
   new piece scores the base's lowest piece: within the new text Viterbi compares paths as
@@ -61,14 +62,21 @@ def _script(character: str) -> str:
   return unicodedata.name(character, "").split(" ")[0]
 
 
+def _is_letter(character: str) -> bool:
+  return unicodedata.category(character)[0] in "LM"
+
+
 def script_characters(characters: Iterable[str], known: set[str]) -> list[str]:
   """The characters of the scripts of `characters` that are not in `known`, in code point
-  order, for scripts of at most `MAX_SCRIPT_CHARACTERS` characters. Only characters that
-  NFKC leaves as they are: the normaliser would map the others away before lookup."""
+  order. A script counts when `characters` hold at least a tenth of its letters (and two):
+  the text is written in it, not just borrowing a punctuation mark or a stray letter; and
+  when it has at most `MAX_SCRIPT_CHARACTERS` characters. Only characters that NFKC leaves
+  as they are: the normaliser maps the others away before lookup."""
+  characters = set(characters)
   found: dict[str, set[str]] = {}
-  for character in characters:
+  for character in sorted(characters):
     script = _script(character)
-    if not script or script in found or script in ("CJK", "HANGUL"):
+    if not _is_letter(character) or script in found or script in ("CJK", "HANGUL", ""):
       continue
     members = set()
     for code in range(max(0, ord(character) - _SCRIPT_REACH), ord(character) + _SCRIPT_REACH):
@@ -78,9 +86,11 @@ def script_characters(characters: Iterable[str], known: set[str]) -> list[str]:
     found[script] = members
   extra = set()
   for members in found.values():
-    if len(members) <= MAX_SCRIPT_CHARACTERS:
+    letters = {c for c in members if _is_letter(c)}
+    used = len(letters & characters)
+    if len(members) <= MAX_SCRIPT_CHARACTERS and used >= max(2, len(letters) / 10):
       extra |= members
-  return sorted(extra - known - set(characters))
+  return sorted(extra - known - characters)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
