@@ -26,6 +26,7 @@ One JSON line per measurement on stdout; `OUTPUT/vocab_extension.json` holds the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -164,7 +165,8 @@ def finetune(name: str, vocabulary_path: Path, initial: Path, rows: int, pairs: 
       f"INITIAL_CHECKPOINT_PATH={str(initial)!r}", f"MT5Config.vocab_size={rows}",
       "train.log_every=50", f"CheckpointConfig.every_steps={steps}"])
   started = time.time()
-  result = gin_config.configured_train()
+  with contextlib.redirect_stdout(sys.stderr):  # the trainer's log; stdout is JSON lines
+    result = gin_config.configured_train()
   seconds = time.time() - started
   config = gin_config.configured_model()
   scores = held_out_scores(result.state.params, config, vocabulary, pairs["test"], folder)

@@ -93,3 +93,24 @@ def test_bad_text_flags_are_named(base, tmp_path, capsys):
   with pytest.raises(SystemExit):
     cli.main(["vocab", "report", "--vocabulary", str(base), "--output", str(tmp_path / "r")])
   assert "give --text LANG=FILE" in capsys.readouterr().err
+
+
+def test_report_reads_a_registered_task(base, tmp_path):
+  import seqio
+  import tensorflow as tf
+
+  sentences = vocabularies.new_script_sentences(20, seed=5)
+  name = "vocab_report_test_dv"
+  if name not in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.add(
+        name, source=seqio.FunctionDataSource(
+            lambda split, shuffle_files, seed=None: tf.data.Dataset.from_tensor_slices(
+                {"inputs": sentences, "targets": sentences[::-1]}), splits=["train"]),
+        preprocessors=[seqio.preprocessors.tokenize],
+        output_features={k: seqio.Feature(vocabulary.sentencepiece_vocabulary(str(base)))
+                         for k in ("inputs", "targets")})
+  assert cli.main(["vocab", "report", "--vocabulary", str(base), "--task", f"dv={name}",
+                   "--max_examples", "5", "--output", str(tmp_path)]) == 0
+  report = json.loads((tmp_path / "vocab_report.json").read_text())
+  assert report["dv"]["lines"] == 10  # 5 examples, inputs and targets
+  assert report["dv"]["unknown_share"] > 0.3
