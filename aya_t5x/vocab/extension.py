@@ -32,7 +32,9 @@ Where covered text may encode differently: text the base writes without unknown 
 keeps its ids unless it contains the text of a new piece made of characters the base
 already had (a word of the new text in a known script). Unigram then takes the new
 piece when its shifted score beats the base's pieces for that span; BPE applies the new
-merge after all base merges are done, joining the base's pieces further. With
+merge after all base merges are done, joining the base's pieces further. (Text with
+characters the base cannot write is not covered; in a unigram model it may split
+differently around them, since the unknown-character penalty follows the lowest score.) With
 `only_new_characters=True` every new piece holds a character the base could not write,
 so such text cannot change at all.
 """
