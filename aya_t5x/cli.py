@@ -27,7 +27,7 @@ from aya_t5x.command_flags import (
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
-                   "aya_t5x.compile_command")
+                   "aya_t5x.vocab.commands", "aya_t5x.compile_command")
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _vocabulary(args: argparse.Namespace):
   from aya_t5x import run_record
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   path = args.vocabulary or (None if args.task else
                              run_record.recorded_vocabulary(args.checkpoint))
@@ -120,7 +120,7 @@ def _vocabulary(args: argparse.Namespace):
 
 def _infer(args: argparse.Namespace) -> int:
   from aya_t5x import decoding, inference, run_record
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   run_record.check_exists(args.checkpoint)
   run_record.use_recorded_languages(args.checkpoint)

@@ -10,7 +10,7 @@ import pytest
 import gin
 from aya_t5x import cli, run_record, testing
 from aya_t5x.data import languages
-from aya_t5x.data import vocabulary as vocab_lib
+from aya_t5x.vocab import vocabulary as vocab_lib
 from tests.data import fixtures
 
 TINY = testing.TINY

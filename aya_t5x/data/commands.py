@@ -140,7 +140,7 @@ def _tasks_inspect(args: argparse.Namespace) -> int:
   index = sources.scan(spec, paths, tolerant=tolerant or args.tolerant)
   vocabulary = None
   if args.vocabulary:
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
   print(index.report.format())
@@ -224,7 +224,7 @@ def _gin_vocabulary_path(args: argparse.Namespace) -> str | None:
 def _load_vocabulary(path: str | None):
   if not path:
     return None
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   return vocab_lib.sentencepiece_vocabulary(path)
 

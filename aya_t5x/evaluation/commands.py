@@ -102,9 +102,9 @@ def _task_suite(args: argparse.Namespace):
   """The suite of `--task ... --metric ...`: the run's manifest and vocabulary, no gin."""
   from aya_t5x import run_record
   from aya_t5x.data import manifest as manifest_lib
-  from aya_t5x.data import vocabulary as vocab_lib
   from aya_t5x.evaluation import metrics
   from aya_t5x.evaluation import suite as suite_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   if not args.metric:
     raise ValueError(f"--task needs --metric: one of {', '.join(METRICS)}")

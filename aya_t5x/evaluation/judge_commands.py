@@ -29,7 +29,7 @@ from aya_t5x.command_flags import add_gin_flags, parse_gin
 def _load_model(args: argparse.Namespace, checkpoint: str):
   """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
   from aya_t5x import inference
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   if not args.vocabulary:
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")

@@ -72,7 +72,7 @@ class AyaT5XBackend:
     """
     from aya_t5x import inference
     from aya_t5x.checkpoints import formats
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
     config = config or inference.stored_config(checkpoint)
