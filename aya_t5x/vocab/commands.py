@@ -37,9 +37,9 @@ def _task_texts(args: argparse.Namespace, vocabulary) -> dict[str, list[str]]:
 
   input_pipeline.import_task_modules(args.module)
   if args.manifest:
-    from aya_t5x.data import registration
+    from aya_t5x.data import manifest
 
-    registration.load_manifest(args.manifest, vocabulary)
+    manifest.load_manifest(args.manifest, vocabulary)
   texts: dict[str, list[str]] = {}
   for value in args.task:
     language, sep, name = value.partition("=")
