@@ -229,6 +229,28 @@ def _load_vocabulary(path: str | None):
   return vocab_lib.sentencepiece_vocabulary(path)
 
 
+def _registered_mixture(args: argparse.Namespace, manifest_path: str | None):
+  """The plan of a SeqIO mixture that --module (or gin's MIXTURE_OR_TASK_MODULE) registers,
+  or None when NAME is not one (a scheme)."""
+  from aya_t5x import input_pipeline
+  from aya_t5x.data import mixing
+
+  modules = list(args.module or [])
+  if uses_gin(args):
+    from aya_t5x import gin_config
+
+    bound = gin_config.macro_value("MIXTURE_OR_TASK_MODULE")
+    modules += [bound] if isinstance(bound, str) else list(bound or [])
+  if not modules:
+    return None
+  input_pipeline.import_task_modules(modules)
+  import seqio
+
+  if args.name not in seqio.MixtureRegistry.names():
+    return None
+  return mixing.registered_plan(args.name)
+
+
 def _plan(args: argparse.Namespace):
   from aya_t5x import mixtures
   from aya_t5x.data import manifest
@@ -243,6 +265,9 @@ def _plan(args: argparse.Namespace):
       planned = manifest.plan_tasks(read_back, list(read_back.mixture(args.name)["tasks"]))
       return manifest.plan_mixture(read_back, args.name, planned,
                                    vocabulary=_load_vocabulary(_gin_vocabulary_path(args)))
+  registered = _registered_mixture(args, manifest_path)
+  if registered is not None:
+    return registered
   if uses_gin(args):
     if manifest_path:  # aya_mixture.extra may name the manifest's tasks
       from aya_t5x import input_pipeline
@@ -539,9 +564,11 @@ def add_commands(subparsers: Any) -> None:
                                            metavar="ACTION")
   rep = mixture_actions.add_parser(
       "report", help="shares, HR/MR/LR split and epochs of a mixture at a step budget",
-      description="NAME is a scheme (human_heavy, translation_heavy, template_heavy). With "
-                  "--source NAME=PATH (or the gin files of gin/mixtures/) the sources are "
-                  "scanned; without, the report uses the published sizes (per source).")
+      description="NAME is a scheme (human_heavy, translation_heavy, template_heavy), a "
+                  "mixture of a task manifest (--manifest) or any SeqIO mixture a module "
+                  "registers (--module). For a scheme, with --source NAME=PATH (or the gin "
+                  "files of gin/mixtures/) the sources are scanned; without, the report uses "
+                  "the published sizes (per source).")
   rep.add_argument("name")
   rep.add_argument("--steps", type=int, required=True)
   rep.add_argument("--batch", type=int, required=True, help="sequences per step")
@@ -562,6 +589,8 @@ def add_commands(subparsers: Any) -> None:
                    "tokens and the data section come from it, without a scan")
   rep.add_argument("--manifest", help="task manifest whose mixture NAME is (also read from "
                    "--gin.TASK_MANIFEST)")
+  rep.add_argument("--module", action="append", help="module that registers the SeqIO "
+                   "mixture NAME (any registered mixture; also gin's MIXTURE_OR_TASK_MODULE)")
   rep.add_argument("--out", default="mixture_report", help="folder for .md, .json and .png")
   _add_gin_flags(rep)
   rep.set_defaults(handler=_mixture_report)

@@ -76,10 +76,22 @@ _TASKS: dict[str, TaskInfo] = {}
 # read cached.
 _CACHED: dict[str, str] = {}
 _SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
+# The plan each registered task came from (task -> SourceTasks), for reports on mixtures.
+_HOLDERS: dict[str, SourceTasks] = {}
 
 
 def task_info(name: str) -> TaskInfo:
   return registry.lookup(_TASKS, name, what="aya_t5x task")
+
+
+def planned_task(name: str) -> SourceTasks | None:
+  """The plan of one registered task alone (its data and sizes), or None when the task
+  was not registered here (a task of the user's own module)."""
+  holder = _HOLDERS.get(name)
+  if holder is None:
+    return None
+  return dataclasses.replace(holder, tasks=tuple(t for t in holder.tasks if t.name == name),
+                             rates={name: 1.0}, mixture=None)
 
 
 def cache_of(name: str) -> str | None:
@@ -292,6 +304,7 @@ def register_planned(planned: SourceTasks, vocabulary) -> None:
   """Registers the SeqIO tasks (and source mixture) of a plan."""
   for info in planned.tasks:
     _add_task(info, planned.index, vocabulary)
+    _HOLDERS[info.name] = planned
   if planned.mixture:
     import seqio
 

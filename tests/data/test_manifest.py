@@ -258,3 +258,32 @@ def test_a_mixture_by_name_in_two_processes(tmp_path, small_vocabulary):
   assert outputs[0]["tasks"] == ["task_a", "task_b"]
   assert outputs[0]["rates"] == pytest.approx([0.5, 0.5])
   assert outputs[0] == outputs[1] and len(outputs[0]["batch"]) == 4
+
+
+def test_mixture_report_of_any_registered_mixture(tmp_path, monkeypatch, small_vocabulary):
+  """A mixture a user's module registers with seqio: rates as registered, sizes known."""
+  _qa(tmp_path / "a.jsonl", 30)
+  _qa(tmp_path / "b.jsonl", 10, prefix="B")
+  spm = small_vocabulary.sentencepiece_model_file
+  (tmp_path / "my_mixture_module.py").write_text(textwrap.dedent(f"""
+      import seqio
+      from aya_t5x.data import registration
+      from aya_t5x.vocab import vocabulary
+      vocab = vocabulary.sentencepiece_vocabulary({spm!r})
+      for name in ("a", "b"):
+        registration.register_jsonl_task(
+            f"mod_{{name}}", {str(tmp_path)!r} + f"/{{name}}.jsonl", vocabulary=vocab,
+            language="sw", inputs_key="question", targets_key="answer")
+      if "my_mod_mix" in seqio.MixtureRegistry.names():
+        seqio.MixtureRegistry.remove("my_mod_mix")
+      seqio.MixtureRegistry.add("my_mod_mix", [("mod_a", 3.0), ("mod_b", 1.0)])
+      """))
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  assert cli.main(["mixture", "report", "my_mod_mix", "--module", "my_mixture_module",
+                   "--steps", "10", "--batch", "4", "--out", str(tmp_path / "rep")]) == 0
+  report = json.loads((tmp_path / "rep" / "my_mod_mix.json").read_text())
+  rates = {t["task"]: t["rate"] for t in report["tasks"]}
+  assert rates == pytest.approx({"mod_a": 0.75, "mod_b": 0.25})
+  assert {t["task"]: t["examples_available"] for t in report["tasks"]} == {"mod_a": 30,
+                                                                          "mod_b": 10}
