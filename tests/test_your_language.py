@@ -102,7 +102,12 @@ def test_the_tutorial_runs_literally(tmp_path):
   hf = MT5ForConditionalGeneration.from_pretrained(str(work / "hf"))
   vocab_size = json.loads((work / "base_extended" / "mt5_config.json").read_text())[
       "vocab_size"]
-  assert hf.config.vocab_size == vocab_size > 512
+  assert hf.config.vocab_size == vocab_size >= 512
+  from sentencepiece import SentencePieceProcessor
+
+  pieces = [SentencePieceProcessor(model_file=str(path)).get_piece_size()
+            for path in (tmp_path / "base.model", work / "extended.model")]
+  assert pieces[1] > pieces[0] and vocab_size >= pieces[1]
   tokenizer = T5Tokenizer.from_pretrained(str(work / "hf"))
   sentence = json.loads((tmp_path / "dhivehi" / "test.jsonl").read_text().splitlines()[0])
   assert tokenizer.unk_token_id not in tokenizer(sentence["inputs"]).input_ids
