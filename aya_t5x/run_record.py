@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aya_t5x.checkpoints.train_checkpoints import CHECKPOINT_SUBDIR
+from aya_t5x.checkpoints.loading import run_dir
 
 CONFIG_FILE = "config.gin"
 VOCABULARY_FILE = "vocabulary.json"
@@ -90,29 +90,6 @@ def write(model_dir: str | os.PathLike, mixture_or_task_name: str,
                 else str(Path(task_manifest).absolute()))
     _write_json(run / LANGUAGES_FILE, {"languages": [lang.to_json() for lang in added],
                                        "task_manifest": manifest})
-
-
-def run_dir(checkpoint: str | os.PathLike) -> Path | None:
-  """The run folder of a MODEL_DIR or of one of its step folders, else None."""
-  path = Path(checkpoint).absolute()
-  if (path / CHECKPOINT_SUBDIR).is_dir() or (path / CONFIG_FILE).is_file():
-    return path
-  if (path / "state").is_dir() and path.parent.name == CHECKPOINT_SUBDIR:
-    return path.parent.parent
-  return None
-
-
-def check_exists(checkpoint: str | os.PathLike, flag: str = "--checkpoint") -> None:
-  """Raises FileNotFoundError first thing when a local checkpoint folder does not exist."""
-  text = os.fspath(checkpoint)
-  if "://" in text or Path(text).exists():
-    return
-  parent = Path(text).absolute().parent
-  near = sorted(p.name for p in parent.iterdir())[:8] if parent.is_dir() else []
-  hint = f" ({parent} holds: {', '.join(near)})" if near else ""
-  raise FileNotFoundError(f"{flag} {text}: no such checkpoint folder{hint}; give a training "
-                          "MODEL_DIR, a step folder, or an aya_t5x / T5X / Hugging Face "
-                          "checkpoint")
 
 
 def recorded_vocabulary(checkpoint: str | os.PathLike) -> str | None:

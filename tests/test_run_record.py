@@ -149,7 +149,7 @@ def test_a_missing_checkpoint_folder_is_the_first_error(tmp_path, capsys, comman
   missing = tmp_path / "no_such_run"
   assert cli.main([*command, "--checkpoint", str(missing)]) == 2
   err = capsys.readouterr().err
-  assert f"--checkpoint {missing}: no such checkpoint folder" in err
+  assert f"checkpoint '{missing}' does not exist" in err
   assert "No model size configured" not in err
 
 
@@ -157,7 +157,7 @@ def test_convert_names_a_missing_checkpoint_first(tmp_path, capsys):
   missing = tmp_path / "no_such_run"
   assert cli.main(["convert", "--from", "aya_t5x", "--to", "hf", str(missing),
                    str(tmp_path / "hf")]) == 2
-  assert f"checkpoint {missing}: no such checkpoint folder" in capsys.readouterr().err
+  assert f"checkpoint '{missing}' does not exist" in capsys.readouterr().err
 
 
 def test_print_config_prints_the_resolved_macros_and_does_not_train(tmp_path, capsys):

@@ -29,7 +29,7 @@ def _base_model(folder: Path, vocabulary: Path) -> Path:
   """A random tiny model (models/mt5_tiny.gin) in aya_t5x's checkpoint format."""
   import jax
 
-  from aya_t5x import gin_config, model
+  from aya_t5x import configurables, gin_config, model  # noqa: F401  (gin's MT5Config)
   from aya_t5x.checkpoints import formats
 
   gin_config.parse_gin(["models/mt5_tiny.gin"])

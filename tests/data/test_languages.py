@@ -146,9 +146,9 @@ def test_the_unknown_code_message_names_close_languages_by_code_and_name_and_the
 
 def test_an_added_language_is_an_aya_source_language(tmp_path):
   """Ayacucho Quechua (`quy` records of the Aya Dataset) is dropped until it is added."""
-  from aya_t5x import tasks  # noqa: F401  (the source specs)
-  from aya_t5x.data import registration, report
-  from aya_t5x.mixtures import aya
+  import aya_t5x.mixtures  # noqa: F401  (the recipe's schemes)
+  import aya_t5x.tasks  # noqa: F401  (the source specs)
+  from aya_t5x.data import registration, report, schemes
   from tests.data import fixtures
 
   path, expected = fixtures.write_aya_dataset(tmp_path)
@@ -156,7 +156,7 @@ def test_an_added_language_is_an_aya_source_language(tmp_path):
   assert "aya_dataset.quy" not in {t.name for t in before.tasks}
   languages.add_user_languages([languages.new_language("quy", name="Quechua", script="Latn",
                                                        group="LR")])
-  plan = aya.plan_aya_mixture("human_heavy", {"aya_dataset": path},
+  plan = schemes.plan_aya_mixture("human_heavy", {"aya_dataset": path},
                               allow_missing_sources=True)
   (quechua,) = [t for t in plan.source_tasks["aya_dataset"].tasks if t.language == "quy"]
   assert quechua.sizes["train"] == expected["removed_not_mt5"]

@@ -236,13 +236,13 @@ def test_a_mixture_by_name_in_two_processes(tmp_path, small_vocabulary):
   spm = small_vocabulary.sentencepiece_model_file
   script = textwrap.dedent(f"""
       import json, gin, seqio
-      from aya_t5x import gin_config, input_pipeline
+      from aya_t5x import configurables, gin_config, input_pipeline
       gin_config.parse_gin(["runs/finetune.gin", "mixtures/vocabulary.gin"], [
           "VOCABULARY_PATH={spm!r}", "TASK_MANIFEST={str(path)!r}",
           "MIXTURE_OR_TASK_NAME='mix'", "MODEL_DIR='unused'", "BATCH_SIZE=4",
           "USE_PACKING=False", "TASK_FEATURE_LENGTHS={{'inputs': 8, 'targets': 8}}"])
       with gin.config_scope("train"):
-        config = gin_config.CONFIGURABLES["DatasetConfig"]()
+        config = configurables.CONFIGURABLES["DatasetConfig"]()
       batch = next(iter(input_pipeline.BatchIterator(config)))
       mix = seqio.get_mixture_or_task("mix")
       print(json.dumps({{"tasks": sorted(t.name for t in mix.tasks),
