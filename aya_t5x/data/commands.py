@@ -281,9 +281,10 @@ def _plan(args: argparse.Namespace):
   try:
     schemes.get_scheme(args.name)
   except KeyError as e:
-    where = f" nor a mixture of {manifest_path}" if manifest_path else ""
-    raise ValueError(f"{_as_value_error(e)} {args.name!r} is no scheme{where}; a mixture of "
-                     "a manifest needs --manifest FILE (or --gin.TASK_MANIFEST)") from None
+    where = (f"it is no mixture of {manifest_path} either" if manifest_path else
+             "a mixture of a task manifest needs --manifest FILE (or --gin.TASK_MANIFEST)")
+    raise ValueError(f"{_as_value_error(e)} ({where}; any SeqIO mixture a module registers: "
+                     "--module)") from None
   if args.source:
     return schemes.plan_aya_mixture(
         args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,

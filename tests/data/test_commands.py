@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+import aya_t5x.mixtures  # noqa: F401  (the CLI registers the schemes and sources;
+import aya_t5x.tasks  # noqa: F401  these tests call the handlers directly)
 from aya_t5x.data import commands
 from tests.data import fixtures
 
