@@ -37,7 +37,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _invite(args: argparse.Namespace) -> int:
-  from aya_t5x.annotation import accounts, database, forms, server
+  from aya_t5x.annotation import accounts, database, forms
+  from aya_t5x.annotation.account_routes import invitation_link
 
   if args.user is None and args.language is None:
     raise ValueError("annotate invite: give --language (the invitees' language), or --user "
@@ -47,7 +48,7 @@ def _invite(args: argparse.Namespace) -> int:
     tokens = accounts.Accounts(db).create_invitations(
         created_by=f"cli:{args.created_by}", language=language, count=args.count,
         role=args.role, user_id=args.user)
-  links = "".join(server.invitation_link(args.url, t) + "\n" for t in tokens)
+  links = "".join(invitation_link(args.url, t) + "\n" for t in tokens)
   if args.output:
     # The links are passwords until used: a file only its owner can read.
     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

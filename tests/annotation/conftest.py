@@ -18,7 +18,7 @@ from email.message import Message
 
 import pytest
 
-from aya_t5x.annotation import accounts, database, export, forms, server
+from aya_t5x.annotation import accounts, database, export, forms, server, throttle
 
 POSTGRES_URL = os.environ.get("AYA_TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery staple"
@@ -105,8 +105,8 @@ class Client:
 
 # Fast throttling and hashing for tests: the same rules, with waits of milliseconds and
 # scrypt at 1 MiB (each hash records its cost; production hashes use 32 MiB).
-TEST_POLICY = accounts.LoginPolicy(max_failures=3, lock_s=60, delay_s=0.05, max_delay_s=0.2,
-                                   scrypt_n=2**10)
+TEST_POLICY = accounts.LoginPolicy(
+    throttle=throttle.ThrottlePolicy(delay_s=0.05, max_delay_s=0.2), scrypt_n=2**10)
 
 
 def start_app(db: str, **config) -> server.RunningServer:

@@ -172,7 +172,7 @@ def test_a_version_1_database_migrates_with_accounts_to_claim(tmp_path):
     # The queue counts were filled from the old rows: the edited seed comes after the
     # untouched original, and chema's vote counts on item 2.
     assert store.next_to_reannotate("dayo", "sw").id == 2
-    store.skip(user_id="dayo", item_id=2, queue="reannotate")
+    store.skip(user_id="dayo", language="sw", item_id=2, queue="reannotate")
     assert store.next_to_reannotate("dayo", "sw").id == 1
     assert store.next_to_vote("dayo", "sw").id == 3
     people = accounts.Accounts(store.db, TEST_POLICY)
