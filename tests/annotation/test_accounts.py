@@ -1,13 +1,15 @@
-"""Accounts on SQLite and PostgreSQL: invitations work once, throttled and locked logins,
-sessions that end, the audit trail, and the migration of a password-less database."""
+"""Accounts on SQLite and PostgreSQL: invitations work once, throttled logins (never a
+lock), password rules, ids unique regardless of case, sessions that end, the audit trail,
+and the migrations of older databases."""
 
 import sqlite3
 import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
-from aya_t5x.annotation import accounts, database
+from aya_t5x.annotation import accounts, database, throttle
 from aya_t5x.annotation.store import Store
 
 from .conftest import PASSWORD, TEST_POLICY
@@ -27,9 +29,9 @@ def test_passwords_are_salted_scrypt_and_verified():
   assert not accounts.verify_password(PASSWORD + "!", first)
   assert not accounts.verify_password(PASSWORD, None)
   with pytest.raises(accounts.AccountError, match="at least 10"):
-    accounts.check_password("short", "short")
+    accounts.check_password("short", "short", user_id="amina")
   with pytest.raises(accounts.AccountError, match="differ"):
-    accounts.check_password(PASSWORD, PASSWORD + "x")
+    accounts.check_password(PASSWORD, PASSWORD + "x", user_id="amina")
 
 
 def test_an_invitation_works_once_even_when_raced(people):
@@ -69,35 +71,96 @@ def test_taken_user_ids_and_expired_invitations(people):
     people.accept_invitation(stale, user_id="late", password=PASSWORD)
 
 
-def test_failed_logins_are_slowed_then_locked(people):
+def test_failed_logins_are_slowed_per_client_never_locked(people):
   token, = people.create_invitations(created_by="lead", language="sw")
   people.accept_invitation(token, user_id="amina", password=PASSWORD)
   delays = []
-  for _ in range(TEST_POLICY.max_failures):
-    result = people.login("amina", "guess")
+  for _ in range(6):
+    attempt = people.begin_login("amina", "203.0.113.1")
+    result = people.finish_login(attempt, "guess")
     assert result.token is None and result.error == "wrong user id or password"
-    delays.append(result.delay_s)
-  assert delays == sorted(delays) and delays[0] > 0  # each failure waits longer
-  locked = people.login("amina", PASSWORD)  # the right password, but locked now
-  assert locked.token is None and "locked" in locked.error
-  unknown = people.login("nobody", "guess")
-  assert unknown.error == "wrong user id or password" and unknown.delay_s > 0
+    delays.append(attempt.turn.answer_at - attempt.turn.check_at)
+    time.sleep(max(0, result.answer_at - time.time()))  # as the app does before answering
+  throttle_policy = TEST_POLICY.throttle
+  assert delays == [pytest.approx(throttle_policy.delay(n), abs=1e-5) for n in range(1, 7)]
+  assert delays[-1] == pytest.approx(throttle_policy.max_delay_s, abs=1e-5)
+  # Another client that has not failed: checked at once, and the right password gets in.
+  fresh = people.begin_login("amina", "198.51.100.1")
+  assert not fresh.turn.throttled and fresh.turn.check_at <= time.time()
+  assert people.finish_login(fresh, PASSWORD).token
+  # An unknown id is counted and answered exactly as a real one.
+  unknown = people.begin_login("nobody", "203.0.113.2")
+  real = people.begin_login("amina", "203.0.113.3")
+  assert (unknown.turn.answer_at - unknown.turn.check_at ==
+          pytest.approx(real.turn.answer_at - real.turn.check_at, abs=1e-5) ==
+          pytest.approx(throttle_policy.delay(1), abs=1e-5))
+  assert (people.finish_login(unknown, "guess").error == people.finish_login(real, "guess").error
+          == "wrong user id or password")
   actions = [a for _, user, a, _ in people.audit_log("amina")]
-  assert actions[-3:] == ["login-failed", "lock", "login-locked"]
+  assert "lock" not in actions and actions.count("login-failed") == 7
 
 
-def test_a_lock_ends_and_a_success_resets_the_count(people):
-  quick = accounts.Accounts(people.db, accounts.LoginPolicy(
-      max_failures=2, lock_s=0.3, delay_s=0, scrypt_n=2**10))
-  token, = quick.create_invitations(created_by="lead", language="sw")
-  quick.accept_invitation(token, user_id="amina", password=PASSWORD)
-  quick.login("amina", "guess")
-  assert quick.login("amina", PASSWORD).token  # a success clears the one failure
-  quick.login("amina", "guess")
-  quick.login("amina", "guess")
-  assert "locked" in quick.login("amina", PASSWORD).error
-  time.sleep(0.4)
-  assert quick.login("amina", PASSWORD).token
+# Delays of seconds, so that the milliseconds each database call takes do not move turns.
+SLOW_POLICY = accounts.LoginPolicy(
+    throttle=throttle.ThrottlePolicy(delay_s=1, max_delay_s=10), scrypt_n=2**10)
+
+
+def test_parallel_attempts_each_wait_their_turn(people):
+  people = accounts.Accounts(people.db, SLOW_POLICY)
+  token, = people.create_invitations(created_by="lead", language="sw")
+  people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  start = time.time()
+  turns = [people.begin_login("amina", "203.0.113.7").turn for _ in range(8)]
+  # The first is checked at once; each further one after the previous one's delay (1, 2,
+  # 4 s), until a turn would lie more than max_delay_s (10 s) ahead: those are refused
+  # unchecked.
+  assert [t.throttled for t in turns] == [False] * 4 + [True] * 4
+  offsets = [t.check_at - start for t in turns[:4]]
+  assert offsets == [pytest.approx(o, abs=0.5) for o in (0, 1, 3, 7)]
+  # A success from another client clears the account's counter, not the flooding client's.
+  assert people.login("amina", PASSWORD, client="198.51.100.9").token
+  assert people.begin_login("amina", "203.0.113.7").turn.throttled
+
+
+def test_a_password_link_ends_the_throttling(people):
+  people = accounts.Accounts(people.db, SLOW_POLICY)
+  token, = people.create_invitations(created_by="lead", language="sw")
+  people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  for _ in range(8):
+    people.begin_login("amina", "203.0.113.8")
+  assert people.begin_login("amina", "203.0.113.8").turn.throttled
+  link = people.password_link(created_by="lead", creator_role="lead", creator_language="sw",
+                              user_id="amina")
+  people.accept_invitation(link, user_id="", password="a brand new passphrase")
+  # The account's counter is gone: a client that failed elsewhere, but not on its own
+  # attempts here, waits for nobody else's turn.
+  attempt = people.begin_login("amina", "198.51.100.3")
+  assert attempt.turn.check_at <= time.time()
+  assert people.finish_login(attempt, "a brand new passphrase").token
+  for role, language, user_id in (("lead", "yo", "amina"), ("lead", "sw", "ghost"),
+                                  ("contributor", "sw", "amina")):
+    with pytest.raises(accounts.AccountError, match="no contributor account of that user id"):
+      people.password_link(created_by="x", creator_role=role, creator_language=language,
+                           user_id=user_id)
+
+
+def test_user_ids_are_unique_regardless_of_case(people):
+  first, second = people.create_invitations(created_by="lead", language="sw", count=2)
+  people.accept_invitation(first, user_id="Amina", password=PASSWORD)
+  with pytest.raises(accounts.AccountError, match="taken"):
+    people.accept_invitation(second, user_id="aMINA", password=PASSWORD)
+  assert people.role_of("aMINA") is None and people.invitation(second) is not None
+
+
+def test_password_rules():
+  for password, message in (("password1234", "easy to guess"), ("1234567890", "easy to guess"),
+                            ("abcdefghijk", "easy to guess"), ("zanzibar1999", "easy to guess"),
+                            ("Amina-is-my-name", "user id")):
+    with pytest.raises(accounts.AccountError, match=message):
+      accounts.check_password(password, password, user_id="amina")
+  assert accounts.check_password(PASSWORD, PASSWORD, user_id="amina") == PASSWORD
+  long = "q7!vR" * 200  # a long password is scored on its start, quickly
+  assert accounts.check_password(long, long, user_id="amina") == long
 
 
 def test_sessions_expire_and_end_at_logout(people):
@@ -178,7 +241,8 @@ def test_a_version_1_database_migrates_with_accounts_to_claim(tmp_path):
     people = accounts.Accounts(store.db, TEST_POLICY)
     for user_id in ("amina", "baraka", "chema"):
       assert people.role_of(user_id) == "contributor"
-      assert "no password yet" in people.login(user_id, "anything at all").error
+      # No password yet: the same answer as any failed login (no account is told apart).
+      assert people.login(user_id, "anything at all").error == "wrong user id or password"
     link, = people.create_invitations(created_by="admin", language="", user_id="baraka")
     people.accept_invitation(link, user_id="baraka", password=PASSWORD)
     assert people.session(people.login("baraka", PASSWORD).token).language == "sw"
@@ -206,3 +270,37 @@ def test_invite_command_prints_links_or_writes_a_private_file(tmp_path, capsys):
   assert "give --language" in capsys.readouterr().err
   assert cli.main(["annotate", "invite", "--db", db, "--language", "Klingonish"]) == 2
   assert "Klingonish" in capsys.readouterr().err
+
+
+def test_a_version_2_database_keeps_its_case_twins(tmp_path):
+  """Version 2 allowed `Amina` beside `amina`: both keep working after the upgrade, the
+  older holds the case-folded id, and no new id may fold onto either."""
+  path = tmp_path / "v2.db"
+  with database.Database(path) as db:
+    people = accounts.Accounts(db, TEST_POLICY)
+    hashed = accounts.hash_password(PASSWORD, n=2**10)
+    with db.write() as conn:  # back to version 2's shape, with two case-twins in it
+      conn.exec_driver_sql("DROP INDEX accounts_by_key")
+      conn.exec_driver_sql("ALTER TABLE accounts DROP COLUMN user_key")
+      conn.exec_driver_sql("ALTER TABLE accounts ADD COLUMN failed_logins INTEGER NOT NULL "
+                           "DEFAULT 0")
+      conn.exec_driver_sql("DROP TABLE login_throttle")
+      conn.exec_driver_sql("UPDATE schema_info SET version = 2")
+      for user_id, created in (("amina", "2026-01-02"), ("Amina", "2026-01-01")):
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (user_id, language, role, password_hash, created) "
+            "VALUES (?, 'sw', 'contributor', ?, ?)", (user_id, hashed, created))
+  with database.Database(path) as db:
+    people = accounts.Accounts(db, TEST_POLICY)
+    with db.read() as conn:
+      keys = dict(conn.execute(sa.select(database.accounts.c.user_id,
+                                         database.accounts.c.user_key)).all())
+      version = conn.execute(sa.select(database.schema_info.c.version)).scalar_one()
+    assert version == database.SCHEMA_VERSION
+    assert keys == {"Amina": "amina", "amina": "amina#amina"}  # the older one holds the key
+    assert people.login("Amina", PASSWORD).token and people.login("amina", PASSWORD).token
+    link, = people.create_invitations(created_by="lead", language="sw")
+    with pytest.raises(accounts.AccountError, match="taken"):
+      people.accept_invitation(link, user_id="AMINA", password=PASSWORD)
+    _, _, action, detail = [row for row in people.audit_log() if row[2] == "migrate"][-1]
+    assert "only in case, kept: amina" in detail

@@ -393,7 +393,8 @@ def test_unicode_digits_are_a_clean_400_with_the_headers(app, client_for, server
   amina = client_for("amina")
   digits = [urllib.parse.quote(d) for d in ("²", "١", "²")]  # superscript, Arabic-Indic
   requests = [(f"/write?saved={digits[0]}", None), (f"/reannotate?saved={digits[2]}", None),
-              (f"/vote?saved={digits[1]}", None), (f"/rate?saved={digits[0]}", None), ("/vote", {"item_id": "²", "vote": "up"}),
+              (f"/vote?saved={digits[1]}", None), (f"/rate?saved={digits[0]}", None),
+              ("/vote", {"item_id": "²", "vote": "up"}),
               ("/rate", {"item_id": "²", "action": "rate", "rating": "3"}),
               ("/reannotate", {"item_id": "²", "action": "save", "prompt": "p",
                                "completion": "c"}),
