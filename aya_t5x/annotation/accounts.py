@@ -293,7 +293,7 @@ class Accounts:
     if keep_session is not None:
       ended = ended.where(sessions.c.token_hash != _digest(keep_session))
     conn.execute(ended)
-    throttle.clear(conn, user_id=user_id)
+    throttle.clear_account(conn, user_id=user_id)
     database.log_event(conn, user_id, "set-password", how)
 
   # ------------------------------------------------------------------------ login
@@ -317,23 +317,29 @@ class Accounts:
     Unknown ids, accounts without a password and throttled attempts hash a dummy of the
     same cost and get the same answer as a wrong password.
     """
-    stored = None if attempt.turn.throttled else attempt.password_hash
-    if not verify_password(password, stored, n=self.policy.scrypt_n):
-      if not attempt.turn.throttled:
-        with self.db.write() as conn:
-          database.log_event(conn, attempt.user_id, "login-failed", f"client {attempt.client}")
-          throttle.forget_old(conn, now=time.time(), policy=self.policy.throttle)
+    if attempt.turn.throttled:  # not counted: the same work and answer, nothing else
+      verify_password(password, None, n=self.policy.scrypt_n)
       return LoginResult(error=LOGIN_REFUSED, answer_at=attempt.turn.answer_at)
-    now = time.time()
-    token = secrets.token_urlsafe(32)
-    with self.db.write() as conn:
-      throttle.clear(conn, user_id=attempt.user_id, client=attempt.client)
-      if start_session:
-        conn.execute(sessions.delete().where(sessions.c.expires < now))
-        conn.execute(sessions.insert().values(
-            token_hash=_digest(token), user_id=attempt.user_id, csrf=secrets.token_urlsafe(32),
-            created=now, expires=now + self.policy.session_s))
-        database.log_event(conn, attempt.user_id, "login", f"client {attempt.client}")
+    succeeded = False
+    try:
+      succeeded = verify_password(password, attempt.password_hash, n=self.policy.scrypt_n)
+    finally:  # settled even if the check fails with an error: no attempt stays pending
+      now = time.time()
+      token = secrets.token_urlsafe(32)
+      with self.db.write() as conn:
+        answer_at = throttle.settle(conn, self.db, client=attempt.client,
+                                    user_id=attempt.user_id, turn=attempt.turn,
+                                    succeeded=succeeded, now=now, policy=self.policy.throttle)
+        if not succeeded:
+          database.log_event(conn, attempt.user_id, "login-failed", f"client {attempt.client}")
+        elif start_session:
+          conn.execute(sessions.delete().where(sessions.c.expires < now))
+          conn.execute(sessions.insert().values(
+              token_hash=_digest(token), user_id=attempt.user_id,
+              csrf=secrets.token_urlsafe(32), created=now, expires=now + self.policy.session_s))
+          database.log_event(conn, attempt.user_id, "login", f"client {attempt.client}")
+    if not succeeded:
+      return LoginResult(error=LOGIN_REFUSED, answer_at=answer_at)
     return LoginResult(token=token if start_session else None)
 
   def login(self, user_id: str, password: str, client: str = "local") -> LoginResult:

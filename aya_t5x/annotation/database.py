@@ -124,7 +124,8 @@ accounts = sa.Table(
 login_throttle = sa.Table(
     "login_throttle", metadata,
     sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),  # settled failures in a row
+    sa.Column("pending", sa.Integer, nullable=False),  # attempts being checked now
     # The earliest time the next attempt under this key is checked.
     sa.Column("next_at", sa.Float, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),

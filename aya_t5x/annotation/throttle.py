@@ -7,19 +7,25 @@ so that every app process sees the same ones:
 - per account (the typed user id, case-folded, whether or not such an account exists,
   so that the answer never tells which exist): guessing from many places at one account.
 
-The rule, chosen so that an attacker cannot turn it against an account's owner:
+Each counter holds the failures in a row (settled) and the attempts being checked now
+(pending). The rule, chosen so that an attacker cannot turn it against an account's
+owner, nor one person behind a shared address against the others:
 
-- A client with no failure in a row is checked at once, however many failures the
-  account has from elsewhere: nothing anyone else does keeps the owner out.
-- A client that has failed waits before its next attempt is checked: `delay(n)` after its
-  own n-th failure (0.5 s doubling per failure, at most `max_delay_s`), plus the
-  account's current delay, itself at most `max_delay_s`. The app sleeps the client's wait
-  before answering a failure, so a person retyping a password never meets it again; what
-  it stops is many attempts at once. An attempt whose client already has more than
-  `max_delay_s` of attempts queued is not checked at all (`throttled`).
-- Every attempt is counted before its password is checked, so parallel attempts each
-  take their own turn. A success clears both counters; so does a password link. A
-  counter older than `reset_s` counts as zero (and is deleted on the next failure).
+- A client without a failure in a row is checked at once, however many failures the
+  account has from elsewhere: nothing anyone else does keeps the owner out. Only when it
+  has more than `parallel` attempts in flight (a crowd behind one address logging in at
+  the same moment, or someone trying many passwords at once) do the further ones queue,
+  `delay_s` apart.
+- A client with failures waits before its next attempt is checked: `delay(n)` after its
+  n-th failure (`delay_s` doubling per failure, at most `max_delay_s`), plus the
+  account's current delay, itself at most `max_delay_s`. The app sleeps the client's
+  wait before answering a failure, so a person retyping a password never meets it again;
+  what it stops is many attempts at once.
+- An attempt whose turn lies more than `max_delay_s` ahead is not checked at all
+  (`throttled`): only a client with that many attempts queued at once meets this.
+- A success clears the account's counter and the client's failures; so does a password
+  link (the account's). A counter untouched for `reset_s` counts as zero (and is deleted
+  on the next failure).
 """
 
 from __future__ import annotations
@@ -38,18 +44,22 @@ class ThrottlePolicy:
 
   Attributes:
     delay_s: the wait after a client's first failure in a row; it doubles per failure.
-    max_delay_s: the longest wait per counter, and the most a client may have queued.
-    reset_s: a counter without a new failure for this long starts again from zero.
+    max_delay_s: the longest wait per counter, and how far ahead a turn may lie.
+    parallel: attempts a client without failures may have checked at once.
+    reset_s: a counter untouched for this long starts again from zero.
   """
 
   delay_s: float = 0.5
   max_delay_s: float = 10.0
+  parallel: int = 16
   reset_s: float = 3600.0
 
   def __post_init__(self):
     if not 0 <= self.delay_s <= self.max_delay_s:
       raise ValueError(f"need 0 <= delay_s <= max_delay_s, got {self.delay_s} and "
                        f"{self.max_delay_s}")
+    if self.parallel < 1:
+      raise ValueError(f"parallel must be at least 1, got {self.parallel}")
 
   def delay(self, failures: int) -> float:
     """The wait after the `failures`-th failure in a row (0 for none)."""
@@ -64,7 +74,8 @@ class Turn:
 
   Attributes:
     check_at: the time (time.time()) at which the password may be checked.
-    throttled: the client has too many attempts queued; this one is refused unchecked.
+    throttled: too many attempts of this client are queued; this one is refused
+      unchecked (and not counted).
     answer_at: when to answer should the password be wrong (the client's next turn).
   """
 
@@ -81,53 +92,97 @@ def account_key(user_id: str) -> str:
   return f"account:{database.user_key(user_id)}"
 
 
+@dataclasses.dataclass(kw_only=True)
+class _Counter:
+  failures: int = 0
+  pending: int = 0
+  next_at: float = 0.0
+
+
 def _counter(conn: sa.Connection, db: database.Database, key: str, now: float,
-             policy: ThrottlePolicy) -> tuple[int, float]:
-  """(failures, next_at) of a key, locked for this transaction; (0, 0) when fresh."""
-  conn.execute(db.insert(login_throttle).values(key=key, failures=0, next_at=0, updated=now)
-               .on_conflict_do_nothing())
-  failures, next_at, updated = conn.execute(
-      sa.select(login_throttle.c.failures, login_throttle.c.next_at, login_throttle.c.updated)
+             policy: ThrottlePolicy) -> _Counter:
+  """A key's counter, its row locked for this transaction (a fresh one when stale)."""
+  conn.execute(db.insert(login_throttle).values(key=key, failures=0, pending=0, next_at=0,
+                                                updated=now).on_conflict_do_nothing())
+  failures, pending, next_at, updated = conn.execute(
+      sa.select(login_throttle.c.failures, login_throttle.c.pending, login_throttle.c.next_at,
+                login_throttle.c.updated)
       .where(login_throttle.c.key == key).with_for_update()).one()
   if updated < now - policy.reset_s:
-    return 0, 0.0
-  return failures, next_at
+    return _Counter()
+  return _Counter(failures=failures, pending=pending, next_at=next_at)
+
+
+def _store(conn: sa.Connection, key: str, counter: _Counter, now: float) -> None:
+  conn.execute(login_throttle.update().where(login_throttle.c.key == key).values(
+      failures=counter.failures, pending=max(0, counter.pending), next_at=counter.next_at,
+      updated=now))
 
 
 def take_turn(conn: sa.Connection, db: database.Database, *, client: str, user_id: str,
               now: float, policy: ThrottlePolicy) -> Turn:
-  """Counts one attempt (as if it fails) and returns when it may be checked.
+  """Counts one attempt as pending and returns when it may be checked.
 
   Runs in the caller's write transaction; the client's row is locked before the account's
   in every transaction, so two attempts never wait on each other in opposite order.
+  Every attempt that is not `throttled` must be settled with `settle`.
   """
   keys = client_key(client), account_key(user_id)
-  (client_failures, client_next), (account_failures, account_next) = (
-      _counter(conn, db, key, now, policy) for key in keys)
-  if client_failures == 0:
+  mine, account = (_counter(conn, db, key, now, policy) for key in keys)
+  if mine.failures == 0 and mine.pending < policy.parallel:
     check_at = now
   else:
-    own_turn = max(now, client_next)
+    own_turn = max(now, mine.next_at)
     if own_turn - now > policy.max_delay_s:
       return Turn(check_at=now, throttled=True, answer_at=now + policy.max_delay_s)
-    check_at = own_turn + min(max(0.0, account_next - own_turn), policy.max_delay_s)
-  client_failures += 1
-  account_failures += 1
-  answer_at = check_at + policy.delay(client_failures)
-  for key, failures, next_at in ((keys[0], client_failures, answer_at),
-                                 (keys[1], account_failures,
-                                  check_at + policy.delay(account_failures))):
-    conn.execute(login_throttle.update().where(login_throttle.c.key == key)
-                 .values(failures=failures, next_at=next_at, updated=now))
+    check_at = own_turn
+    if mine.failures:  # the account's delay weighs only on clients that have failed
+      check_at += min(max(0.0, account.next_at - own_turn), policy.max_delay_s)
+  mine.pending += 1
+  account.pending += 1
+  if mine.failures == 0:
+    answer_at = check_at + policy.delay(1)  # should it fail, the client's first failure
+    if mine.pending > policy.parallel:  # beyond `parallel` at once: a queue, delay_s apart
+      mine.next_at = check_at + policy.delay_s
+  else:
+    # As if this attempt and the others in flight fail: parallel guesses cannot skip a delay.
+    answer_at = check_at + policy.delay(mine.failures + mine.pending)
+    mine.next_at = answer_at
+  account.next_at = max(account.next_at,
+                        check_at + policy.delay(account.failures + account.pending))
+  _store(conn, keys[0], mine, now)
+  _store(conn, keys[1], account, now)
   return Turn(check_at=check_at, throttled=False, answer_at=answer_at)
 
 
-def clear(conn: sa.Connection, *, user_id: str, client: str | None = None) -> None:
-  """After a success (or a new password): the account's counter and the client's go."""
-  keys = [account_key(user_id)] + ([client_key(client)] if client is not None else [])
-  conn.execute(login_throttle.delete().where(login_throttle.c.key.in_(keys)))
+def settle(conn: sa.Connection, db: database.Database, *, client: str, user_id: str,
+           turn: Turn, succeeded: bool, now: float, policy: ThrottlePolicy) -> float:
+  """Records a checked attempt's outcome: a failure in a row, or a success that clears
+  the account's counter and the client's failures.
 
-
-def forget_old(conn: sa.Connection, *, now: float, policy: ThrottlePolicy) -> None:
-  """Deletes counters past `reset_s`, so guessed ids do not fill the table."""
+  Returns when to answer a failure: the client's next turn, so that a person who retries
+  after the answer is checked at once.
+  """
+  keys = client_key(client), account_key(user_id)
+  mine, account = (_counter(conn, db, key, now, policy) for key in keys)
+  mine.pending -= 1
+  if succeeded:
+    conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[1]))
+    if mine.pending <= 0:
+      conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[0]))
+    else:
+      _store(conn, keys[0], _Counter(pending=mine.pending, next_at=mine.next_at), now)
+    return now
+  mine.failures += 1
+  mine.next_at = max(mine.next_at, turn.answer_at)
+  account.pending -= 1
+  account.failures += 1
+  _store(conn, keys[0], mine, now)
+  _store(conn, keys[1], account, now)
   conn.execute(login_throttle.delete().where(login_throttle.c.updated < now - policy.reset_s))
+  return mine.next_at
+
+
+def clear_account(conn: sa.Connection, *, user_id: str) -> None:
+  """A new password: the account's counter goes (clients keep their own)."""
+  conn.execute(login_throttle.delete().where(login_throttle.c.key == account_key(user_id)))

@@ -102,38 +102,53 @@ def test_failed_logins_are_slowed_per_client_never_locked(people):
 
 # Delays of seconds, so that the milliseconds each database call takes do not move turns.
 SLOW_POLICY = accounts.LoginPolicy(
-    throttle=throttle.ThrottlePolicy(delay_s=1, max_delay_s=10), scrypt_n=2**10)
+    throttle=throttle.ThrottlePolicy(delay_s=1, max_delay_s=10, parallel=2), scrypt_n=2**10)
 
 
 def test_parallel_attempts_each_wait_their_turn(people):
   people = accounts.Accounts(people.db, SLOW_POLICY)
   token, = people.create_invitations(created_by="lead", language="sw")
   people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  # A client without failures: `parallel` (2) attempts at once, then a queue 1 s apart up
+  # to 10 s ahead; further ones are refused unchecked.
   start = time.time()
-  turns = [people.begin_login("amina", "203.0.113.7").turn for _ in range(8)]
-  # The first is checked at once; each further one after the previous one's delay (1, 2,
-  # 4 s), until a turn would lie more than max_delay_s (10 s) ahead: those are refused
-  # unchecked.
-  assert [t.throttled for t in turns] == [False] * 4 + [True] * 4
-  offsets = [t.check_at - start for t in turns[:4]]
-  assert offsets == [pytest.approx(o, abs=0.5) for o in (0, 1, 3, 7)]
-  # A success from another client clears the account's counter, not the flooding client's.
-  assert people.login("amina", PASSWORD, client="198.51.100.9").token
+  attempts = [people.begin_login("amina", "203.0.113.7") for _ in range(16)]
+  assert [a.turn.throttled for a in attempts] == [False] * 13 + [True] * 3
+  offsets = [a.turn.check_at - start for a in attempts[:13]]
+  assert offsets == [pytest.approx(o, abs=0.5) for o in [0, 0, *range(11)]]
+  for attempt in attempts[:13]:
+    assert people.finish_login(attempt, "guess").error
+  # Now it has failures: its next attempt lies beyond 10 s and is refused unchecked.
   assert people.begin_login("amina", "203.0.113.7").turn.throttled
+  # Another client that fails once: its next attempt waits its own delay plus the account's
+  # (capped at 10 s), and one more in parallel lies too far ahead.
+  people.finish_login(people.begin_login("amina", "203.0.113.8"), "guess")
+  start = time.time()
+  first, second = (people.begin_login("amina", "203.0.113.8").turn for _ in range(2))
+  assert not first.throttled and first.check_at - start >= SLOW_POLICY.throttle.delay(1) - 0.5
+  assert second.throttled
+  # A client that has not failed is checked at once, whatever the account went through.
+  fresh = people.begin_login("amina", "198.51.100.9")
+  assert fresh.turn.check_at <= time.time() and people.finish_login(fresh, PASSWORD).token
 
 
 def test_a_password_link_ends_the_throttling(people):
   people = accounts.Accounts(people.db, SLOW_POLICY)
   token, = people.create_invitations(created_by="lead", language="sw")
   people.accept_invitation(token, user_id="amina", password=PASSWORD)
-  for _ in range(8):
-    people.begin_login("amina", "203.0.113.8")
+  for _ in range(13):
+    people.finish_login(people.begin_login("amina", "203.0.113.8"), "guess")
   assert people.begin_login("amina", "203.0.113.8").turn.throttled
+  def account_failures():
+    with people.db.read() as conn:
+      return conn.execute(sa.select(database.login_throttle.c.failures).where(
+          database.login_throttle.c.key == throttle.account_key("AMINA"))).scalar()
+
+  assert account_failures() >= 2
   link = people.password_link(created_by="lead", creator_role="lead", creator_language="sw",
                               user_id="amina")
   people.accept_invitation(link, user_id="", password="a brand new passphrase")
-  # The account's counter is gone: a client that failed elsewhere, but not on its own
-  # attempts here, waits for nobody else's turn.
+  assert account_failures() is None  # the account's counter is gone
   attempt = people.begin_login("amina", "198.51.100.3")
   assert attempt.turn.check_at <= time.time()
   assert people.finish_login(attempt, "a brand new passphrase").token
