@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from aya_t5x.annotation import accounts, database, throttle
 from aya_t5x.annotation.store import Store
 
-from .conftest import PASSWORD, TEST_POLICY, Client, add_account
+from .conftest import PASSWORD, TEST_POLICY, Client, add_account, start_app
 
 PAYLOADS = ["'); DROP TABLE items; --", "\" OR \"1\"=\"1", "1 OR 1=1; DELETE FROM votes",
             "<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "\"><svg onload=alert(3)>",
@@ -99,7 +99,7 @@ def test_password_guessing_is_slowed(tmp_path):
   The delays (0.5 s and up) are longer than a test hash takes even on a busy machine, so
   an answer that did not wait would arrive before its turn and fail the check.
   """
-  from .conftest import start_app
+
 
   policy = accounts.LoginPolicy(throttle=throttle.ThrottlePolicy(delay_s=0.5, max_delay_s=2),
                                 scrypt_n=2**10)
@@ -322,7 +322,19 @@ def test_a_lead_issues_a_password_link_for_a_contributor(app, client_for):
   Client(app.url).login("amina", "a new pass phrase 42")
 
 
-def test_every_login_failure_answers_alike_with_the_same_work(app, monkeypatch):
+def test_every_login_failure_answers_alike_with_the_same_work(tmp_path, monkeypatch):
+  # One attempt at once per client and turns 1 s apart, at most 2 s ahead: of 12 parallel
+  # guesses from one address, most are throttled however slowly the threads start.
+  policy = accounts.LoginPolicy(
+      throttle=throttle.ThrottlePolicy(delay_s=1, max_delay_s=2, parallel=1), scrypt_n=2**10)
+  app = start_app(str(tmp_path / "alike.db"), policy=policy)
+  try:
+    _answers_alike(app, monkeypatch)
+  finally:
+    app.shutdown()
+
+
+def _answers_alike(app, monkeypatch):
   import hashlib
   import threading
 
@@ -486,8 +498,6 @@ def test_the_host_header_is_not_trusted(app, client_for):
 
 
 def test_links_use_the_public_url(tmp_path, client_for):
-  from .conftest import start_app
-
   srv = start_app(str(tmp_path / "p.db"), public_url="https://annotate.example.org",
                   allowed_hosts=("127.0.0.1", "localhost", "annotate.example.org"))
   try:
@@ -504,8 +514,6 @@ def test_links_use_the_public_url(tmp_path, client_for):
 
 
 def test_a_nul_byte_is_a_clean_400_on_every_store(db_target, server_log):
-  from .conftest import start_app
-
   srv = start_app(db_target)
   try:
     add_account(srv, "amina")
@@ -547,8 +555,6 @@ def _raw_exchange(url: str, data: bytes, *, wait_s: float = 30) -> bytes:
 
 
 def test_slow_and_idle_clients_are_cut_off(tmp_path):
-  from .conftest import start_app
-
   srv = start_app(str(tmp_path / "s.db"), body_timeout_s=0.5, keep_alive_s=1)
   try:
     # A body that never arrives: answered 408 and closed (not held open).
