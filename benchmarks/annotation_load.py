@@ -198,9 +198,10 @@ def prepare(db_target: str, contributors: int) -> list[str]:
   with Store(db_target) as store:
     with store.db.write() as conn:
       conn.execute(sa.insert(database.accounts), [
-          {"user_id": u, "language": LANGUAGES[i % len(LANGUAGES)], "role": "contributor",
-           "password_hash": hashed, "created": database.now_text(), "failed_logins": 0,
-           "locked_until": 0} for i, u in enumerate(users)])
+          {"user_id": u, "user_key": database.user_key(u),
+           "language": LANGUAGES[i % len(LANGUAGES)], "role": "contributor",
+           "password_hash": hashed, "created": database.now_text()}
+          for i, u in enumerate(users)])
     store.add_seeds([(lang, f"seed {lang} {n}", f"jibu {n}", f"seeds:{n}")
                      for lang in LANGUAGES for n in range(100)])
   return users
@@ -267,6 +268,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def measure(store: str, db_target: str, args: argparse.Namespace) -> dict:
+  load_at_start = [round(x, 1) for x in os.getloadavg()]
   users = prepare(db_target, args.contributors)
   procs, addresses = start_servers(db_target, args.processes)
   stats = Stats()
@@ -284,6 +286,7 @@ def measure(store: str, db_target: str, args: argparse.Namespace) -> dict:
       "benchmark": "annotation_load", "store": store, "processes": args.processes,
       "contributors": args.contributors, "seconds": round(elapsed, 1),
       "think_s": [args.think_min_s, args.think_max_s], "arrival_s": args.arrival_s,
+      "load_average_start": load_at_start,
       "load_average": [round(x, 1) for x in os.getloadavg()], "requests": len(every),
       "requests_per_s": round(len(every) / elapsed, 1),
       "p50_ms": ms(_percentile(every, 50)), "p95_ms": ms(_percentile(every, 95)),
