@@ -303,7 +303,7 @@ class RunningServer:
         proxy_headers=True, forwarded_allow_ips="127.0.0.1",
         # Slow clients on a bare port (docs/annotation.md, "HTTPS proxy"): idle
         # connections close, connections beyond the limit get 503, heads are bounded.
-        timeout_keep_alive=max(1, round(config.keep_alive_s)),
+        timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type] (used as a float)
         limit_concurrency=config.max_connections,
         h11_max_incomplete_event_size=config.max_header_bytes,
         timeout_graceful_shutdown=30, backlog=2048))

@@ -555,8 +555,11 @@ def _raw_exchange(url: str, data: bytes, *, wait_s: float = 30) -> bytes:
 
 
 def test_slow_and_idle_clients_are_cut_off(tmp_path):
-  srv = start_app(str(tmp_path / "s.db"), body_timeout_s=0.5, keep_alive_s=1)
+  import socket
+
+  srv = start_app(str(tmp_path / "s.db"), body_timeout_s=0.5, keep_alive_s=1, max_connections=3)
   try:
+    assert srv.uvicorn.config.timeout_keep_alive == 1
     # A body that never arrives: answered 408 and closed (not held open).
     answer = _raw_exchange(srv.url, b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            b"Content-Type: application/x-www-form-urlencoded\r\n"
@@ -570,5 +573,17 @@ def test_slow_and_idle_clients_are_cut_off(tmp_path):
     answer = _raw_exchange(srv.url, b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
                            + b"a" * 20_000)
     assert answer.startswith(b"HTTP/1.1 400 ")
+    # Connections beyond max_connections: 503 rather than an endless queue.
+    port = srv.server_address[1]
+    held = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(3)]
+    try:
+      for sock in held:
+        sock.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  # never ends
+      answer = _raw_exchange(srv.url, b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Connection: close\r\n\r\n")
+      assert answer.startswith(b"HTTP/1.1 503 ")
+    finally:
+      for sock in held:
+        sock.close()
   finally:
     srv.shutdown()
