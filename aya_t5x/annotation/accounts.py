@@ -300,6 +300,9 @@ class Accounts:
 
   def begin_login(self, user_id: str, client: str) -> LoginAttempt:
     """Counts an attempt (before its password is checked) and gives it its turn."""
+    # No account id is longer than 64 characters: a longer one is nobody, kept short
+    # as the key it is counted under.
+    user_id = user_id[:128]
     now = time.time()
     with self.db.write() as conn:
       turn = throttle.take_turn(conn, self.db, client=client, user_id=user_id, now=now,

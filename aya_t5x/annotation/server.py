@@ -362,7 +362,9 @@ def make_server(config: ServerConfig) -> RunningServer:
 def serve(config: ServerConfig, *, announce: Callable[[str], None] = print) -> None:
   """Serves until interrupted (Ctrl-C), announcing the URL first."""
   server = make_server(config)
-  announce(f"annotation app at {server.url} (database {server.app.db.name}); Ctrl-C stops it")
+  announce(f"annotation app at {server.url} (database {server.app.db.name}; invitation links "
+           f"on {server.app.public_url}; hosts served: {', '.join(config.hosts())}); "
+           "Ctrl-C stops it")
   try:
     server.serve_forever()
   finally:
