@@ -12,8 +12,8 @@
   not easy to guess by zxcvbn's estimate (its lists of common passwords, words, names and
   keyboard patterns).
 - Failed logins are slowed down per client and per account with growing delays
-  (`throttle`), never by locking an account: a client that has not failed is always
-  checked at once. Every failure (unknown id, wrong password, throttled) gets the same
+  (`throttle`), never by locking an account: a client that has not failed is checked
+  at once (up to 16 attempts in flight). Every failure (unknown id, wrong password, throttled) gets the same
   answer after the same work (one scrypt hash, of a dummy when there is nothing to check).
 - Sessions live on the server (table `sessions`): the cookie holds a random token whose
   sha256 is the key, with an absolute expiry; logout deletes the row, so a copied cookie
@@ -41,10 +41,10 @@ from aya_t5x.annotation.throttle import ThrottlePolicy
 SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
-# zxcvbn's score (0-4): 3 is "safely unguessable" (about 10^8 to 10^10 guesses), what its
-# authors advise for accounts behind a slow hash. Only the first characters are scored:
-# zxcvbn's time grows fast with length, and a guessable start of a long password is
-# refused anyway, a strong one passes.
+# zxcvbn's score (0-4): 3 is, in its own words, "safely unguessable: moderate protection
+# from offline slow-hash scenario" (10^8 to 10^10 guesses). Only the first 64 characters
+# are scored: zxcvbn's time grows fast with length, and a password is at least as hard
+# to guess as its start.
 MIN_PASSWORD_SCORE = 3
 _SCORED_CHARS = 64
 LOGIN_REFUSED = "wrong user id or password"
