@@ -13,8 +13,9 @@
   keyboard patterns).
 - Failed logins are slowed down per client and per account with growing delays
   (`throttle`), never by locking an account: a client that has not failed is checked
-  at once (up to 16 attempts in flight). Every failure (unknown id, wrong password, throttled) gets the same
-  answer after the same work (one scrypt hash, of a dummy when there is nothing to check).
+  at once (up to 2 attempts at one account in flight). Every failure (unknown id,
+  wrong password, throttled) gets the same answer after the same work (one scrypt hash,
+  of a dummy when there is nothing to check).
 - Sessions live on the server (table `sessions`): the cookie holds a random token whose
   sha256 is the key, with an absolute expiry; logout deletes the row, so a copied cookie
   is dead after it. Each session has its own CSRF token.
@@ -307,8 +308,16 @@ class Accounts:
     with self.db.write() as conn:
       turn = throttle.take_turn(conn, self.db, client=client, user_id=user_id, now=now,
                                 policy=self.policy.throttle)
-      stored = conn.execute(sa.select(accounts.c.password_hash)
-                            .where(accounts.c.user_id == user_id)).scalar()
+      # The id as typed, else the account it folds to (ids are unique regardless of case;
+      # of a database's older case-twins, the exact id wins).
+      row = (conn.execute(sa.select(accounts.c.user_id, accounts.c.password_hash)
+                          .where(accounts.c.user_id == user_id)).first()
+             or conn.execute(sa.select(accounts.c.user_id, accounts.c.password_hash)
+                             .where(accounts.c.user_key == database.user_key(user_id))).first())
+      if row is not None:
+        user_id, stored = row
+      else:
+        stored = None
       if turn.throttled:
         database.log_event(conn, user_id, "login-throttled", f"client {client}")
     return LoginAttempt(user_id=user_id, client=client, turn=turn, password_hash=stored)

@@ -12,10 +12,10 @@ Each counter holds the failures in a row (settled) and the attempts being checke
 owner, nor one person behind a shared address against the others:
 
 - A client without a failure in a row is checked at once, however many failures the
-  account has from elsewhere: nothing anyone else does keeps the owner out. Only when it
-  has more than `parallel` attempts in flight (a crowd behind one address logging in at
-  the same moment, or someone trying many passwords at once) do the further ones queue,
-  `delay_s` apart.
+  account has from elsewhere: nothing anyone else does keeps the owner out. Only its
+  attempts at one account beyond `parallel` in flight at once (many passwords tried at
+  once) queue, `delay_s` apart; a crowd behind one address, each logging in to their own
+  account, is never slowed by its numbers.
 - A client with failures waits before its next attempt is checked: `delay(n)` after its
   n-th failure (`delay_s` doubling per failure, at most `max_delay_s`), plus the
   account's current delay, itself at most `max_delay_s`. The app sleeps the client's
@@ -45,13 +45,13 @@ class ThrottlePolicy:
   Attributes:
     delay_s: the wait after a client's first failure in a row; it doubles per failure.
     max_delay_s: the longest wait per counter, and how far ahead a turn may lie.
-    parallel: attempts a client without failures may have checked at once.
+    parallel: attempts at one account a client without failures may have checked at once.
     reset_s: a counter untouched for this long starts again from zero.
   """
 
   delay_s: float = 0.5
   max_delay_s: float = 10.0
-  parallel: int = 16
+  parallel: int = 2
   reset_s: float = 3600.0
 
   def __post_init__(self):
@@ -92,6 +92,11 @@ def account_key(user_id: str) -> str:
   return f"account:{database.user_key(user_id)}"
 
 
+def pair_key(address: str, user_id: str) -> str:
+  """One client's attempts at one account (their number in flight)."""
+  return f"pair:{address}|{database.user_key(user_id)}"
+
+
 @dataclasses.dataclass(kw_only=True)
 class _Counter:
   failures: int = 0
@@ -123,35 +128,36 @@ def take_turn(conn: sa.Connection, db: database.Database, *, client: str, user_i
               now: float, policy: ThrottlePolicy) -> Turn:
   """Counts one attempt as pending and returns when it may be checked.
 
-  Runs in the caller's write transaction; the client's row is locked before the account's
-  in every transaction, so two attempts never wait on each other in opposite order.
+  Runs in the caller's write transaction; rows are locked in one order (client, pair,
+  account) in every transaction, so two attempts never wait on each other in a cycle.
   Every attempt that is not `throttled` must be settled with `settle`.
   """
-  keys = client_key(client), account_key(user_id)
-  mine, account = (_counter(conn, db, key, now, policy) for key in keys)
-  if mine.failures == 0 and mine.pending < policy.parallel:
-    check_at = now
+  keys = client_key(client), pair_key(client, user_id), account_key(user_id)
+  mine, pair, account = (_counter(conn, db, key, now, policy) for key in keys)
+  if mine.failures == 0:
+    if pair.pending < policy.parallel:
+      check_at = now
+    else:  # many attempts at one account at once: they queue, delay_s apart
+      check_at = max(now, pair.next_at)
+      if check_at - now > policy.max_delay_s:
+        return Turn(check_at=now, throttled=True, answer_at=now + policy.max_delay_s)
+      pair.next_at = check_at + policy.delay_s
+    answer_at = check_at + policy.delay(1)  # should it fail, the client's first failure
   else:
     own_turn = max(now, mine.next_at)
     if own_turn - now > policy.max_delay_s:
       return Turn(check_at=now, throttled=True, answer_at=now + policy.max_delay_s)
-    check_at = own_turn
-    if mine.failures:  # the account's delay weighs only on clients that have failed
-      check_at += min(max(0.0, account.next_at - own_turn), policy.max_delay_s)
-  mine.pending += 1
-  account.pending += 1
-  if mine.failures == 0:
-    answer_at = check_at + policy.delay(1)  # should it fail, the client's first failure
-    if mine.pending > policy.parallel:  # beyond `parallel` at once: a queue, delay_s apart
-      mine.next_at = check_at + policy.delay_s
-  else:
+    # The account's delay weighs only on clients that have failed.
+    check_at = own_turn + min(max(0.0, account.next_at - own_turn), policy.max_delay_s)
     # As if this attempt and the others in flight fail: parallel guesses cannot skip a delay.
-    answer_at = check_at + policy.delay(mine.failures + mine.pending)
+    answer_at = check_at + policy.delay(mine.failures + mine.pending + 1)
     mine.next_at = answer_at
+  for counter in (mine, pair, account):
+    counter.pending += 1
   account.next_at = max(account.next_at,
                         check_at + policy.delay(account.failures + account.pending))
-  _store(conn, keys[0], mine, now)
-  _store(conn, keys[1], account, now)
+  for key, counter in zip(keys, (mine, pair, account), strict=True):
+    _store(conn, key, counter, now)
   return Turn(check_at=check_at, throttled=False, answer_at=answer_at)
 
 
@@ -163,11 +169,16 @@ def settle(conn: sa.Connection, db: database.Database, *, client: str, user_id: 
   Returns when to answer a failure: the client's next turn, so that a person who retries
   after the answer is checked at once.
   """
-  keys = client_key(client), account_key(user_id)
-  mine, account = (_counter(conn, db, key, now, policy) for key in keys)
-  mine.pending -= 1
-  if succeeded:
+  keys = client_key(client), pair_key(client, user_id), account_key(user_id)
+  mine, pair, account = (_counter(conn, db, key, now, policy) for key in keys)
+  for counter in (mine, pair, account):
+    counter.pending -= 1
+  if pair.pending <= 0:
     conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[1]))
+  else:
+    _store(conn, keys[1], pair, now)
+  if succeeded:
+    conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[2]))
     if mine.pending <= 0:
       conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[0]))
     else:
@@ -175,10 +186,9 @@ def settle(conn: sa.Connection, db: database.Database, *, client: str, user_id: 
     return now
   mine.failures += 1
   mine.next_at = max(mine.next_at, turn.answer_at)
-  account.pending -= 1
   account.failures += 1
   _store(conn, keys[0], mine, now)
-  _store(conn, keys[1], account, now)
+  _store(conn, keys[2], account, now)
   conn.execute(login_throttle.delete().where(login_throttle.c.updated < now - policy.reset_s))
   return mine.next_at
 

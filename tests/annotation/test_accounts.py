@@ -165,6 +165,8 @@ def test_user_ids_are_unique_regardless_of_case(people):
   with pytest.raises(accounts.AccountError, match="taken"):
     people.accept_invitation(second, user_id="aMINA", password=PASSWORD)
   assert people.role_of("aMINA") is None and people.invitation(second) is not None
+  # Logging in, case does not matter; the session is the account's own id.
+  assert people.session(people.login("aMINA", PASSWORD).token).user_id == "Amina"
 
 
 def test_password_rules():
@@ -319,3 +321,15 @@ def test_a_version_2_database_keeps_its_case_twins(tmp_path):
       people.accept_invitation(link, user_id="AMINA", password=PASSWORD)
     _, _, action, detail = [row for row in people.audit_log() if row[2] == "migrate"][-1]
     assert "only in case, kept: amina" in detail
+
+
+def test_a_crowd_behind_one_address_is_not_slowed_by_its_numbers(people):
+  """A school's NAT: 30 people log in at the same moment from one address, each to their
+  own account; none waits, and a typo among them slows only the attempts that follow it."""
+  people = accounts.Accounts(people.db, SLOW_POLICY)
+  for n in range(30):
+    token, = people.create_invitations(created_by="lead", language="sw")
+    people.accept_invitation(token, user_id=f"pupil{n}", password=PASSWORD)
+  attempts = [people.begin_login(f"pupil{n}", "192.0.2.50") for n in range(30)]
+  assert all(a.turn.check_at <= time.time() and not a.turn.throttled for a in attempts)
+  assert all(people.finish_login(a, PASSWORD).token for a in attempts)
