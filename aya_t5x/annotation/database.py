@@ -119,8 +119,9 @@ accounts = sa.Table(
     sa.CheckConstraint("role IN ('contributor', 'lead', 'admin')", name="account_role"),
     sa.Index("accounts_by_key", "user_key", unique=True))
 
-# Failed logins in a row per throttling key (`client:ADDRESS` or `account:KEY`, the typed
-# user id case-folded, whether or not such an account exists): see `throttle`.
+# Failed logins in a row and attempts in flight per throttling key (`client:ADDRESS`,
+# `account:KEY` with KEY the typed user id case-folded, whether or not such an account
+# exists, and `pair:ADDRESS|KEY`): see `throttle`.
 login_throttle = sa.Table(
     "login_throttle", metadata,
     sa.Column("key", sa.Text, primary_key=True),
