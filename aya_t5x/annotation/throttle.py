@@ -99,6 +99,9 @@ def pair_key(address: str, user_id: str) -> str:
 
 @dataclasses.dataclass(kw_only=True)
 class _Counter:
+  """One key's row: failures in a row, attempts in flight (pair and account keys), and
+  the earliest time of the next attempt."""
+
   failures: int = 0
   pending: int = 0
   next_at: float = 0.0
@@ -124,6 +127,21 @@ def _store(conn: sa.Connection, key: str, counter: _Counter, now: float) -> None
       updated=now))
 
 
+def _existing(conn: sa.Connection, key: str, now: float, policy: ThrottlePolicy
+              ) -> _Counter | None:
+  """A key's counter if it has a row (locked for this transaction), else None.
+
+  The client's row exists only once it has failed: the attempts of a crowd behind one
+  address, none of them failed, never wait on one another for it.
+  """
+  row = conn.execute(sa.select(login_throttle.c.failures, login_throttle.c.next_at,
+                               login_throttle.c.updated)
+                     .where(login_throttle.c.key == key).with_for_update()).first()
+  if row is None or row.updated < now - policy.reset_s:
+    return None
+  return _Counter(failures=row.failures, next_at=row.next_at)
+
+
 def take_turn(conn: sa.Connection, db: database.Database, *, client: str, user_id: str,
               now: float, policy: ThrottlePolicy) -> Turn:
   """Counts one attempt as pending and returns when it may be checked.
@@ -133,8 +151,9 @@ def take_turn(conn: sa.Connection, db: database.Database, *, client: str, user_i
   Every attempt that is not `throttled` must be settled with `settle`.
   """
   keys = client_key(client), pair_key(client, user_id), account_key(user_id)
-  mine, pair, account = (_counter(conn, db, key, now, policy) for key in keys)
-  if mine.failures == 0:
+  mine = _existing(conn, keys[0], now, policy)
+  pair, account = (_counter(conn, db, key, now, policy) for key in keys[1:])
+  if mine is None or mine.failures == 0:
     if pair.pending < policy.parallel:
       check_at = now
     else:  # many attempts at one account at once: they queue, delay_s apart
@@ -149,15 +168,17 @@ def take_turn(conn: sa.Connection, db: database.Database, *, client: str, user_i
       return Turn(check_at=now, throttled=True, answer_at=now + policy.max_delay_s)
     # The account's delay weighs only on clients that have failed.
     check_at = own_turn + min(max(0.0, account.next_at - own_turn), policy.max_delay_s)
-    # As if this attempt and the others in flight fail: parallel guesses cannot skip a delay.
-    answer_at = check_at + policy.delay(mine.failures + mine.pending + 1)
+    # The next attempt of this client waits for this one's answer, as if it failed:
+    # attempts sent in parallel cannot skip a delay.
+    answer_at = check_at + policy.delay(mine.failures + 1)
     mine.next_at = answer_at
-  for counter in (mine, pair, account):
-    counter.pending += 1
+    _store(conn, keys[0], mine, now)
+  pair.pending += 1
+  account.pending += 1
   account.next_at = max(account.next_at,
                         check_at + policy.delay(account.failures + account.pending))
-  for key, counter in zip(keys, (mine, pair, account), strict=True):
-    _store(conn, key, counter, now)
+  _store(conn, keys[1], pair, now)
+  _store(conn, keys[2], account, now)
   return Turn(check_at=check_at, throttled=False, answer_at=answer_at)
 
 
@@ -170,22 +191,22 @@ def settle(conn: sa.Connection, db: database.Database, *, client: str, user_id: 
   after the answer is checked at once.
   """
   keys = client_key(client), pair_key(client, user_id), account_key(user_id)
-  mine, pair, account = (_counter(conn, db, key, now, policy) for key in keys)
-  for counter in (mine, pair, account):
-    counter.pending -= 1
+  if succeeded:
+    conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[0]))
+  else:
+    mine = _counter(conn, db, keys[0], now, policy)
+  pair, account = (_counter(conn, db, key, now, policy) for key in keys[1:])
+  pair.pending -= 1
   if pair.pending <= 0:
     conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[1]))
   else:
     _store(conn, keys[1], pair, now)
   if succeeded:
     conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[2]))
-    if mine.pending <= 0:
-      conn.execute(login_throttle.delete().where(login_throttle.c.key == keys[0]))
-    else:
-      _store(conn, keys[0], _Counter(pending=mine.pending, next_at=mine.next_at), now)
     return now
   mine.failures += 1
   mine.next_at = max(mine.next_at, turn.answer_at)
+  account.pending -= 1
   account.failures += 1
   _store(conn, keys[0], mine, now)
   _store(conn, keys[2], account, now)

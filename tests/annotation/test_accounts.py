@@ -106,30 +106,44 @@ SLOW_POLICY = accounts.LoginPolicy(
 
 
 def test_parallel_attempts_each_wait_their_turn(people):
-  people = accounts.Accounts(people.db, SLOW_POLICY)
-  token, = people.create_invitations(created_by="lead", language="sw")
-  people.accept_invitation(token, user_id="amina", password=PASSWORD)
-  # A client without failures: `parallel` (2) attempts at once, then a queue 1 s apart up
-  # to 10 s ahead; further ones are refused unchecked.
-  start = time.time()
-  attempts = [people.begin_login("amina", "203.0.113.7") for _ in range(16)]
-  assert [a.turn.throttled for a in attempts] == [False] * 13 + [True] * 3
-  offsets = [a.turn.check_at - start for a in attempts[:13]]
-  assert offsets == [pytest.approx(o, abs=0.5) for o in [0, 0, *range(11)]]
-  for attempt in attempts[:13]:
-    assert people.finish_login(attempt, "guess").error
+  """The throttle's turns on a fixed clock (no timing in the test)."""
+  db, policy, now = people.db, SLOW_POLICY.throttle, 1_000_000.0
+
+  def turn(client: str, at: float = now) -> throttle.Turn:
+    with db.write() as conn:
+      return throttle.take_turn(conn, db, client=client, user_id="Amina", now=at,
+                                policy=policy)
+
+  def settle(client: str, turn: throttle.Turn, ok: bool, at: float = now) -> float:
+    with db.write() as conn:
+      return throttle.settle(conn, db, client=client, user_id="amina", turn=turn,
+                             succeeded=ok, now=at, policy=policy)
+
+  # A client without failures: `parallel` (2) attempts at one account at once, then a
+  # queue 1 s apart up to 10 s ahead; further ones are refused unchecked.
+  turns = [turn("203.0.113.7") for _ in range(16)]
+  assert [t.throttled for t in turns] == [False] * 13 + [True] * 3
+  assert [t.check_at - now for t in turns[:13]] == [0, 0, *range(11)]
+  answers = [settle("203.0.113.7", t, ok=False) for t in turns[:13]]
+  assert answers[-1] == max(t.answer_at for t in turns[:13])  # answered at its next turn
   # Now it has failures: its next attempt lies beyond 10 s and is refused unchecked.
-  assert people.begin_login("amina", "203.0.113.7").turn.throttled
-  # Another client that fails once: its next attempt waits its own delay plus the account's
-  # (capped at 10 s), and one more in parallel lies too far ahead.
-  people.finish_login(people.begin_login("amina", "203.0.113.8"), "guess")
-  start = time.time()
-  first, second = (people.begin_login("amina", "203.0.113.8").turn for _ in range(2))
-  assert not first.throttled and first.check_at - start >= SLOW_POLICY.throttle.delay(1) - 0.5
-  assert second.throttled
-  # A client that has not failed is checked at once, whatever the account went through.
-  fresh = people.begin_login("amina", "198.51.100.9")
-  assert fresh.turn.check_at <= time.time() and people.finish_login(fresh, PASSWORD).token
+  assert turn("203.0.113.7").throttled
+  # Another client that fails once: its next attempt waits its own delay (1 s) plus the
+  # account's (capped at 10 s), and one more sent in parallel lies too far ahead.
+  first = turn("203.0.113.8")
+  assert first.check_at == now
+  settle("203.0.113.8", first, ok=False)
+  second, third = turn("203.0.113.8"), turn("203.0.113.8")
+  assert second.check_at == now + policy.delay(1) + policy.max_delay_s
+  assert third.throttled
+  # A client that has not failed is checked at once, whatever the account went through;
+  # its success clears the account's counter.
+  fresh = turn("198.51.100.9")
+  assert fresh.check_at == now and not fresh.throttled
+  settle("198.51.100.9", fresh, ok=True)
+  settle("203.0.113.8", second, ok=False, at=second.check_at)
+  later = turn("203.0.113.8", at=second.answer_at)
+  assert later.check_at == second.answer_at  # no account delay left to wait for
 
 
 def test_a_password_link_ends_the_throttling(people):
