@@ -140,7 +140,7 @@ def finetune(name: str, vocabulary_path: Path, initial: Path, rows: int, pairs: 
   import seqio
   import tensorflow as tf
 
-  from aya_t5x import gin_config
+  from aya_t5x import configurables, gin_config
   from aya_t5x.vocab import vocabulary as vocab_lib
 
   vocabulary = vocab_lib.sentencepiece_vocabulary(str(vocabulary_path))
@@ -166,7 +166,7 @@ def finetune(name: str, vocabulary_path: Path, initial: Path, rows: int, pairs: 
       "train.log_every=50", f"CheckpointConfig.every_steps={steps}"])
   started = time.time()
   with contextlib.redirect_stdout(sys.stderr):  # the trainer's log; stdout is JSON lines
-    result = gin_config.configured_train()
+    result = configurables.configured_train()
   seconds = time.time() - started
   config = gin_config.configured_model()
   scores = held_out_scores(result.state.params, config, vocabulary, pairs["test"], folder)
@@ -188,6 +188,7 @@ def main() -> None:
 
   import jax
 
+  import aya_t5x.configurables  # noqa: F401  (registers the gin configurables)
   from aya_t5x import gin_config, model
   from aya_t5x.checkpoints import native, resize
   from aya_t5x.demo import corpus as demo_corpus

@@ -59,18 +59,17 @@ def read_checkpoint(source: str | os.PathLike, *, source_format: str,
   `source_format` is aya_t5x. `example_command` shows, in the error for a run that saved
   no model, how to pass the gin files.
   """
-  from aya_t5x import inference
-  from aya_t5x.checkpoints import formats, native
+  from aya_t5x.checkpoints import formats, loading, native
 
   if config is not None:
     config = dataclasses.replace(config, scan_layers=False)
   src = Path(source).absolute()
   # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = inference.train_state_dir(src) if source_format == "aya_t5x" else None
+  state_dir = loading.train_state_dir(src) if source_format == "aya_t5x" else None
   if state_dir is None:
     params, config = formats.load_params(str(source), config, fmt=source_format)
   else:
-    config = config or inference.stored_config(src)
+    config = config or loading.stored_config(src)
     if config is None:
       raise ValueError(
           f"{source} is a training checkpoint ({state_dir}) from a run that did not save "
@@ -78,5 +77,5 @@ def read_checkpoint(source: str | os.PathLike, *, source_format: str,
           "(the model size and any file or --gin.MT5Config binding that changed it)"
           + (f", e.g. {example_command}" if example_command else "")
           + " (for the demo: --gin_file models/mt5_tiny.gin --gin_file demo/recipe.gin).")
-    params = inference.load_params(src, config)
+    params = loading.load_params(src, config)
   return params, config, state_dir
