@@ -122,7 +122,7 @@ def _config(corpus, demo_sources, output_dir, **kwargs):
 
 @pytest.fixture(scope="module")
 def vocabulary(demo_sources):
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   return vocab_lib.sentencepiece_vocabulary(str(demo_sources[1]))
 
