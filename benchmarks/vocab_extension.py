@@ -182,12 +182,14 @@ def main() -> None:
   parser.add_argument("--language", default="div", help="UDHR code (div: Dhivehi, Thaana)")
   parser.add_argument("--output", required=True, type=Path)
   parser.add_argument("--steps", type=int, default=300)
-  parser.add_argument("--finetune_pieces", type=int, default=4000)
+  parser.add_argument("--finetune_pieces", type=int, nargs="+", default=[1000, 4000],
+                      help="fine-tune with these extensions of the demo vocabulary")
   args = parser.parse_args()
 
   import jax
 
-  from aya_t5x import configurables, gin_config, model  # noqa: F401  (gin's MT5Config)
+  import aya_t5x.configurables  # noqa: F401  (registers the gin configurables)
+  from aya_t5x import gin_config, model
   from aya_t5x.checkpoints import native, resize
   from aya_t5x.demo import corpus as demo_corpus
   from aya_t5x.vocab import vocabulary
@@ -214,15 +216,15 @@ def main() -> None:
   config = gin_config.configured_model()
   params = model.init_params(config, jax.random.key(0))
   native.save_params(params, config, out / "init_base")
-  new_vocabulary = extended["demo_bpe"][args.finetune_pieces]
-  grown = resize.resize_checkpoint(out / "init_base", out / "init_extended",
-                                   old_vocabulary=bases["demo_bpe"],
-                                   new_vocabulary=new_vocabulary)
   pairs = {"train": continuation_pairs(train), "test": continuation_pairs(test)[:96]}
-  for name, path, initial, rows in (
-      ("base", bases["demo_bpe"], out / "init_base", base_rows),
-      (f"extended_{args.finetune_pieces}", new_vocabulary, out / "init_extended",
-       grown.config.vocab_size)):
+  runs = [("base", bases["demo_bpe"], out / "init_base", base_rows)]
+  for pieces in args.finetune_pieces:
+    grown = resize.resize_checkpoint(out / "init_base", out / f"init_extended_{pieces}",
+                                     old_vocabulary=bases["demo_bpe"],
+                                     new_vocabulary=extended["demo_bpe"][pieces])
+    runs.append((f"extended_{pieces}", extended["demo_bpe"][pieces],
+                 out / f"init_extended_{pieces}", grown.config.vocab_size))
+  for name, path, initial, rows in runs:
     emit({"finetune": True, "train_pairs": len(pairs["train"]),
           "test_pairs": len(pairs["test"]),
           **finetune(name, path, initial, rows, pairs, out / name, args.steps)}, records)

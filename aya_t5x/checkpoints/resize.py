@@ -117,11 +117,12 @@ def resize_params(params: dict, config: MT5Config, *, old_vocabulary: str | os.P
     table = np.asarray(table)
     grown = np.empty((rows, table.shape[1]), table.dtype)
     grown[:old_rows] = table
-    wide = table.astype(np.float32)  # mean in float32 whatever the stored dtype
+    def mean(rows) -> np.ndarray:  # in float32 whatever the stored dtype (bfloat16)
+      return table[rows].astype(np.float32).mean(axis=0).astype(table.dtype)
+
     for offset, ids in enumerate(sources):
-      grown[old_pieces + offset] = wide[ids].mean(axis=0).astype(table.dtype)
-    padding = (wide[old_pieces:old_rows].mean(axis=0) if old_rows > old_pieces
-               else wide[unk]).astype(table.dtype)
+      grown[old_pieces + offset] = mean(ids)
+    padding = mean(slice(old_pieces, old_rows)) if old_rows > old_pieces else table[unk]
     grown[max(new_pieces, old_rows):] = padding
     return grown
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -161,3 +162,15 @@ def test_resize_checkpoint_command_prints_the_new_size(setup, tmp_path, capsys):
                    "--old_vocabulary", str(setup["old"]), "--new_vocabulary",
                    str(setup["new"]), "--output", str(tmp_path / "out")]) == 2
   assert "is not empty" in capsys.readouterr().err
+
+
+def test_the_resized_checkpoint_starts_fine_tuning_with_a_fresh_state(resized, tmp_path):
+  from tests.test_train import assert_trees_equal, run_in_process
+
+  result, params, _ = resized
+  # The fixture task's ids are below 128, so any vocabulary size above that trains on it.
+  run = run_in_process(tmp_path / "run", 1, "--gin.LEARNING_RATE=0.0",
+                       f"--gin.INITIAL_CHECKPOINT_PATH='{result.destination}'",
+                       f"--gin.MT5Config.vocab_size={result.config.vocab_size}")
+  assert_trees_equal(run.state.params, jax.tree.map(np.asarray, params))
+  assert run.step == 1  # a new run: step 0, a fresh optimizer state

@@ -17,6 +17,7 @@ import pytest
 
 beam = pytest.importorskip("apache_beam")
 
+import aya_t5x.tasks  # noqa: E402, F401  (the recipe's sources, as the command line registers them)
 from aya_t5x.data import (  # noqa: E402
   cache_pipeline,
   caches,
