@@ -287,3 +287,17 @@ def test_mixture_report_of_any_registered_mixture(tmp_path, monkeypatch, small_v
   assert rates == pytest.approx({"mod_a": 0.75, "mod_b": 0.25})
   assert {t["task"]: t["examples_available"] for t in report["tasks"]} == {"mod_a": 30,
                                                                           "mod_b": 10}
+
+
+def test_a_languages_file_adds_languages_without_tasks(tmp_path):
+  from aya_t5x import input_pipeline
+
+  path = tmp_path / "languages.json"
+  assert cli.main(["languages", "add", "tzm-Tfng", "--name", "Central Atlas Tamazight",
+                   "--group", "LR", "--manifest", str(path)]) == 0
+  languages.clear_user_languages()
+  input_pipeline.register_languages_file(str(path))
+  found = languages.get_language("tzm_Tfng")
+  assert (found.code, found.script, found.group) == ("tzm", "Tfng", "LR")
+  with pytest.raises(input_pipeline.DataConfigError, match="LANGUAGES_FILE .* does not exist"):
+    input_pipeline.register_languages_file(str(tmp_path / "missing.json"))
