@@ -19,6 +19,7 @@ from pathlib import Path
 import gin
 from aya_t5x import (
   decoding,
+  gin_files,
   input_pipeline,
   model_config,
   optim,
@@ -93,12 +94,10 @@ class GinConfigError(ValueError):
 
 def gin_root() -> Path:
   """The folder of the gin files shipped with aya_t5x."""
-  package = Path(__file__).resolve().parent
-  for candidate in (package / "gin", package.parent / "gin"):
-    if (candidate / "models").is_dir():
-      return candidate
-  raise GinConfigError(f"aya_t5x's gin files are missing (looked in {package / 'gin'} and "
-                       f"{package.parent / 'gin'}); reinstall the package.")
+  try:
+    return gin_files.shipped_gin_folder()
+  except FileNotFoundError as e:
+    raise GinConfigError(str(e)) from e
 
 
 # Shipped gin folders renamed, old prefix -> new; the old paths work for one release.

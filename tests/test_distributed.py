@@ -23,7 +23,8 @@ import pytest
 from aya_t5x import cli, distributed, input_pipeline, partitioning, testing, train_state
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
-from tests.test_train import committed_steps, gin_args, run_in_process
+from aya_t5x.testing.tiny_runs import gin_args
+from tests.test_train import committed_steps, run_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -242,7 +243,7 @@ def test_describe_expands_dataclasses_field_by_field():
 
 @pytest.fixture(scope="module")
 def data_config():
-  input_pipeline.import_task_modules("tests.fixture_tasks")
+  input_pipeline.import_task_modules("aya_t5x.testing.fixture_tasks")
   return input_pipeline.DatasetConfig(
       mixture_or_task_name="test_reverse", task_feature_lengths={"inputs": 16, "targets": 16},
       batch_size=8, num_shards=4, shuffle=False)

@@ -1,15 +1,14 @@
 """Faults of long runs: kills at any moment, a full disk, corrupt or partial checkpoints.
 
-The kill soak is `benchmarks/soak.py`; its short form runs here (a kill inside a save and
-one during training, each after the run saved once, then bit-for-bit equality with an
-uninterrupted run). It supersedes nothing in tests/test_train.py, whose single SIGKILL
-test stays as the plain case. The full disk
+The kill soak is `benchmarks/soak.py` (its harness: `aya_t5x.testing.kill_soak`); its
+short form runs here (a kill inside a save and one during training, each after the run
+saved once, then bit-for-bit equality with an uninterrupted run). It supersedes nothing
+in tests/test_train.py, whose single SIGKILL test stays as the plain case. The full disk
 is real: a file-size limit (no privileges needed) and, where this process may mount, a
 small tmpfs.
 """
 
 import contextlib
-import importlib.util
 import resource
 import shutil
 import subprocess
@@ -25,22 +24,17 @@ from aya_t5x.checkpoints.train_checkpoints import (
   CheckpointError,
   CheckpointSpaceError,
 )
-from tests.test_train import assert_trees_equal, committed_steps, gin_args, run_in_process
+from aya_t5x.testing import kill_soak
+from aya_t5x.testing.tiny_runs import gin_args
+from tests.test_train import assert_trees_equal, committed_steps, run_in_process
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_soak():
-  spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_soak_short_form_kills_during_a_save_and_resumes_bit_for_bit(tmp_path):
   # One kill, inside a save (the soak's first mode), of a 12-step run; kills between
   # saves are test_train's SIGKILL test, and the soak benchmark mixes both at length.
-  figures = load_soak().soak(tmp_path, kills=1, steps=12, max_delay=0.3, seed=1)
+  figures = kill_soak.soak(tmp_path, kills=1, steps=12, max_delay=0.3, seed=1)
   assert figures["kills"] == 1 and figures["kills_by_mode"]["save"] == 1
   assert figures["kills_during_save"] >= 1  # the first kill landed inside a save
   assert figures["latest_unrestorable"] == 0

@@ -19,28 +19,12 @@ import pytest
 from aya_t5x import cli, command_flags, gin_config, partitioning, testing, train_state
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
+from aya_t5x.testing import fixture_tasks  # noqa: F401  (registers testing.mixture_of)
+from aya_t5x.testing.tiny_runs import gin_args
 from aya_t5x.train import TrainingDiverged
-from tests import fixture_tasks  # noqa: F401  (registers the tests.mixture_of configurable)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = testing.TINY
-
-
-def gin_args(model_dir, steps, *extra):
-  """The flags of a tiny run on the fixture task, as a user would type them."""
-  return [
-      "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
-      "--gin_file", "partitioning/fsdp.gin",
-      f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
-      "--gin.MIXTURE_OR_TASK_NAME='test_reverse'",
-      "--gin.MIXTURE_OR_TASK_MODULE='tests.fixture_tasks'",
-      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
-      "--gin.BATCH_SIZE=16", "--gin.DROPOUT_RATE=0.1", "--gin.LEARNING_RATE=0.01",
-      f"--gin.MT5Config.vocab_size={TINY.vocab_size}", f"--gin.MT5Config.d_model={TINY.d_model}",
-      f"--gin.MT5Config.d_kv={TINY.d_kv}", f"--gin.MT5Config.d_ff={TINY.d_ff}",
-      "--gin.LossConfig.normalization='average_per_sequence'",
-      "--gin.CheckpointConfig.every_steps=4", "--gin.CheckpointConfig.keep=None",
-      "--gin.train.log_every=2", *extra]
 
 
 def run_in_process(model_dir, steps, *extra, **overrides):
@@ -223,8 +207,8 @@ def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
   result = run_in_process(
       tmp_path / "run", 2, "--gin_file", "mixtures/vocabulary.gin",
       f"--gin.VOCABULARY_PATH='{spm}'", f"--gin.TASK_MANIFEST='{manifest}'",
-      "--gin.MIXTURE_OR_TASK_NAME=@tests.mixture_of()",
-      "--gin.tests.mixture_of.tasks=['swahili_qa']", "--gin.MIXTURE_OR_TASK_MODULE=None",
+      "--gin.MIXTURE_OR_TASK_NAME=@testing.mixture_of()",
+      "--gin.testing.mixture_of.tasks=['swahili_qa']", "--gin.MIXTURE_OR_TASK_MODULE=None",
       "--gin.train/DatasetConfig.split='train'")
   assert result.step == 2 and np.isfinite(result.last_metrics["loss"])
 

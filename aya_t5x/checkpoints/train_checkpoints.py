@@ -163,6 +163,13 @@ def _format_bytes(n: float) -> str:
   raise AssertionError("unreachable")
 
 
+def saved_steps_exist(model_dir: str | os.PathLike) -> bool:
+  """Whether `model_dir` holds a saved step (a run to resume), without creating anything."""
+  path = os.fspath(model_dir)
+  folder = epath.Path(path) / CHECKPOINT_SUBDIR
+  return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
 class TrainCheckpointer:
   """Saves and restores (state, data position) under `model_dir/checkpoints`.
 
