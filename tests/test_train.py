@@ -168,6 +168,23 @@ def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path, fmt):
   assert result.step == 1  # fine-tuning steps count from 0, not from the T5X step
 
 
+@pytest.mark.parametrize("initial", ["missing", "not a checkpoint"])
+def test_a_bad_initial_checkpoint_is_named_before_model_dir_is_created(tmp_path, capsys,
+                                                                       initial):
+  path = tmp_path / "initial"
+  if initial == "not a checkpoint":
+    path.mkdir()
+    (path / "notes.txt").write_text("no checkpoint here")
+  model_dir = tmp_path / "run"
+  assert cli.main(["train", *gin_args(model_dir, 2),
+                   f"--gin.INITIAL_CHECKPOINT_PATH='{path}'"]) == 2
+  err = capsys.readouterr().err
+  assert f"aya-t5x train: error: INITIAL_CHECKPOINT_PATH: {path}" in err or (
+      f"aya-t5x train: error: INITIAL_CHECKPOINT_PATH: Checkpoint {path} does not exist" in err)
+  assert "--gin.INITIAL_CHECKPOINT_PATH=" in err and "Traceback" not in err
+  assert not model_dir.exists()  # nothing left behind
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--gin.Partitioner.num_partitions=3"], "does not divide 8 devices"),
     (["--gin.BATCH_SIZE=12"], "multiple of 8"),
