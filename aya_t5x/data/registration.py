@@ -27,6 +27,7 @@ from typing import Any
 
 import gin
 from aya_t5x import registry
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.data import filters as filters_lib
 from aya_t5x.data import generator_datasets, languages, mixing, readers, sources
 from aya_t5x.data.templates import Template
@@ -453,13 +454,9 @@ def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
     entries[names.index(entry["name"])] = entry
   else:
     entries.append(entry)
-  path = Path(manifest)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Written beside and moved into place, so that an interrupted write loses nothing.
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps({"tasks": entries}, indent=2, ensure_ascii=False) + "\n",
-                 encoding="utf-8")
-  tmp.replace(path)
+  # Whole or not at all, so that an interrupted write loses no task already added.
+  write_text_atomically(manifest, json.dumps({"tasks": entries}, indent=2,
+                                             ensure_ascii=False) + "\n")
   return entry
 
 
