@@ -14,6 +14,8 @@ import argparse
 import re
 from collections.abc import Sequence
 
+from aya_t5x import gin_config
+
 
 class CommandError(Exception):
   """A user error with a message that says what to change; printed without a traceback."""
@@ -105,7 +107,5 @@ def uses_gin(args: argparse.Namespace) -> bool:
 
 def parse_gin(args: argparse.Namespace) -> None:
   """Parses the command line's gin files and bindings (see `aya_t5x.gin_config`)."""
-  from aya_t5x import gin_config
-
   gin_config.parse_gin(getattr(args, "gin_file", []), getattr(args, "gin_bindings", []),
                        gin_search_paths(args))
