@@ -31,6 +31,7 @@ from tests.test_train import assert_trees_equal, committed_steps, run_in_process
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_soak_short_form_kills_during_a_save_and_resumes_bit_for_bit(tmp_path):
   # One kill, inside a save (the soak's first mode), of a 12-step run; kills between
   # saves are test_train's SIGKILL test, and the soak benchmark mixes both at length.
@@ -220,6 +221,7 @@ def run_train_on_a_corrupt_step(eight_steps, model_dir: Path) -> subprocess.Comp
                         text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_step_prints_nothing_after_the_error(eight_steps, tmp_path):
   """The real command: Orbax's threads, event loop and abandoned reads stay silent.
 

@@ -97,6 +97,7 @@ def test_run_writes_metrics_checkpoints_and_learns(base_run):
   assert list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_bit_for_bit(tmp_path):
   killed = tmp_path / "killed"
   process = start_subprocess(killed, 100_000)
@@ -112,6 +113,7 @@ def test_sigkill_then_resume_equals_uninterrupted_bit_for_bit(tmp_path):
   assert_trees_equal(resumed.state.opt_state, reference.state.opt_state)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_restorable_checkpoint_at_the_step_reached(tmp_path):
   model_dir = tmp_path / "preempted"
   process = start_subprocess(model_dir, 100_000, "--gin.CheckpointConfig.every_steps=1000")
