@@ -17,6 +17,9 @@ import pytest
 
 beam = pytest.importorskip("apache_beam")
 
+# The recipe's sources (aya_dataset, ...) the demo cache reads are registered by
+# aya_t5x.tasks, which the command line imports and the library does not.
+import aya_t5x.tasks  # noqa: E402, F401, I001
 from aya_t5x.data import (  # noqa: E402
   cache_pipeline,
   caches,
