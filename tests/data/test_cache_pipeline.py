@@ -19,7 +19,7 @@ beam = pytest.importorskip("apache_beam")
 
 # The recipe's sources (aya_dataset, ...) the demo cache reads are registered by
 # aya_t5x.tasks, which the command line imports and the library does not.
-import aya_t5x.tasks  # noqa: E402, F401, I001
+import aya_t5x.tasks  # noqa: E402, F401
 from aya_t5x.data import (  # noqa: E402
   cache_pipeline,
   caches,
