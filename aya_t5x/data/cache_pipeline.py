@@ -619,9 +619,9 @@ class _FilterSource(beam.PTransform):
       removed.append(result.removed)
       examples = result.kept
     # Flatten with the pipeline named: a source may have no filter of a kind.
-    flatten = lambda label: beam.Flatten(pipeline=examples.pipeline).with_label(label)
-    return (examples, removed | flatten(f"{self._name}_removed"),
-            summaries | flatten(f"{self._name}_summaries"))
+    flatten = lambda: beam.Flatten(pipeline=examples.pipeline)
+    return (examples, removed | f"{self._name}_removed" >> flatten(),
+            summaries | f"{self._name}_summaries" >> flatten())
 
 
 class _WriteShards(beam.PTransform):
