@@ -28,7 +28,7 @@ from aya_t5x.command_flags import (
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
-                   "aya_t5x.compile_command")
+                   "aya_t5x.vocab.commands", "aya_t5x.compile_command")
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -85,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _vocabulary(args: argparse.Namespace):
   if args.vocabulary:
-    from aya_t5x.data import vocabulary
+    from aya_t5x.vocab import vocabulary
 
     return vocabulary.sentencepiece_vocabulary(args.vocabulary)
   if not args.task:
@@ -105,7 +105,7 @@ def _vocabulary(args: argparse.Namespace):
 def _infer(args: argparse.Namespace) -> int:
   from aya_t5x import decoding, gin_config, inference
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   loading.check_exists(args.checkpoint)
   parse_gin(args)

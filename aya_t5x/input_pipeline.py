@@ -240,7 +240,7 @@ def check_vocabulary_fits(config: DatasetConfig, model_vocab_size: int) -> None:
   """
   import seqio
 
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   provider = seqio.get_mixture_or_task(config.mixture_or_task_name)
   tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]

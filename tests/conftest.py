@@ -38,8 +38,8 @@ def sentences_file(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_vocabulary(sentences_file, tmp_path_factory):
   """A 512-piece SentencePiece vocabulary trained on the sentences (T5 ids)."""
-  from aya_t5x.data import vocabulary
   from aya_t5x.testing import vocabularies
+  from aya_t5x.vocab import vocabulary
 
   path = vocabularies.train_vocabulary(sentences_file, tmp_path_factory.mktemp("spm"),
                                        vocab_size=512)

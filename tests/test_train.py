@@ -214,7 +214,7 @@ def test_bad_configuration_fails_before_compiling(tmp_path, capsys, extra, messa
 
 def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
   """`aya-t5x tasks add` writes a manifest; TASK_MANIFEST makes the trainer register it."""
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   rng = np.random.default_rng(0)
   words = "moja mbili tatu nne tano sita saba nane tisa kumi".split()

@@ -122,7 +122,7 @@ def _tasks_inspect(args: argparse.Namespace) -> int:
   index = sources.scan(spec, paths, tolerant=tolerant or args.tolerant)
   vocabulary = None
   if args.vocabulary:
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
   print(index.report.format())
@@ -218,7 +218,7 @@ def _mixture_report(args: argparse.Namespace) -> int:
     vocabulary_path = bound if isinstance(bound, str) else None
   vocabulary = None
   if vocabulary_path:
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
   result = report.mixture_report(plan, steps=args.steps, batch=args.batch,

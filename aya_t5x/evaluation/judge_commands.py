@@ -30,7 +30,7 @@ def _load_model(args: argparse.Namespace, checkpoint: str):
   """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
   from aya_t5x import gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   if not args.vocabulary:
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")

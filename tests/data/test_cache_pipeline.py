@@ -17,9 +17,7 @@ import pytest
 
 beam = pytest.importorskip("apache_beam")
 
-# The recipe's sources (aya_dataset, ...) the demo cache reads are registered by
-# aya_t5x.tasks, which the command line imports and the library does not.
-import aya_t5x.tasks  # noqa: E402, F401
+import aya_t5x.tasks  # noqa: E402, F401  (the recipe's sources, as the command line registers them)
 from aya_t5x.data import (  # noqa: E402
   cache_pipeline,
   caches,
@@ -124,7 +122,7 @@ def _config(corpus, demo_sources, output_dir, **kwargs):
 
 @pytest.fixture(scope="module")
 def vocabulary(demo_sources):
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   return vocab_lib.sentencepiece_vocabulary(str(demo_sources[1]))
 
