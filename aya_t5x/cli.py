@@ -9,13 +9,14 @@ its own `commands.py` (COMMAND_MODULES), and the gin flags they all share in
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from aya_t5x import startup
+from aya_t5x import gin_files, startup
 from aya_t5x.command_flags import (
   CommandError,
   add_gin_flags,
@@ -167,12 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
   train = sub.add_parser(
       "train", help="fine-tune mT5 on a SeqIO task or mixture (resumes if MODEL_DIR has "
       "checkpoints)",
-      description="Fine-tune mT5. Combine gin files: a model size (models/), a run "
-                  "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
-                  "partitioning preset (partitioning/).")
+      description="Fine-tune mT5. Combine gin files: a model size (models/), a run\n"
+                  "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a\n"
+                  "partitioning preset (partitioning/).",
+      formatter_class=argparse.RawDescriptionHelpFormatter)
   add_gin_flags(train)
   train.add_argument("--print_config", action="store_true",
                      help="print the resolved gin macros and exit without training")
+  train.epilog = f"{train.epilog}\n\n{gin_files.run_macros_help()}"
   from aya_t5x import distributed
 
   distributed.add_flags(train)
@@ -228,7 +231,26 @@ def build_parser() -> argparse.ArgumentParser:
   # Subcommands defined beside the code they drive: each module has add_commands(sub).
   for module in COMMAND_MODULES:
     importlib.import_module(module).add_commands(sub)
+  # Errors found after parsing (a misspelled flag) show the subcommand's usage.
+  for command_parser in sub.choices.values():
+    command_parser.set_defaults(command_parser=command_parser)
   return parser
+
+
+def _unrecognised(command_parser: argparse.ArgumentParser, extra: Sequence[str]) -> str | None:
+  """The error for the first left-over argument that is not a gin binding, or None."""
+  for arg in extra:
+    if arg.startswith("--gin."):
+      continue
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("-"):
+      return f"unrecognised argument {arg!r}"
+    known = [s for s in command_parser._option_string_actions if s.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"unrecognised argument {flag!r}{hint} (gin bindings are --gin.NAME=VALUE; "
+            "--help lists the flags)")
+  return None
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -258,12 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   verbose = "--verbose" in argv
   args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
   startup.quiet_start(verbose=verbose)
+  unrecognised = _unrecognised(args.command_parser, extra)
+  if unrecognised:
+    args.command_parser.error(unrecognised)
   _register(args)
   try:
     args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)
   except CommandError as e:
-    parser.error(str(e))
+    args.command_parser.error(str(e))
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     # Library errors are written to name the file, field or binding and the fix; what
     # they were raised from (often long: a storage spec, a parser's state) is for --verbose.

@@ -133,7 +133,7 @@ def _check_registered(name: str) -> None:
 
 
 class _UncachedDataNote(logging.Filter):
-  """Replaces seqio's "uncached FunctionDataset" warning with one line that fits aya_t5x.
+  """Replaces seqio's "uncached FunctionDataset" warning with one note that fits aya_t5x.
 
   seqio logs it for every task a mixture reads (55 times for the demo's) and warns of poor
   shuffling after a restart; here a restart resumes at the very example it stopped at
@@ -154,10 +154,12 @@ class _UncachedDataNote(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if not str(record.msg).startswith(self.PREFIX):
       return True
-    first, self.seen = not self.seen, True
-    if first:
-      record.msg, record.args = self.NOTE, ()
-    return first
+    if not self.seen:
+      # Printed, not logged: a command's lines are its own, not in a logging format
+      # (`WARNING:absl:...`, which reads as a problem).
+      print(f"note: {self.NOTE}", file=sys.stderr, flush=True)
+    self.seen = True
+    return False
 
 
 _REPEATED_WARNING = _UncachedDataNote()

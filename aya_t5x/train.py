@@ -32,7 +32,7 @@ from aya_t5x import (
   train_state,
 )
 from aya_t5x.checkpoints import native
-from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer, saved_steps_exist
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_evaluators import EvalContext, Evaluator
@@ -68,6 +68,19 @@ class TrainingDiverged(FloatingPointError):
   """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 
+def _check_initial_checkpoint(path: str) -> None:
+  """Names a missing or unreadable INITIAL_CHECKPOINT_PATH before anything is written."""
+  from aya_t5x.checkpoints import formats
+
+  try:
+    formats.detect_format(path)
+  except (FileNotFoundError, ValueError) as e:
+    raise type(e)(
+        f"INITIAL_CHECKPOINT_PATH: {e} Set --gin.INITIAL_CHECKPOINT_PATH=\"'/path'\" to an "
+        "aya_t5x, T5X or Hugging Face checkpoint, or to None to start from random weights "
+        "(nothing was written to MODEL_DIR).") from e
+
+
 def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline.DatasetConfig,
           train_steps: int, partitioner: Partitioner = Partitioner(),
           schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
@@ -92,6 +105,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   distributed.check_hosts_agree(_host_items({**arguments, "model_dir": model_dir}))
   if train_steps < 1:
     raise ValueError(f"TRAIN_STEPS must be positive, got {train_steps}.")
+  if initial_checkpoint_path and not saved_steps_exist(model_dir):
+    _check_initial_checkpoint(initial_checkpoint_path)  # before MODEL_DIR is created
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   input_pipeline.check_dataset_config(train_data)

@@ -51,6 +51,13 @@ def rng():
   return np.random.default_rng(0)
 
 
+def pytest_configure(config):
+  from tests import ci_skips
+
+  if not config.pluginmanager.has_plugin("tests.ci_skips"):
+    config.pluginmanager.register(ci_skips, "tests.ci_skips")
+
+
 def pytest_unconfigure(config):
   if _OWN_CACHE:
     import shutil

@@ -15,7 +15,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from aya_t5x import attention, model, optim, partitioning, testing, train_step
 from aya_t5x.model_config import MT5Config
-from tests.packed_batches import packed_batch
+from aya_t5x.testing.packed_batches import packed_batch
 
 
 def pallas(query, key, value, bias):

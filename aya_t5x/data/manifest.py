@@ -29,12 +29,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gin
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.data import languages, mixing, readers, registration, sources
 from aya_t5x.data.templates import Template
 
@@ -220,19 +220,8 @@ def read_tasks(manifest: str | os.PathLike) -> list[dict[str, Any]]:
 
 def write(manifest: Manifest) -> None:
   """Writes the manifest atomically: a temporary file beside it replaces it in one step."""
-  path = manifest.path
-  path.parent.mkdir(parents=True, exist_ok=True)
-  text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    Path(tmp).unlink(missing_ok=True)
-    raise
+  write_text_atomically(manifest.path,
+                        json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n")
 
 
 def use_languages(manifest: Manifest) -> None:
