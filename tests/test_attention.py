@@ -345,3 +345,48 @@ def test_tiled_loss_and_flash_attention_follow_the_reference_trajectory():
                    dataclasses.replace(loss, vocab_tile_size=48))
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
   np.testing.assert_allclose(got[1], want[1])
+
+
+@pytest.mark.slow  # two interpret-mode train step compiles
+def test_dropout_seeds_differ_by_step_and_layer_and_repeat_after_a_resume(monkeypatch):
+  # The kernel's seed comes from the layer's 'dropout' rng, itself from (seed, step):
+  # record each call's seed as the jitted train step runs.
+  seeds = []
+  draw = attention.dropout_seed
+
+  def recorded(rng):
+    seed = draw(rng)
+    jax.debug.callback(lambda s: seeds.append(int(s)), seed)
+    return seed
+
+  monkeypatch.setattr(attention, "dropout_seed", recorded)
+  config = dataclasses.replace(SMALL, attention_implementation="pallas_tpu",
+                               dropout_rate=0.1)
+  loss = train_step.LossConfig()
+  params = model.init_params(dataclasses.replace(config, attention_implementation="xla"),
+                             jax.random.key(0))
+  state = train_step.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                opt_state=OPTIMIZER.init(params))
+  batches = [packed_batch(i, batch=2, inputs=128, targets=128) for i in range(2)]
+
+  def make_step():
+    return jax.jit(train_step.make_train_step(config, OPTIMIZER, SCHEDULE, loss, seed=0))
+
+  def run(state, batch, step):
+    with pltpu.force_tpu_interpret_mode():
+      new_state, metrics = step(state, batch)
+      jax.effects_barrier()
+    drawn = sorted(seeds)
+    seeds.clear()
+    return new_state, float(metrics["loss"]), drawn
+
+  step = make_step()
+  after_first, _, first = run(state, batches[0], step)
+  _, second_loss, second = run(after_first, batches[1], step)
+  # A resumed run: a fresh step function from the state the checkpoint held.
+  restored = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), after_first)
+  _, resumed_loss, resumed = run(restored, batches[1], make_step())
+  # Encoder self-attention, decoder self- and cross-attention: three seeds per step.
+  assert len(first) == 3 and len(set(first)) == 3
+  assert not set(first) & set(second)
+  assert resumed == second and resumed_loss == second_loss
