@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import zlib
+from collections.abc import Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -306,23 +307,32 @@ def dropout_refusal(implementation: str, rate: float, *, scan_layers: bool) -> s
   return None
 
 
-def choose_implementation(config: MT5Config, platform: str) -> MT5Config:
+def choose_implementation(config: MT5Config, platform: str,
+                          lengths: Sequence[int] = ()) -> MT5Config:
   """The config with 'auto' attention resolved for a `platform` ('tpu', 'gpu', 'cpu').
 
-  The one place that chooses: 'pallas_tpu' on TPUs; 'cudnn' on GPUs for bfloat16 or
-  float16 activations; 'xla' otherwise, and wherever the fused kernel cannot apply the
+  The one place that chooses: 'pallas_tpu' on TPUs when the sequence `lengths` (inputs,
+  targets; empty if unknown) tile its blocks; 'cudnn' on GPUs for bfloat16 or float16
+  activations; 'xla' otherwise, and wherever the fused kernel cannot apply the
   configured attention dropout. An explicit choice is returned unchanged.
   """
   if config.attention_implementation != "auto":
     return config
   choice = "xla"
-  if platform == "tpu":
+  if platform == "tpu" and not any(n % flash_dropout.BLOCK_K for n in lengths):
     choice = "pallas_tpu"
   elif platform in ("gpu", "cuda") and config.dtype in ("bfloat16", "float16"):
     choice = "cudnn"
   if dropout_refusal(choice, config.attention_dropout, scan_layers=config.scan_layers):
     choice = "xla"
   return dataclasses.replace(config, attention_implementation=choice)
+
+
+def describe_choice(config: MT5Config, chosen: MT5Config, platform: str) -> str:
+  """One line for the start of a run: the attention kernel and why."""
+  how = (f"auto on {platform}" if config.attention_implementation == "auto" else "as set")
+  return (f"attention {chosen.attention_implementation} ({how}; attention dropout "
+          f"{chosen.attention_dropout})")
 
 
 def fused_attention(implementation: str, query: Array, key: Array, value: Array,

@@ -192,7 +192,7 @@ class MultiHeadAttention(nn.Module):
     implementation = "xla" if decode else cfg.attention_implementation
     if implementation == "auto":  # not chosen by the caller: the platform it runs on
       implementation = attention.choose_implementation(
-          cfg, jax.default_backend()).attention_implementation
+          cfg, jax.default_backend(), (query.shape[2], key.shape[2])).attention_implementation
     rate = 0.0 if deterministic else cfg.attention_dropout
     if implementation == "xla":
       attended = self._xla_attention(query, key, value, bias, rate)
