@@ -390,3 +390,47 @@ def test_dropout_seeds_differ_by_step_and_layer_and_repeat_after_a_resume(monkey
   assert len(first) == 3 and len(set(first)) == 3
   assert not set(first) & set(second)
   assert resumed == second and resumed_loss == second_loss
+
+
+@pytest.mark.parametrize("kind", ["causal", "padded", "bidirectional", "cross"])
+def test_cudnn_call_at_rate_0_matches_what_jax_nn_passed_before(kind, monkeypatch):
+  # The cudnn path called jax.nn.dot_product_attention(implementation='cudnn') before it
+  # took dropout; at rate 0 the internal function must get the same arrays and mask type
+  # (jax.nn in [batch, length, heads, d], ours in [batch, heads, length, d]).
+  from jax._src.cudnn import fused_attention_stablehlo as cudnn
+  from jax._src.nn import functions
+
+  calls = []
+
+  def record(layout_to_bnth):
+    def stand_in(query, key, value, bias=None, mask=None, q_seqlen=None, kv_seqlen=None,
+                 *, scale, mask_type, qkv_layout="BTNH", seed=42, dropout_rate=0.0,
+                 **unused):
+      arrays = [layout_to_bnth(x) if qkv_layout == "BTNH" else x for x in (query, key, value)]
+      calls.append(dict(arrays=arrays, bias=bias, mask=mask, q_seqlen=q_seqlen,
+                        kv_seqlen=kv_seqlen, scale=scale, mask_type=mask_type,
+                        rate=dropout_rate))
+      return query
+    return stand_in
+
+  rng = np.random.default_rng(len(kind) + 40)
+  (query, key, value), relative, bias, _ = _case(kind, rng)
+  monkeypatch.setattr(functions, "cudnn_dot_product_attention",
+                      record(lambda x: jnp.swapaxes(x, 1, 2)))
+  mask, lengths = attention._cudnn_mask(bias(relative), query.shape[2])
+  jax.nn.dot_product_attention(
+      *(jnp.swapaxes(x, 1, 2) for x in (query, key, value)), bias=relative, mask=mask,
+      scale=1.0, is_causal=bias(relative).causal, key_value_seq_lengths=lengths,
+      implementation="cudnn")
+  monkeypatch.setattr(cudnn, "dot_product_attention", record(lambda x: x))
+  attention.fused_attention("cudnn", query, key, value, bias(relative), call_site="x")
+  before, now = calls
+  for name in ("scale", "mask_type", "rate"):
+    assert before[name] == now[name], name
+  for a, b in zip(before["arrays"], now["arrays"]):
+    np.testing.assert_array_equal(a, b)
+  for name in ("bias", "mask", "q_seqlen", "kv_seqlen"):
+    if before[name] is None:
+      assert now[name] is None, name
+    else:
+      np.testing.assert_array_equal(before[name], now[name], err_msg=name)
