@@ -1,11 +1,12 @@
-"""The Aya dataset pipeline as SeqIO: vocabulary, languages, sources, templates, filters,
+"""The Aya dataset pipeline as SeqIO: languages, sources, templates, filters,
 mixtures, packing and the mixture report.
 
-Data for a language that has none (translation, crowd filters) is `aya_t5x.gathering`.
+Data for a language that has none (translation, crowd filters) is `aya_t5x.gathering`;
+SentencePiece vocabularies (the one tasks use, training, coverage, extension) are
+`aya_t5x.vocab`.
 
 Modules (import the one you need; none is imported here, so `import aya_t5x.data` is cheap):
 
-- `vocabulary`: the mT5 SentencePiece vocabulary from a path, and small trained ones.
 - `languages`: mT5's 101 languages (codes, names, scripts, Joshi class, HR/MR/LR group).
 - `readers`: records from JSONL, parquet, arrow and Hugging Face `save_to_disk` folders.
 - `examples`: `Example`, one validated record, the unit every stage passes on.

@@ -7,9 +7,9 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers import tokenizer_spm
 
-from aya_t5x.data import vocabulary
 from aya_t5x.evaluation import metrics, text
 from aya_t5x.testing.vocabularies import multilingual_sentences
+from aya_t5x.vocab import vocabulary
 
 HINDI = "भारत की राजधानी नई दिल्ली है। यह एक बहुत बड़ा शहर है।"
 CHINESE = "北京是中国的首都。它是一座很大的城市。"

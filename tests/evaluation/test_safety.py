@@ -288,7 +288,7 @@ def test_distill_filter_and_toxicity_commands(tmp_path, capsys):
 def test_toxicity_detection_command_scores_a_checkpoint(tmp_path, capsys):
   from aya_t5x import gin_config, model
   from aya_t5x.checkpoints import native
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   (tmp_path / "text.txt").write_text("you are awful\nwhat a nice day\nyes no maybe\n" * 20)
   spm = vocabulary.train_sentencepiece([tmp_path / "text.txt"], tmp_path / "spm.model",
