@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import jax
 
-from aya_t5x import input_pipeline, optim, throughput, train_state, train_step
+from aya_t5x import attention, input_pipeline, optim, throughput, train_state, train_step
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_step import LossConfig
@@ -183,6 +183,7 @@ class CompileReport:
   step_flops: float | None = None          # one device, one whole step (cost model)
   step_bytes_accessed: float | None = None  # one device, one whole step (cost model)
   hbm_bandwidth: float | None = None       # bytes/s per device (data sheet)
+  attention: str = ""                      # the kernel and attention dropout compiled
 
   @property
   def fits(self) -> bool | None:
@@ -310,6 +311,11 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   compiles.
   """
   devices = list(topology.devices)
+  # 'auto' attention chooses for the topology's platform, as `train` would on it.
+  chosen = attention.choose_implementation(
+      model_config, devices[0].platform, tuple(train_data.task_feature_lengths.values()))
+  attention_line = attention.describe_choice(model_config, chosen, devices[0].platform)
+  model_config = chosen
   arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
                    optimizer=optimizer, loss=loss, seed=seed)
   memory, flops, error = None, None, None
@@ -344,7 +350,8 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
           model_config, train_data.batch_size, lengths["inputs"], lengths["targets"]),
       peak_flops_per_device=_data_sheet(throughput.PEAK_FLOPS, devices[0]), error=error,
       step_flops=step_flops, step_bytes_accessed=step_bytes,
-      hbm_bandwidth=_data_sheet(throughput.HBM_BANDWIDTH, devices[0]))
+      hbm_bandwidth=_data_sheet(throughput.HBM_BANDWIDTH, devices[0]),
+      attention=attention_line)
 
 
 def _size(n: int) -> str:
@@ -358,7 +365,7 @@ def format_report(report: CompileReport, utilization: float) -> str:
            f" mesh {report.mesh_shape}",
            f"batch {report.batch_size} in {report.num_microbatches} microbatch(es), "
            f"{report.tokens_per_step:,} tokens per step; compiled in "
-           f"{report.compile_seconds:.1f} s"]
+           f"{report.compile_seconds:.1f} s", report.attention]
   if report.memory is None:
     lines.append(f"DOES NOT FIT: {report.error}")
   else:

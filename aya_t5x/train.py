@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from aya_t5x import (
+  attention,
   distributed,
   input_pipeline,
   layer_stack,
@@ -114,11 +115,20 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   is_chief = jax.process_index() == 0
 
   # ------------------------------------------------------- model, optimizer, layout
+  # 'auto' attention becomes the platform's fused kernel here; the saved config keeps
+  # the setting as given, so that evaluation elsewhere chooses for its own platform.
+  chosen_config = attention.choose_implementation(
+      model_config, mesh.devices.flat[0].platform,
+      tuple(train_data.task_feature_lengths.values()))
+  attention_line = attention.describe_choice(model_config, chosen_config,
+                                             mesh.devices.flat[0].platform)
+  as_configured, model_config = model_config, chosen_config
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   layout = train_state.state_layout(model_config, tx, partitioner, mesh)
   # Checkpoints, evaluators and imports see per-layer parameters even when they are
   # stacked for a scan during training (aya_t5x.layer_stack).
   per_layer_config = dataclasses.replace(model_config, scan_layers=False)
+  saved_config = dataclasses.replace(as_configured, scan_layers=False)
   saved = train_state.checkpoint_layout(model_config, tx, partitioner, mesh, layout)
 
   # ------------------------------------------------------------------------- state
@@ -128,7 +138,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                          keep=checkpoint.keep, async_save=checkpoint.async_save
                          ) as checkpointer:
     if is_chief:
-      native.save_model_config(model_dir, per_layer_config)
+      native.save_model_config(model_dir, saved_config)
       run_record.write(model_dir, train_data.mixture_or_task_name, train_data.task_manifest)
     data_state: dict = {}
     restored = checkpointer.restore_newest(saved.abstract,
@@ -184,8 +194,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     progress = metric_writers.Progress(total=train_steps, initial=start_step,
                                        enabled=is_chief and show_progress)
     progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
-                     f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
-                     f"({peak_source})")
+                     f"{dict(mesh.shape)}; {attention_line}; peak {peak / 1e12:.2f} "
+                     f"TFLOP/s per device ({peak_source})")
     context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
                           param_shardings=saved.shardings.params, loss=loss, step=start_step)
     if eval_every:

@@ -117,7 +117,7 @@ def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
   """Builds the pure train step for `config`; jit it with shardings and donation."""
   model = MT5(config)
-  enable_dropout = config.dropout_rate > 0
+  enable_dropout = config.dropout_rate > 0 or config.attention_dropout > 0
 
   def numerator_and_grads(params, batch, rng):
     grad_fn = jax.value_and_grad(

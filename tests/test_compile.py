@@ -171,6 +171,22 @@ def test_the_pallas_flash_attention_step_compiles_for_tpus(tmp_path, capsys, top
 
 
 @needs_libtpu
+def test_the_recipe_with_attention_dropout_compiles_the_pallas_kernel_for_a_v4(tmp_path,
+                                                                                capsys):
+  # runs/aya_recipe.gin as it is (dropout 0.1, ATTENTION_IMPLEMENTATION='auto'): on a TPU
+  # topology 'auto' picks the Pallas kernel, whose in-kernel dropout hash must lower
+  # through Mosaic, inside the shard_map of each device's rows.
+  status, out, err, report = compile_json(
+      tmp_path, capsys, "v4-8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 128, 'targets': 128}",
+      "--gin.LossConfig.vocab_tile_size=128")
+  assert status == 0, err
+  assert report["attention"].startswith("attention pallas_tpu (auto on tpu; attention "
+                                        "dropout 0.1)")
+  assert "attention pallas_tpu" in out
+  assert report["fits"] is True and report["step_flops"] > 0
+
+
+@needs_libtpu
 def test_a_step_larger_than_hbm_is_reported_as_not_fitting(tmp_path, capsys):
   # Two replicated layers with a 196,608-wide MLP: 9.7B float32 parameters, 36 GiB per chip.
   status, out, _, report = compile_json(

@@ -281,6 +281,8 @@ def test_a_run_saves_its_model_so_its_checkpoints_need_no_gin_files(base_run, tm
   assert (stored.d_model, stored.d_ff, stored.vocab_size) == (
       TINY.d_model, TINY.d_ff, TINY.vocab_size)
   assert stored.dropout_rate == pytest.approx(0.1)  # the run's DROPOUT_RATE, not the file's
+  # The run file's 'auto' is kept: evaluation elsewhere chooses for its own platform.
+  assert stored.attention_implementation == "auto" and stored.attention_dropout == 0.1
   assert loading.stored_config(model_dir / "checkpoints" / "4") == stored
   gin_config.parse_gin([], [])  # no model gin file: infer and eval fall back to the run's
   assert gin_config.configured_model_or_none() is None
