@@ -27,7 +27,7 @@ from aya_t5x.command_flags import (
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
-                   "aya_t5x.compile_command")
+                   "aya_t5x.compile_command", "aya_t5x.preference.commands")
 
 
 def _model_info(args: argparse.Namespace) -> int:

@@ -30,6 +30,8 @@ from aya_t5x import (
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
 from aya_t5x.evaluation import suite_evaluator as eval_hook
+from aya_t5x.preference import losses as preference_losses
+from aya_t5x.preference import objective as preference_objective
 
 # Registered once at import: gin's registry is the one piece of module-level state.
 # Each entry is the name a gin file uses; the values are the callables gin configures.
@@ -42,6 +44,9 @@ _UNWRAPPED = {
     "LearningRateSchedule": optim.LearningRateSchedule,
     "AdafactorConfig": optim.AdafactorConfig,
     "LossConfig": train_step.LossConfig,
+    "CrossEntropy": train_step.CrossEntropy,
+    "PreferenceObjective": preference_objective.PreferenceObjective,
+    "PairLossConfig": preference_losses.PairLossConfig,
     "CheckpointConfig": train.CheckpointConfig,
     "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
     # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric

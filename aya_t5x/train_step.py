@@ -120,6 +120,13 @@ class Objective(Protocol):
 
   def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics: ...
 
+  def step_inputs(self, *, model_config: MT5Config, initial_checkpoint_path: str | None,
+                  param_shardings: Any) -> tuple:
+    """The step's arguments after (state, batch): () or (reference parameters,)."""
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch's shapes, known without reading data (`aya-t5x compile`)."""
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CrossEntropy:
@@ -137,6 +144,14 @@ class CrossEntropy:
 
   def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics:
     return _metrics(numerator, sums)
+
+  def step_inputs(self, **_) -> tuple:
+    return ()
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    from aya_t5x import input_pipeline
+
+    return input_pipeline.batch_spec(train_data)
 
 
 def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:

@@ -365,7 +365,9 @@ def register_jsonl_task(name: str, path: str | os.PathLike | Mapping[str, str], 
 
 
 MANIFEST_KEYS = {"name", "path", "language", "inputs_key", "targets_key", "language_key",
-                 "template", "tolerant", "dataset"}
+                 "template", "tolerant", "dataset", "kind"}
+# Entries of another kind than input/target examples, and who registers them.
+_KIND_REGISTRARS = {"preference": "aya_t5x.preference.tasks:register_manifest_entry"}
 
 
 def _check_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -442,8 +444,8 @@ def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
                     replace: bool = False) -> dict[str, Any]:
   """Checks a task entry against its data and writes it into the manifest (created if new)."""
   entry = _check_entry({k: v for k, v in entry.items() if v is not None}, "task")
-  spec = spec_of_entry(entry)
-  _check_fields_present(spec, entry["path"])
+  if entry.get("kind") is None:
+    _check_fields_present(spec_of_entry(entry), entry["path"])
   entries = read_manifest(manifest)
   names = [e["name"] for e in entries]
   if entry["name"] in names:
@@ -493,10 +495,19 @@ def register_output(manifest: str | os.PathLike, name: str, path: str | os.PathL
 @gin.configurable(module="aya_t5x.data.registration")
 def load_manifest(manifest: str = gin.REQUIRED, vocabulary=gin.REQUIRED) -> list[SourceTasks]:
   """Registers every task of a manifest; returns what each registered."""
-  return [register_jsonl_task(
+  return [_registrar(e["kind"])(e, vocabulary) if e.get("kind") else register_jsonl_task(
       e["name"], e["path"], vocabulary=vocabulary, language=e.get("language"),
       inputs_key=e.get("inputs_key") or "inputs", targets_key=e.get("targets_key") or "targets",
       language_key=e.get("language_key"), tolerant=bool(e.get("tolerant")),
       dataset=e.get("dataset"),
       template=Template(id=e["name"], **e["template"]) if e.get("template") else None)
       for e in read_manifest(manifest)]
+
+
+def _registrar(kind: str):
+  import importlib
+
+  if kind not in _KIND_REGISTRARS:
+    raise ValueError(f"task kind {kind!r} is unknown; kinds are {sorted(_KIND_REGISTRARS)}")
+  module, function = _KIND_REGISTRARS[kind].split(":")
+  return getattr(importlib.import_module(module), function)

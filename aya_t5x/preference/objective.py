@@ -179,6 +179,27 @@ class PreferenceObjective:
                                  axis=0).astype(jnp.float32) * weights
     return sequence_log_probs(token_lp, weights, batch)
 
+  def batch_spec(self, train_data) -> dict[str, jax.ShapeDtypeStruct]:
+    """A batch of pairs' shapes (for `aya-t5x compile`, which reads no data)."""
+    from aya_t5x.preference.features import pair_batch_spec
+
+    return pair_batch_spec(train_data, with_reference=(
+        self.pair_loss.needs_reference and self.reference == "precomputed"))
+
+  def step_inputs(self, *, model_config, initial_checkpoint_path: str | None,
+                  param_shardings: Any) -> tuple:
+    """(frozen reference parameters,) for a live reference, else ()."""
+    if not self.live_reference:
+      return ()
+    checkpoint = self.reference_checkpoint or initial_checkpoint_path
+    if not checkpoint:
+      raise ValueError("PreferenceObjective.reference = 'live' needs a reference: set "
+                       "PreferenceObjective.reference_checkpoint or INITIAL_CHECKPOINT_PATH "
+                       "(the SFT model the run starts from).")
+    from aya_t5x.preference.reference import load_frozen_reference
+
+    return (load_frozen_reference(checkpoint, model_config, param_shardings),)
+
   def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> dict[str, jax.Array]:
     pairs = jnp.maximum(sums["denominator"], 1.0)
     out = {"loss": numerator / pairs, "accuracy": sums["reward_correct"] / pairs,
