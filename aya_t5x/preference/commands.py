@@ -5,6 +5,9 @@
         --generations_b B.jsonl --output pairs.jsonl
     aya-t5x preference reference-logprobs --pairs pairs.jsonl --checkpoint /runs/sft \
         --vocabulary spm.model --inputs_length 1024 --output scored.jsonl
+    aya-t5x preference generate --prompts prompts.jsonl --checkpoint /runs/dpo1 \
+        --vocabulary spm.model --num_samples 4 --output round2.jsonl \
+        (--reward programmatic | --judge_url URL --judge_model NAME | --judge_checkpoint C)
     aya-t5x tasks add my_pairs --kind preference --path pairs.jsonl
 
 See docs/preference.md.
@@ -88,6 +91,56 @@ def _reference_logprobs(args: argparse.Namespace) -> int:
   return 0
 
 
+def _generate(args: argparse.Namespace) -> int:
+  from aya_t5x import decoding, inference
+  from aya_t5x.data import vocabulary
+  from aya_t5x.evaluation import judge_commands
+  from aya_t5x.preference import online, rewards
+  from aya_t5x.preference import pairs as pairs_lib
+
+  if args.num_samples < 2:
+    raise ValueError(f"--num_samples must be at least 2 (a best and a worst), got "
+                     f"{args.num_samples}")
+  judged_by_reward = bool(args.reward)
+  if judged_by_reward == bool(args.judge_url or args.judge_checkpoint):
+    raise ValueError("rank the answers with one of --reward NAME, --judge_url (with "
+                     "--judge_model) or --judge_checkpoint")
+  if not args.vocabulary:
+    raise ValueError("--vocabulary is required (the checkpoint's SentencePiece model)")
+  reward = rewards.get_reward(args.reward) if judged_by_reward else None
+  skipped = pairs_lib.Skipped()
+  prompts = online.read_prompts(args.prompts, language=args.language, skipped=skipped)
+  if not prompts:
+    raise ValueError(f"{args.prompts}: no usable prompt; " + "; ".join(skipped.lines()))
+  parse_gin(args)
+  config = inference.model_config(args.checkpoint)
+  params = inference.load_params(args.checkpoint, config)
+  vocab = vocabulary.sentencepiece_vocabulary(args.vocabulary)
+  options = decoding.DecodingOptions(method="sample", temperature=args.temperature,
+                                     top_k=args.top_k, top_p=args.top_p,
+                                     max_decode_length=args.max_decode_length)
+  answers = online.sample_answers(params, config, vocab, prompts,
+                                  num_samples=args.num_samples, options=options,
+                                  batch_size=args.batch_size,
+                                  max_input_length=args.max_input_length, seed=args.seed)
+  if reward is not None:
+    scores = [online.scores_by_reward(reward, p, a) for p, a in zip(prompts, answers,
+                                                                     strict=True)]
+    outcomes = {}
+  else:
+    judge = judge_commands._judge(args)
+    scores, outcomes = online.scores_by_judge(judge, prompts, answers, seed=args.seed)
+  made = online.best_and_worst(prompts, answers, scores)
+  made.report.update(judge_outcomes=dict(outcomes), prompts_skipped=skipped.as_dict())
+  written = pairs_lib.write_pairs(made.pairs, args.output)
+  report = _write_report(args.output, made.report)
+  print(f"wrote {written} pairs from {len(prompts)} prompts x {args.num_samples} samples to "
+        f"{args.output} (report: {report})")
+  for line in skipped.lines() + made.report["skipped_lines"]:
+    print(f"  {line}")
+  return 0
+
+
 def tasks_add(args: argparse.Namespace) -> int:
   """`aya-t5x tasks add NAME --kind preference --path FILE`: check, then add to the manifest."""
   from aya_t5x.data import languages, registration
@@ -167,3 +220,28 @@ def add_commands(subparsers: Any) -> None:
   scored.add_argument("--output", required=True)
   add_gin_flags(scored)
   scored.set_defaults(handler=_reference_logprobs)
+
+  from aya_t5x.evaluation import judge_commands
+
+  generate = actions.add_parser(
+      "generate", help="the online round: sample answers, rank them, keep best and worst",
+      description="Samples --num_samples answers per prompt from --checkpoint, ranks them "
+                  "with a reward function (--reward) or a judge (HTTP or local), and "
+                  "writes each prompt's best against its worst as pairs.")
+  generate.add_argument("--prompts", required=True,
+                        help="JSONL/parquet: prompt (or inputs), language, optional id and "
+                             "targets (for reference-based rewards)")
+  generate.add_argument("--checkpoint", required=True, help="the policy to sample from")
+  generate.add_argument("--num_samples", type=int, default=4)
+  generate.add_argument("--reward", help="a reward function: " + ", ".join(
+      ("no_repetition", "reference_chrf", "programmatic")) + ", or package.module:function")
+  generate.add_argument("--language", help="language of prompts without a language field")
+  generate.add_argument("--temperature", type=float, default=1.0)
+  generate.add_argument("--top_k", type=int, default=0)
+  generate.add_argument("--top_p", type=float, default=1.0)
+  generate.add_argument("--max_decode_length", type=int, default=256)
+  generate.add_argument("--max_input_length", type=int, default=1024)
+  generate.add_argument("--seed", type=int, default=0, help="sampling and the judge's order")
+  generate.add_argument("--output", required=True)
+  judge_commands._add_judge_flags(generate)
+  generate.set_defaults(handler=_generate)
