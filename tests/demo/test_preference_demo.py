@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from aya_t5x import cli
 from aya_t5x.demo import job, lexicon
 from aya_t5x.demo.preference import PreferenceOptions, win_rates
@@ -15,6 +17,7 @@ def test_win_rates_count_ties_and_give_intervals():
   assert 0.0 < low < 0.5 < high < 1.0
 
 
+@pytest.mark.slow
 def test_demo_preference_round(tmp_path, monkeypatch):
   out = tmp_path / "demo"
   options = job.DemoOptions(
