@@ -67,6 +67,12 @@ def pair_dataset(config, index: int, count: int):
   """The batched `tf.data.Dataset` of one input shard (see `input_pipeline.build_dataset`)."""
   import seqio
 
+  if config.use_packing:
+    from aya_t5x.input_pipeline import DataConfigError
+
+    raise DataConfigError(
+        f"{config.mixture_or_task_name!r} holds preference pairs, which are read one pair "
+        "per row: set --gin.USE_PACKING=False (runs/preference.gin does).")
   with_reference = _has_reference(config.mixture_or_task_name)
   if with_reference:
     check_run_lengths(reference_fingerprint(config.mixture_or_task_name),

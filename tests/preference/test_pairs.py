@@ -1,5 +1,6 @@
 """Preference pairs: the annotation rules, judge verdicts, bad records, SeqIO pair tasks."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -194,3 +195,5 @@ def test_pair_task_batches(pairs_file, tmp_path):
   assert vocabulary.decode(prompt[prompt > 1].tolist()) == "Swali 0?"[:8]  # cut at 8
   np.testing.assert_array_equal(batch["rejected_loss_weights"],
                                 batch["rejected_target_tokens"] > 0)
+  with pytest.raises(input_pipeline.DataConfigError, match="USE_PACKING=False"):
+    input_pipeline.build_dataset(dataclasses.replace(config, use_packing=True), (0, 1))
