@@ -41,8 +41,9 @@ def _model_info(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
   from aya_t5x import gin_config
-  from aya_t5x.checkpoints import conversion
+  from aya_t5x.checkpoints import conversion, loading
 
+  loading.check_exists(args.src)
   config = None
   if uses_gin(args):
     parse_gin(args)
@@ -58,12 +59,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-  from aya_t5x import distributed, gin_config
+  from aya_t5x import configurables, distributed
 
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
   parse_gin(args)
   try:
-    result = gin_config.configured_train()
+    result = configurables.configured_train()
   except Exception as e:
     lost = distributed.lost_peer(e)
     if lost is None:
@@ -101,18 +102,20 @@ def _vocabulary(args: argparse.Namespace):
 
 
 def _infer(args: argparse.Namespace) -> int:
-  from aya_t5x import decoding, inference
+  from aya_t5x import decoding, gin_config, inference
+  from aya_t5x.checkpoints import loading
   from aya_t5x.data import vocabulary as vocab_lib
 
+  loading.check_exists(args.checkpoint)
   parse_gin(args)
-  config = inference.model_config(args.checkpoint)
+  config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
   vocabulary = _vocabulary(args)
   vocab_lib.check_fits_model(vocabulary, config.vocab_size)
   options = decoding.DecodingOptions(
       method=args.method, max_decode_length=args.max_decode_length,
       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
       num_beams=args.num_beams, length_penalty_alpha=args.length_penalty_alpha)
-  params = inference.load_params(args.checkpoint, config)
+  params = loading.load_params(args.checkpoint, config)
   report = inference.infer_jsonl(
       params, config, vocabulary, args.input, args.output, options,
       batch_size=args.batch_size, max_input_length=args.max_input_length,
@@ -204,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _register(args: argparse.Namespace) -> None:
+  """Fills the registries the commands look names up in, at the top of the import graph.
+
+  The recipe's sources and training tasks (`aya_t5x.tasks`), its weighting schemes
+  (`aya_t5x.mixtures`) and, for commands that read gin, what gin files may configure
+  (`aya_t5x.configurables`, which imports the trainer: two seconds, so only then). The
+  evaluation sets register where the eval gin files import `aya_t5x.tasks.evaluation`.
+  Library modules import none of these.
+  """
+  import aya_t5x.mixtures  # noqa: F401
+  import aya_t5x.tasks  # noqa: F401
+
+  if hasattr(args, "gin_file"):
+    import aya_t5x.configurables  # noqa: F401
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   try:
     parser = build_parser()
@@ -215,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   verbose = "--verbose" in argv
   args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
   startup.quiet_start(verbose=verbose)
+  _register(args)
   try:
     args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from aya_t5x import gin_config
+
 
 class CommandError(Exception):
   """A user error with a message that says what to change; printed without a traceback."""
@@ -52,7 +54,5 @@ def uses_gin(args: argparse.Namespace) -> bool:
 
 def parse_gin(args: argparse.Namespace) -> None:
   """Parses the command line's gin files and bindings (see `aya_t5x.gin_config`)."""
-  from aya_t5x import gin_config
-
   gin_config.parse_gin(getattr(args, "gin_file", []), getattr(args, "gin_bindings", []),
                        gin_search_paths(args))

@@ -1,5 +1,12 @@
 """gin the T5X way: `--gin_file`, `--gin.NAME=value`, search paths, and errors that name the fix.
 
+The bottom layer of configuration: it imports gin and nothing of aya_t5x, so that every
+command module can parse gin and read the values bound without depending on what is
+registered. The registration table (which functions gin may configure) is
+`aya_t5x.configurables`, imported by the command line (`aya_t5x.cli`) before any
+command runs; `configured(name)` reaches a registered configurable through gin's own
+registry.
+
 The gin files shipped with aya_t5x (`gin/` in a checkout, `aya_t5x/gin/` once installed)
 are always on the search path, so `--gin_file models/mt5_xxl.gin` works from any folder
 and `--gin_file gin/models/mt5_xxl.gin` from the repository root.
@@ -15,52 +22,12 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gin
-from aya_t5x import (
-  decoding,
-  input_pipeline,
-  model_config,
-  optim,
-  partitioning,
-  train,
-  train_evaluators,
-  train_step,
-)
-from aya_t5x.evaluation import metrics as eval_metrics
-from aya_t5x.evaluation import suite as eval_suite
-from aya_t5x.evaluation import suite_evaluator as eval_hook
-from aya_t5x.preference import losses as preference_losses
-from aya_t5x.preference import objective as preference_objective
 
-# Registered once at import: gin's registry is the one piece of module-level state.
-# Each entry is the name a gin file uses; the values are the callables gin configures.
-_UNWRAPPED = {
-    "MT5Config": model_config.MT5Config,
-    "train": train.train,
-    "DatasetConfig": input_pipeline.DatasetConfig,
-    "Partitioner": partitioning.Partitioner,
-    "preset_rules": partitioning.preset_rules,
-    "LearningRateSchedule": optim.LearningRateSchedule,
-    "AdafactorConfig": optim.AdafactorConfig,
-    "LossConfig": train_step.LossConfig,
-    "CrossEntropy": train_step.CrossEntropy,
-    "PreferenceObjective": preference_objective.PreferenceObjective,
-    "PairLossConfig": preference_losses.PairLossConfig,
-    "CheckpointConfig": train.CheckpointConfig,
-    "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
-    # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric
-    # functions demo suites name (`metric_fns = [@exact_match, @chrf]`).
-    "EvalTask": eval_suite.EvalTask,
-    "EvalSuite": eval_suite.EvalSuite,
-    "SuiteEvaluator": eval_hook.SuiteEvaluator,
-    "DecodingOptions": decoding.DecodingOptions,
-    "exact_match": eval_metrics.exact_match,
-    "chrf": eval_metrics.chrf,
-}
-CONFIGURABLES = {name: gin.external_configurable(fn, module="aya_t5x")
-                 for name, fn in _UNWRAPPED.items()}
-ConfiguredMT5Config = CONFIGURABLES["MT5Config"]
+# The gin module of everything aya_t5x registers (`aya_t5x.configurables`).
+MODULE = "aya_t5x"
 
 MODEL_SIZES = ("tiny", "small", "base", "large", "xl", "xxl")
 
@@ -138,16 +105,33 @@ def resolve_gin_file(name: str, search_paths: Sequence[str] = ()) -> str:
       f"{list(search_paths)} or under {gin_root()}.{hint}")
 
 
+def _registered() -> dict[str, Any]:
+  """aya_t5x's configurables in gin's registry: name -> the function or class gin wraps."""
+  return {c.name: c.wrapped for _, c in gin.config._REGISTRY.items()  # pylint: disable=protected-access
+          if c.module == MODULE}
+
+
+def configured(name: str):
+  """The registered configurable `name` (`aya_t5x.configurables`), as gin configures it."""
+  try:
+    return gin.get_configurable(f"{MODULE}.{name}")
+  except ValueError as e:
+    raise GinConfigError(
+        f"{MODULE}.{name} is not registered with gin: import aya_t5x.configurables first "
+        "(the command line does)") from e
+
+
 def _suggestion(message: str) -> str:
   """Turns gin's 'no configurable'/'no parameter' errors into a did-you-mean hint."""
+  registered = _registered()
   match = re.search(r"No configurable matching '([^']+)'", message)
   if match:
-    close = difflib.get_close_matches(match.group(1).split("/")[-1], CONFIGURABLES, n=3)
+    close = difflib.get_close_matches(match.group(1).split("/")[-1], registered, n=3)
     return f"\n  Did you mean {', '.join(close)}?" if close else ""
   match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
                     message)
-  if match and match.group(1) in CONFIGURABLES:
-    params = inspect.signature(_UNWRAPPED[match.group(1)]).parameters
+  if match and match.group(1) in registered:
+    params = inspect.signature(registered[match.group(1)]).parameters
     close = difflib.get_close_matches(match.group(2), params, n=3)
     return (f"\n  Did you mean {', '.join(f'{match.group(1)}.{c}' for c in close)}?"
             if close else f"\n  Its parameters are: {', '.join(params)}.")
@@ -260,7 +244,14 @@ def _check_macro_bindings(bindings: Sequence[str], referenced: set[str]) -> None
 
 def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
               search_paths: Sequence[str] = ()) -> None:
-  """Parses gin files and `NAME=value` bindings (later ones win), after a clean reset."""
+  """Parses gin files and `NAME=value` bindings (later ones win), after a clean reset.
+
+  What the files configure must be registered first: `import aya_t5x.configurables`
+  (the command line does).
+  """
+  if not _registered():
+    raise GinConfigError("aya_t5x's configurables are not registered with gin: import "
+                         "aya_t5x.configurables before parsing gin files.")
   gin.clear_config()
   for path in [*search_paths, str(gin_root())]:
     gin.add_config_file_search_path(os.fspath(path))
@@ -277,10 +268,10 @@ def parse_gin(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
     raise GinConfigError(f"gin configuration error: {message}{_suggestion(message)}") from e
 
 
-def configured_model() -> model_config.MT5Config:
+def configured_model():
   """The `MT5Config` the parsed gin files bind (a model size file is required)."""
   try:
-    return ConfiguredMT5Config()
+    return configured("MT5Config")()
   except TypeError as e:
     if "required" in str(e):
       raise GinConfigError(
@@ -289,33 +280,11 @@ def configured_model() -> model_config.MT5Config:
     raise
 
 
-# The macros a run must set, and how to set them, for the error when one is missing.
-REQUIRED_MACROS = {
-    "model_dir": MACRO_FIXES["MODEL_DIR"],
-    "model_config": "--gin_file models/mt5_small.gin (or another size)",
-    "train_data": "--gin_file runs/finetune.gin and --gin.MIXTURE_OR_TASK_NAME=\"'name'\"",
-    "train_steps": "--gin.TRAIN_STEPS=1000",
-}
-
-
-def configured_train(**overrides):
-  """Runs `train` with everything the parsed gin files bind; `overrides` win.
-
-  Before gin builds the arguments: a model size must be configured, every
-  `%gin.REQUIRED` macro set, and the tasks of `TASK_MANIFEST` registered (a mixture that
-  gin builds, such as `aya_mixture.extra`, may name them).
-  """
-  if "model_config" not in overrides:
-    configured_model()
-  check_required_macros()
-  manifest = macro_value("TASK_MANIFEST")
-  if manifest:
-    input_pipeline.register_manifest(manifest)
+def configured_model_or_none():
+  """The `MT5Config` the parsed gin files bind, or None where they bind no model size."""
   try:
-    return CONFIGURABLES["train"](**overrides)
-  except TypeError as e:
-    missing = [name for name in REQUIRED_MACROS if f"'{name}'" in str(e)]
-    if "required" in str(e) and missing:
-      fixes = "; ".join(f"{name}: {REQUIRED_MACROS[name]}" for name in missing)
-      raise GinConfigError(f"The run is missing {', '.join(missing)}. Set {fixes}.") from e
+    return configured_model()
+  except GinConfigError as e:
+    if "No model size configured" in str(e):
+      return None
     raise

@@ -1,7 +1,8 @@
 """Inference on files: JSONL prompts in, JSONL completions out, from any checkpoint.
 
 The checkpoint may be a training run's MODEL_DIR (its latest step), one step folder of
-it, or a parameter checkpoint in any format `aya_t5x.checkpoints.formats` reads.
+it, or a parameter checkpoint in any format `aya_t5x.checkpoints.formats` reads
+(`aya_t5x.checkpoints.loading` finds the parameters and the model in each).
 Prompts are batched in input-length order (less padding), decoded with
 `aya_t5x.decoding`, and written back in the input order with their line numbers.
 """
@@ -18,7 +19,6 @@ import jax
 import numpy as np
 
 from aya_t5x import decoding
-from aya_t5x.checkpoints.train_checkpoints import CHECKPOINT_SUBDIR
 from aya_t5x.model_config import MT5Config
 
 
@@ -26,76 +26,6 @@ from aya_t5x.model_config import MT5Config
 class InferenceReport:
   written: int
   skipped: dict[int, str]  # line number -> why (empty or malformed prompt)
-
-
-def train_state_dir(path: Path) -> Path | None:
-  """The `state` item of the latest step when `path` is a run or a step folder."""
-  if (path / "state").is_dir():
-    return path / "state"
-  steps = sorted((int(p.name) for p in (path / CHECKPOINT_SUBDIR).glob("*")
-                  if p.name.isdigit()), reverse=True) if (path / CHECKPOINT_SUBDIR).is_dir() \
-      else []
-  return path / CHECKPOINT_SUBDIR / str(steps[0]) / "state" if steps else None
-
-
-def stored_config(path: str | os.PathLike) -> MT5Config | None:
-  """The model configuration stored with a checkpoint, or None where none is.
-
-  A training run writes its model to `MODEL_DIR/mt5_config.json` (read here for the run
-  and for each of its step folders); an aya_t5x parameter checkpoint holds the same file,
-  a Hugging Face folder its `config.json`. Legacy T5X checkpoints, and runs trained
-  before runs saved their model, store none.
-  """
-  from aya_t5x.checkpoints import formats, hf, native
-
-  path = Path(path).absolute()
-  if train_state_dir(path) is not None:
-    run = path.parent.parent if (path / "state").is_dir() else path
-    return native.read_config(run) if (run / native.CONFIG_FILE).is_file() else None
-  try:
-    fmt = formats.detect_format(path)
-  except (ValueError, FileNotFoundError):
-    return None
-  if fmt == "aya_t5x":
-    return native.read_config(path)
-  if fmt == "hf":
-    return hf.read_config(path)
-  return None
-
-
-def model_config(checkpoint: str | os.PathLike) -> MT5Config:
-  """The model the parsed gin files configure, else the one stored with `checkpoint`.
-
-  Raises gin's "No model size configured" error when neither names one.
-  """
-  from aya_t5x import gin_config
-
-  try:
-    return gin_config.configured_model()
-  except gin_config.GinConfigError:
-    stored = stored_config(checkpoint)
-    if stored is None:
-      raise
-    return stored
-
-
-def load_params(path: str | os.PathLike, config: MT5Config) -> Any:
-  """Parameters from a training run, a step folder, or any parameter checkpoint."""
-  import orbax.checkpoint as ocp
-
-  from aya_t5x.checkpoints import formats
-  from aya_t5x.checkpoints.compatibility import check_params_match
-  from aya_t5x.model import param_shapes
-
-  path = Path(path).absolute()
-  state_dir = train_state_dir(path)
-  if state_dir is None:
-    return formats.load_params(path, config)[0]
-  with ocp.StandardCheckpointer() as checkpointer:
-    state = checkpointer.restore(state_dir)
-  params = state["params"]
-  check_params_match(param_shapes(config), params, source=str(state_dir))
-  return params
 
 
 def _read_prompts(path: Path, key: str

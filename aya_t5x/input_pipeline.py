@@ -49,7 +49,9 @@ class DatasetConfig:
     packing: how: 'best_fit' (`aya_t5x.data.packing`, about 90% of tokens real on
       Aya-like lengths) or 'seqio' (SeqIO's greedy packing, about 60%).
     packing_window: rows the best fit keeps open.
-    use_cached: read SeqIO's offline cache instead of preprocessing on the fly.
+    cache_dir: the folder of SeqIO caches written by `aya-t5x cache` (gin: CACHE_DIR);
+      the tasks are then read from their cached shards there instead of being
+      preprocessed on the fly. None: on the fly.
     num_epochs: None repeats forever (training); 1 for evaluation.
     module: modules to import first so that they register their tasks (T5X's
       MIXTURE_OR_TASK_MODULE), e.g. 'my_project.tasks'.
@@ -69,7 +71,7 @@ class DatasetConfig:
   use_packing: bool = True
   packing: str = "best_fit"
   packing_window: int = 64
-  use_cached: bool = False
+  cache_dir: str | None = None
   num_epochs: int | None = None
   module: str | Sequence[str] | None = None
   task_manifest: str | None = None
@@ -139,7 +141,7 @@ class _UncachedDataNote(logging.Filter):
   NOTE = ("Training reads its tasks preprocessed on the fly from their source files (no SeqIO "
           "cache): a restart resumes at the same example, and every host runs the "
           "preprocessing itself. For a large mixture, build caches once with `aya-t5x cache` and "
-          "set USE_CACHED_TASKS (docs/data.md).")
+          "set CACHE_DIR to its folder (docs/data.md).")
 
   def __init__(self):
     super().__init__()
@@ -204,27 +206,28 @@ def check_dataset_config(config: DatasetConfig) -> None:
 
 
 def _check_cached(config: DatasetConfig) -> None:
-  """Every task is read the way it can be: cached tasks need a cache, and tasks registered
-  from a cache (`AYA_CACHE_DIR`) need `use_cached`."""
+  """Every task is read the way it can be: with `cache_dir`, each task needs its cache
+  there; without, no task may be one that exists only in a cache."""
   import seqio
 
-  from aya_t5x.data import registration
+  from aya_t5x.data import caches, registration
 
+  if config.cache_dir is not None:
+    caches.use_cache_dir(config.cache_dir)
   provider = seqio.get_mixture_or_task(config.mixture_or_task_name)
   for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
     cache = registration.cache_of(task.name)
-    if not config.use_cached and cache is not None:
+    if config.cache_dir is None and cache is not None:
       raise DataConfigError(
-          f"task {task.name} was registered from the cache {cache} (AYA_CACHE_DIR) and "
-          "exists only there: set --gin.USE_CACHED_TASKS=True, or unset AYA_CACHE_DIR to "
-          "preprocess the sources on the fly.")
-    if config.use_cached and config.split in task.splits and (
+          f"task {task.name} was registered from the cache {cache} and exists only there: "
+          f"set --gin.CACHE_DIR=\"'{cache}'\" to read it.")
+    if config.cache_dir is not None and config.split in task.splits and (
         not task.supports_caching or task.cache_dir is None):
       raise DataConfigError(
-          f"USE_CACHED_TASKS is True but task {task.name} has no SeqIO cache (searched "
-          f"{', '.join(seqio.utils.get_global_cache_dirs()) or 'no cache folders'}). Build "
-          "one with `aya-t5x cache` (docs/data.md) and set AYA_CACHE_DIR to it, or set "
-          "--gin.USE_CACHED_TASKS=False.")
+          f"CACHE_DIR is {config.cache_dir!r} but task {task.name} has no SeqIO cache there "
+          f"(searched {', '.join(seqio.utils.get_global_cache_dirs())}). Build one with "
+          "`aya-t5x cache` (docs/data.md) into that folder, or set --gin.CACHE_DIR=None to "
+          "preprocess on the fly.")
 
 
 def check_vocabulary_fits(config: DatasetConfig, model_vocab_size: int) -> None:
@@ -282,7 +285,8 @@ def build_dataset(config: DatasetConfig, shard: tuple[int, int] | None = None):
   dataset = seqio.get_dataset(
       config.mixture_or_task_name, dict(config.task_feature_lengths),
       feature_converter=converter,
-      dataset_split=config.split, use_cached=config.use_cached, shuffle=config.shuffle,
+      dataset_split=config.split, use_cached=config.cache_dir is not None,
+      shuffle=config.shuffle,
       num_epochs=config.num_epochs, seed=config.seed, verbose=False,
       shard_info=seqio.ShardInfo(index=index, num_shards=count) if count > 1 else None)
   if best_fit:

@@ -6,7 +6,7 @@ then measures, on the same data:
 - today's single-process scan (`sources.scan` of every source: read, validate, filter);
 - the Beam cache pipeline on the DirectRunner with 1 and with 2 worker processes
   (read, filter, dedup, tokenize, write the shards), end to end;
-- packed best-fit batches for training from the cache (`use_cached=True`) and from the
+- packed best-fit batches for training from the cache (`DatasetConfig.cache_dir`) and from the
   on-the-fly tasks, as `data_pipeline.py` measures them.
 
 Prints one JSON line. Needs the 'beam' extra (`make install-beam`):
@@ -88,13 +88,10 @@ def main() -> None:
     for cached in (False, True):
       plan = mixtures.plan_aya_mixture(args.scheme, paths,
                                        cache_dir=config.output_dir if cached else None)
-      if cached:
-        from aya_t5x.data import caches
-
-        caches.use_cache_dir(config.output_dir)
       name = mixtures.register_plan(plan, vocab)
       data = input_pipeline.DatasetConfig(
-          mixture_or_task_name=name, batch_size=args.batch, use_cached=cached,
+          mixture_or_task_name=name, batch_size=args.batch,
+          cache_dir=config.output_dir if cached else None,
           task_feature_lengths={"inputs": args.inputs, "targets": args.targets})
       record["train_from_cache" if cached else "train_on_the_fly"] = measure(
           data, args.batches, args.warmup)

@@ -109,6 +109,7 @@ def main() -> None:
     from train_step import pin_to_one_core  # this folder's sibling; it imports no jax
 
     pin_to_one_core()
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
   from aya_t5x import gin_config, throughput
 
   gin_config.parse_gin([args.gin_file], [f"MT5Config.vocab_size={args.vocab_size}"])

@@ -130,6 +130,7 @@ def main() -> None:
     torch.set_num_threads(1)
   import jax
 
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
   from aya_t5x import gin_config
 
   # float32 activations on both sides (the gin default is bfloat16): the peer runs float32,

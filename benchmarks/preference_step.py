@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aya_t5x import gin_config, model
+from aya_t5x import configurables, gin_config, model  # noqa: F401  (configurables: gin names)
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
 from aya_t5x.preference.losses import PairLossConfig
 from aya_t5x.preference.objective import PreferenceObjective

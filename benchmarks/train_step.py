@@ -308,6 +308,7 @@ def main() -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   if args.hlo_dump_dir:
     dump_hlo_to(args.hlo_dump_dir, "train_step")
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
   from aya_t5x import gin_config, throughput
 
   bindings = [f"MT5Config.dtype='{args.dtype}'", "MT5Config.dropout_rate=0.0",

@@ -23,6 +23,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+# What gin files configure is registered at the top of the import graph, as the command
+# line does (`aya_t5x.cli`): tests parse gin directly too.
+import aya_t5x.configurables  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def sentences_file(tmp_path_factory):

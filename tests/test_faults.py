@@ -189,7 +189,8 @@ def test_verbose_shows_the_details(damaged, capsys):
 
 @pytest.mark.parametrize("damaged", DAMAGE, indirect=True)
 def test_fallback_resumes_from_the_newest_step_that_restores(damaged, eight_steps, capsys):
-  from aya_t5x import inference, testing
+  from aya_t5x import testing
+  from aya_t5x.checkpoints import loading
 
   model_dir, named = damaged
   assert cli.main(["train", *gin_args(model_dir, 8),
@@ -200,7 +201,7 @@ def test_fallback_resumes_from_the_newest_step_that_restores(damaged, eight_step
   assert (model_dir / "checkpoints" / f"8{SET_ASIDE_SUFFIX}").is_dir()
   # Retrained from step 4, step 8 is the uninterrupted run's to the bit.
   assert committed_steps(model_dir) == [4, 8]
-  assert_trees_equal(inference.load_params(model_dir, testing.TINY),
+  assert_trees_equal(loading.load_params(model_dir, testing.TINY),
                      eight_steps[1].state.params)
 
 

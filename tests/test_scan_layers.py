@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aya_t5x import inference, layer_stack, model, optim, testing
-from aya_t5x.checkpoints import formats
+from aya_t5x import layer_stack, model, optim, testing
+from aya_t5x.checkpoints import formats, loading
 from tests.test_train import committed_steps, run_in_process
 
 
@@ -105,7 +105,7 @@ def test_a_scanned_run_trains_like_an_unscanned_one_and_its_checkpoints_load_uns
   # Results and checkpoints are in the per-layer layout, whatever the run used.
   assert max_difference(scanned.state.params, unscanned.state.params) < 1e-5
   assert max_difference(scanned.state.opt_state, unscanned.state.opt_state) < 1e-5
-  assert max_difference(inference.load_params(tmp_path / "scanned", testing.TINY),
+  assert max_difference(loading.load_params(tmp_path / "scanned", testing.TINY),
                         scanned.state.params) == 0
   # An unscanned run resumes the scanned run's checkpoint.
   resumed = run_in_process(tmp_path / "scanned", 4, *common, devices=one_device)

@@ -16,7 +16,15 @@ import jax
 import numpy as np
 import pytest
 
-from aya_t5x import cli, command_flags, gin_config, partitioning, testing, train_state
+from aya_t5x import (
+  cli,
+  command_flags,
+  configurables,
+  gin_config,
+  partitioning,
+  testing,
+  train_state,
+)
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
 from aya_t5x.train import TrainingDiverged
@@ -47,7 +55,7 @@ def run_in_process(model_dir, steps, *extra, **overrides):
   args = cli.build_parser().parse_known_args(["train", *gin_args(model_dir, steps, *extra)])
   parsed, bindings = args
   gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
-  return gin_config.configured_train(show_progress=False, **overrides)
+  return configurables.configured_train(show_progress=False, **overrides)
 
 
 def start_subprocess(model_dir, steps, *extra):
@@ -255,25 +263,27 @@ def test_a_missing_setting_names_the_flag_that_sets_it(args, message, capsys):
 
 
 def test_inference_loads_the_latest_step_of_a_run(base_run):
-  from aya_t5x import inference
+  from aya_t5x.checkpoints import loading
 
   model_dir, result = base_run
-  assert_trees_equal(inference.load_params(model_dir, TINY), result.state.params)
+  assert_trees_equal(loading.load_params(model_dir, TINY), result.state.params)
 
 
 def test_a_run_saves_its_model_so_its_checkpoints_need_no_gin_files(base_run, tmp_path, capsys):
-  from aya_t5x import inference
-  from aya_t5x.checkpoints import hf
+  from aya_t5x.checkpoints import hf, loading
 
   model_dir, result = base_run
-  stored = inference.stored_config(model_dir)
+  stored = loading.stored_config(model_dir)
   assert stored is not None and not stored.scan_layers
   assert (stored.d_model, stored.d_ff, stored.vocab_size) == (
       TINY.d_model, TINY.d_ff, TINY.vocab_size)
   assert stored.dropout_rate == pytest.approx(0.1)  # the run's DROPOUT_RATE, not the file's
-  assert inference.stored_config(model_dir / "checkpoints" / "4") == stored
+  assert loading.stored_config(model_dir / "checkpoints" / "4") == stored
   gin_config.parse_gin([], [])  # no model gin file: infer and eval fall back to the run's
-  assert inference.model_config(model_dir) == stored
+  assert gin_config.configured_model_or_none() is None
+  assert loading.model_config(model_dir, None) == stored
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    loading.model_config(model_dir / "no_such_run", TINY)
   assert cli.main(["convert", "--from", "aya_t5x", "--to", "hf", str(model_dir),
                    str(tmp_path / "hf")]) == 0
   params, config = hf.load_hf_checkpoint(tmp_path / "hf")

@@ -36,8 +36,7 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
   from the checkpoint. Training checkpoints always hold the per-layer layout, so a config
   with `scan_layers=True` is read as its per-layer twin.
   """
-  from aya_t5x import inference
-  from aya_t5x.checkpoints import formats, native
+  from aya_t5x.checkpoints import formats, loading, native
 
   if source_format not in SOURCE_FORMATS:
     raise ValueError(f"unknown source format {source_format!r}; choose from {SOURCE_FORMATS}")
@@ -47,11 +46,11 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     config = dataclasses.replace(config, scan_layers=False)
   src = Path(source).absolute()
   # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = inference.train_state_dir(src) if source_format == "aya_t5x" else None
+  state_dir = loading.train_state_dir(src) if source_format == "aya_t5x" else None
   if state_dir is None:
     params, config = formats.load_params(str(source), config, fmt=source_format)
   else:
-    config = config or inference.stored_config(src)
+    config = config or loading.stored_config(src)
     if config is None:
       raise ValueError(
           f"{source} is a training checkpoint ({state_dir}) from a run that did not save "
@@ -60,6 +59,6 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
           f"aya-t5x convert --from aya_t5x --to {target_format} --gin_file "
           f"models/mt5_small.gin {source} {destination} (for the demo: --gin_file "
           "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
-    params = inference.load_params(src, config)
+    params = loading.load_params(src, config)
   formats.save_params(params, config, str(destination), fmt=target_format)
   return Conversion(destination=Path(destination), config=config, train_state_dir=state_dir)

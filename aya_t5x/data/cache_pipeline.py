@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import shlex
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -43,7 +42,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from aya_t5x.data import caches, readers, registration, sources
+from aya_t5x.data import caches, mixing, readers, registration, sources
 from aya_t5x.data import filters as filters_lib
 from aya_t5x.data.examples import Example
 
@@ -57,13 +56,14 @@ class CacheConfig:
 
   Attributes:
     sources: {source name: paths} (a file, a folder, or {split: path}); the names are
-      registered sources (`aya_t5x.tasks`).
+      registered sources (`aya_t5x.tasks` registers the recipe's six; the command line
+      imports it).
     output_dir: where the cache goes (local or a `gs://` path the workers can write).
     vocabulary: the SentencePiece model file the workers tokenize with.
     seed: the seed of the shard layout and order. Caps keep the seeds their filters
       were configured with, so that the cache holds what the on-the-fly tasks give.
     boosts: {source: {dataset pattern: factor}}: the patterns get tasks of their own, as
-      in the mixture (default: `aya_t5x.mixtures.aya.DEFAULT_BOOSTS`).
+      in the mixture (default: `aya_t5x.data.mixing.DEFAULT_BOOSTS`).
     decontaminate: {evaluation set name: file} whose word n-grams no kept example may
       share (`filters.Decontaminate`); `decontaminate_n` is n.
     dedup: remove exact duplicates of (inputs, targets) within a source and split.
@@ -98,9 +98,7 @@ class CacheConfig:
   def source_boosts(self, source: str) -> Mapping[str, float]:
     if self.boosts is not None:
       return self.boosts.get(source, {})
-    from aya_t5x.mixtures.aya import DEFAULT_BOOSTS
-
-    return DEFAULT_BOOSTS.get(source, {})
+    return mixing.DEFAULT_BOOSTS.get(source, {})
 
 
 # ----------------------------------------------------------------------------- plan
@@ -118,8 +116,6 @@ class _SourcePlan:
 
 
 def _plans(config: CacheConfig) -> list[_SourcePlan]:
-  from aya_t5x import tasks  # noqa: F401  (registers the six source specs)
-
   extra: tuple[Any, ...] = ()
   if config.decontaminate:
     extra = (filters_lib.Decontaminate.from_files(dict(config.decontaminate),
@@ -653,8 +649,3 @@ def run(config: CacheConfig, pipeline_args: Sequence[str] = ()) -> dict[str, Any
       raise
     raise caches.CacheError(found.group(0).rstrip("'\"")) from None
   return caches.read_info(config.output_dir)
-
-
-def command_line(argv: Sequence[str]) -> str:
-  """The command that rebuilds a cache, as the cache info records it."""
-  return shlex.join(["aya-t5x", "cache", *argv])

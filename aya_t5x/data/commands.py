@@ -67,16 +67,13 @@ def _tasks_add(args: argparse.Namespace) -> int:
 
 
 def _tasks_list(args: argparse.Namespace) -> int:
-  from aya_t5x import tasks
   from aya_t5x.data import registration, sources
 
-  print("Sources (aya_t5x.tasks; register with a path, see docs/data.md):")
-  for spec in tasks.TRAINING_SOURCES:
+  print("Sources (aya_t5x.tasks registers the recipe's six; register with a path, see "
+        "docs/data.md):")
+  for name in sources.source_names():
+    spec = sources.get_source(name)
     print(f"  {spec.name:<18} {spec.title} — fields: {', '.join(spec.field_names())}")
-  others = [n for n in sources.source_names() if n not in {s.name for s in
-                                                          tasks.TRAINING_SOURCES}]
-  for name in others:
-    print(f"  {name:<18} (registered in this process)")
   entries = registration.read_manifest(args.manifest)
   print(f"Tasks in {args.manifest}:" if entries else f"No tasks in {args.manifest} "
         "(add one with `aya-t5x tasks add`).")
@@ -97,7 +94,6 @@ def _tasks_list(args: argparse.Namespace) -> int:
 
 
 def _spec_and_paths(args: argparse.Namespace):
-  from aya_t5x import tasks  # noqa: F401  (registers the six source specs)
   from aya_t5x.data import registration, sources
 
   for entry in registration.read_manifest(args.manifest):
@@ -187,27 +183,29 @@ def _parse_sources(items: list[str]) -> dict[str, str]:
 
 
 def _plan(args: argparse.Namespace):
-  from aya_t5x import mixtures
+  import gin
+  from aya_t5x.data import schemes
 
   if uses_gin(args):
     parse_gin(args)
     try:
-      name = mixtures.aya_mixture()
+      # The mixture files bind it (`import aya_t5x.mixtures` in gin/mixtures/aya_sources.gin).
+      name = gin.get_configurable("aya_t5x.mixtures.aya_mixture")()
     except KeyError as e:  # an unknown scheme or source named in the gin files
       raise _as_value_error(e) from None
-    plan = mixtures.aya.registered_plan(name)
+    plan = schemes.registered_plan(name)
     if args.name not in (name, name.removeprefix("aya_")):
       raise ValueError(f"the gin files configure mixture {name}, not {args.name}")
     return plan
   try:
-    mixtures.get_scheme(args.name)
+    schemes.get_scheme(args.name)
   except KeyError as e:
     raise _as_value_error(e) from None
   if args.source:
-    return mixtures.plan_aya_mixture(
+    return schemes.plan_aya_mixture(
         args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,
         allow_missing_sources=args.allow_missing_sources, cache_dir=args.cache_dir)
-  return mixtures.published_plan(args.name)
+  return schemes.published_plan(args.name)
 
 
 def _mixture_report(args: argparse.Namespace) -> int:
@@ -318,7 +316,7 @@ def _cache(args: argparse.Namespace) -> int:
 
   print(caches.format_summary(info))
   print(f"wrote {len(info['tasks'])} cached tasks to {args.output_dir}; train on them with "
-        f"--gin.AYA_CACHE_DIR=\"'{args.output_dir}'\" --gin.USE_CACHED_TASKS=True")
+        f"--gin.CACHE_DIR=\"'{args.output_dir}'\"")
   return 0
 
 

@@ -25,6 +25,11 @@ from typing import Any
 Rates = dict[str, float]
 Strategy = Callable[..., Rates]
 
+# Dolly's translations get tasks of their own inside the translated collection so that
+# they can be weighted up; the paper does not publish the factor, so 2 is this project's
+# default (set aya_mixture.boosts to change it; `aya-t5x cache` splits by the same).
+DEFAULT_BOOSTS = {"aya_translated": {"dolly": 2.0}}
+
 
 def _normalised(weights: Mapping[str, float]) -> Rates:
   total = float(sum(weights.values()))

@@ -46,6 +46,8 @@ class TaskInfo:
   chars: Mapping[str, int]      # split -> characters of inputs + targets
   group: str = ""               # the split-out dataset group ("dolly"), "" for the rest
   exclude: tuple[str, ...] = ()  # datasets of the language that other tasks hold
+  # The `aya-t5x cache` output the task was registered from: it is readable only cached.
+  cache_dir: str | None = None
 
   @property
   def resource_group(self) -> str:
@@ -76,9 +78,6 @@ class SourceTasks:
 # Registries: task name -> TaskInfo, and source prefix -> (arguments, SourceTasks) so that
 # gin, which may evaluate a registration more than once, does not scan twice.
 _TASKS: dict[str, TaskInfo] = {}
-# Tasks registered from an `aya-t5x cache` output (task -> cache folder): they can only be
-# read cached.
-_CACHED: dict[str, str] = {}
 _SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
 
 
@@ -88,7 +87,8 @@ def task_info(name: str) -> TaskInfo:
 
 def cache_of(name: str) -> str | None:
   """The cache folder a task was registered from (only readable cached), or None."""
-  return _CACHED.get(name)
+  info = _TASKS.get(name)
+  return info.cache_dir if info else None
 
 
 def task_infos() -> tuple[TaskInfo, ...]:
@@ -114,9 +114,9 @@ def _dataset_fn(info: TaskInfo, index: sources.SourceIndex):
     if index.cache_dir is not None:
       raise ValueError(
           f"task {info.name} was registered from the cache at {index.cache_dir}, which "
-          "holds its examples only in cached form: read it with use_cached=True "
-          "(--gin.USE_CACHED_TASKS=True), or register it from its source files (unset "
-          "AYA_CACHE_DIR) to preprocess it on the fly.")
+          "holds its examples only in cached form: read it with DatasetConfig.cache_dir "
+          f"set to that folder (--gin.CACHE_DIR=\"'{index.cache_dir}'\"), or register it "
+          "from its source files (CACHE_DIR=None) to preprocess it on the fly.")
 
     def generate():
       for example in examples_of(info, index, split):
@@ -154,11 +154,7 @@ def _add_task(info: TaskInfo, index: sources.SourceIndex, vocabulary) -> None:
                      seqio.preprocessors.append_eos_after_trim],
       output_features=_output_features(vocabulary),
       metric_fns=[])
-  _TASKS[info.name] = info
-  if index.cache_dir is not None:
-    _CACHED[info.name] = index.cache_dir
-  else:
-    _CACHED.pop(info.name, None)
+  _TASKS[info.name] = dataclasses.replace(info, cache_dir=index.cache_dir)
 
 
 def _matching(datasets: Sequence[str], pattern: str) -> list[str]:

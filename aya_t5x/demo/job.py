@@ -70,6 +70,8 @@ def parse_gin(corpus: demo_corpus.Corpus, scheme: str, run_dir: Path, seed: int,
   The recipe's files (`runs/aya_recipe.gin`, `mixtures/<scheme>.gin`), the demo's sizes
   (`demo/recipe.gin`) and the demo suite (`eval/demo.gin`), with the corpus's paths.
   """
+  import aya_t5x.configurables  # noqa: F401  (what the gin files configure)
+  import aya_t5x.mixtures  # noqa: F401  (the weighting schemes the recipe's gin names)
   from aya_t5x import gin_config
 
   files = [MODEL_GIN, *(f.format(scheme=scheme) for f in RECIPE_GIN), EVAL_GIN]
@@ -89,8 +91,8 @@ def evaluate(params: Any, run_dir: Path, progress: Callable[[str], None] = print
   from aya_t5x.evaluation import suite as suite_lib
 
   config = gin_config.configured_model()
-  suite = gin_config.CONFIGURABLES["EvalSuite"]()
-  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
+  suite = gin_config.configured("EvalSuite")()
+  partitioner = gin_config.configured("Partitioner")()
   placement = predict.Placement(partitioner.mesh(), partitioner)
   result = suite_lib.run(suite_lib.plan(suite), placement.place_params(params, config),
                          config, placement, progress=progress)
@@ -194,7 +196,7 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
 
 def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> dict[str, Any]:
   """Runs the demo (see the module docstring); returns the report as a dict."""
-  from aya_t5x import gin_config
+  from aya_t5x import configurables
   from aya_t5x.evaluation import report
 
   start = time.perf_counter()
@@ -206,7 +208,7 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
     run_dir = out / scheme
     progress(f"fine-tuning on the {scheme} mixture in {run_dir}")
     parse_gin(corpus, scheme, run_dir, options.seed, options.gin_bindings)
-    result = gin_config.configured_train()
+    result = configurables.configured_train()
     sft_params[scheme] = result.state.params
     progress(f"evaluating {scheme} on the demo suite")
     built = evaluate(result.state.params, run_dir, progress)

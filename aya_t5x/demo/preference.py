@@ -106,7 +106,7 @@ def run_round(corpus: demo_corpus.Corpus, sft_params: Any, out: Path, options: P
               seed: int, model_gin: str, demo_gin: str,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
   """Builds the pairs, trains DPO and judges it against SFT (see the module docstring)."""
-  from aya_t5x import decoding, gin_config
+  from aya_t5x import configurables, decoding, gin_config
   from aya_t5x.checkpoints import native
   from aya_t5x.data import vocabulary as vocab_lib
   from aya_t5x.preference import online, pairs, rewards, tasks
@@ -144,7 +144,7 @@ def run_round(corpus: demo_corpus.Corpus, sft_params: Any, out: Path, options: P
       "DROPOUT_RATE=0.0", "train.evaluators=[]", "EVAL_EVERY_STEPS=0",
       f"train.seed={seed}", f"train.log_every={max(1, min(50, options.steps))}",
       *options.gin_bindings])
-  result = gin_config.configured_train()
+  result = configurables.configured_train()
   dpo_params = result.state.params
 
   held_out = _held_out(corpus, options.held_out_per_task)

@@ -43,7 +43,7 @@ def _configured_suite(args: argparse.Namespace):
   from aya_t5x import gin_config
 
   try:
-    suite = gin_config.CONFIGURABLES["EvalSuite"]()
+    suite = gin_config.configured("EvalSuite")()
   except TypeError as e:
     if "required" in str(e) or "missing" in str(e):
       raise ValueError(f"no evaluation suite configured: add one of --gin_file "
@@ -68,7 +68,8 @@ def _checkpoint_step(path: Path) -> int | None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config, inference
+  from aya_t5x import gin_config
+  from aya_t5x.checkpoints import loading
   from aya_t5x.evaluation import predict, report
   from aya_t5x.evaluation import suite as suite_lib
 
@@ -76,15 +77,16 @@ def _eval(args: argparse.Namespace) -> int:
     raise ValueError("give --checkpoint (a training MODEL_DIR, a step folder or any "
                      "checkpoint) and --output_dir (where eval.json, eval.md and eval.png "
                      "go); `aya-t5x eval report` renders or compares reports.")
+  loading.check_exists(args.checkpoint)
   parse_gin(args)
-  config = inference.model_config(args.checkpoint)
+  config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
   suite = _configured_suite(args)
   plan = suite_lib.plan(suite)
   print(f"suite {plan.suite}: {len(plan.tasks)} task(s)"
         + (f", {len(plan.skipped)} skipped for missing data" if plan.skipped else ""))
   checkpoint = Path(args.checkpoint)
-  params = inference.load_params(checkpoint, config)
-  partitioner = gin_config.CONFIGURABLES["Partitioner"]()
+  params = loading.load_params(checkpoint, config)
+  partitioner = gin_config.configured("Partitioner")()
   placement = predict.Placement(partitioner.mesh(), partitioner)
   result = suite_lib.run(plan, placement.place_params(params, config), config, placement,
                          progress=print)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-import importlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from aya_t5x.evaluation import metrics
 TASK_PREFIX = "aya_eval"
 DATA_ENV = "AYA_EVAL_DATA"
 # The modules that define the benchmarks (imported on first lookup).
-BENCHMARK_MODULE = "aya_t5x.tasks.evaluation"
 KINDS = ("rank", "generate")
 
 
@@ -172,12 +170,14 @@ def add_benchmark(benchmark: Benchmark) -> Benchmark:
 
 
 def get_benchmark(name: str) -> Benchmark:
-  importlib.import_module(BENCHMARK_MODULE)
-  return registry.lookup(_BENCHMARKS, name, what="benchmark")
+  """The registered benchmark `name` (the eval gin files import `aya_t5x.tasks.evaluation`,
+  which registers the recipe's)."""
+  return registry.lookup(_BENCHMARKS, name, what="benchmark",
+                         empty="(none; import aya_t5x.tasks.evaluation, as the eval gin "
+                               "files do)")
 
 
 def benchmark_names() -> list[str]:
-  importlib.import_module(BENCHMARK_MODULE)
   return sorted(_BENCHMARKS)
 
 

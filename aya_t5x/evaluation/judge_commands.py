@@ -28,14 +28,16 @@ from aya_t5x.command_flags import add_gin_flags, parse_gin
 
 def _load_model(args: argparse.Namespace, checkpoint: str):
   """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
-  from aya_t5x import inference
+  from aya_t5x import gin_config
+  from aya_t5x.checkpoints import loading
   from aya_t5x.data import vocabulary
 
   if not args.vocabulary:
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")
+  loading.check_exists(checkpoint)
   parse_gin(args)
-  config = inference.model_config(checkpoint)
-  return (inference.load_params(checkpoint, config), config,
+  config = loading.model_config(checkpoint, gin_config.configured_model_or_none())
+  return (loading.load_params(checkpoint, config), config,
           vocabulary.sentencepiece_vocabulary(args.vocabulary))
 
 

@@ -353,7 +353,7 @@ def _original(example: Mapping[str, Any], feature: str, vocabulary) -> str:
 
 def _read(task, planned: PlannedTask) -> list[dict[str, Any]]:
   dataset = task.get_dataset(sequence_length=None, split=planned.split, shuffle=False,
-                             num_epochs=1, use_cached=False)
+                             num_epochs=1)
   limit, examples = planned.max_examples, []
   for example in dataset.as_numpy_iterator():
     if limit is not None:

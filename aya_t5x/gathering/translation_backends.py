@@ -1,7 +1,7 @@
 """Translation models for `translation.Backend`: aya_t5x checkpoints, Hugging Face NLLB or M2M100.
 
 `AyaT5XBackend` prompts an mT5 model trained with aya_t5x (any checkpoint
-`inference.load_params` or `checkpoints.formats` reads) with an instruction such as
+`checkpoints.loading` or `checkpoints.formats` reads) with an instruction such as
 "Translate from English to Swahili: ..." and decodes with `aya_t5x.decoding`.
 
 `HuggingFaceBackend` runs a local Hugging Face sequence-to-sequence translation model
@@ -70,16 +70,15 @@ class AyaT5XBackend:
     run's saved model, aya_t5x and Hugging Face checkpoints carry it; T5X's is read off
     its parameter shapes).
     """
-    from aya_t5x import inference
-    from aya_t5x.checkpoints import formats
+    from aya_t5x.checkpoints import formats, loading
     from aya_t5x.data import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
-    config = config or inference.stored_config(checkpoint)
+    config = config or loading.stored_config(checkpoint)
     if config is None:
       params, config = formats.load_params(checkpoint)
     else:
-      params = inference.load_params(checkpoint, config)
+      params = loading.load_params(checkpoint, config)
     vocab_lib.check_fits_model(vocabulary, config.vocab_size)
     return cls(params, config, vocabulary, description=f"aya_t5x:{os.fspath(checkpoint)}",
                **kwargs)

@@ -67,13 +67,15 @@ def _pairs(args: argparse.Namespace) -> int:
 
 
 def _reference_logprobs(args: argparse.Namespace) -> int:
-  from aya_t5x import inference
+  from aya_t5x import gin_config
+  from aya_t5x.checkpoints import loading
   from aya_t5x.data import vocabulary
   from aya_t5x.preference import reference
 
+  loading.check_exists(args.checkpoint)
   parse_gin(args)
-  config = inference.model_config(args.checkpoint)
-  params = inference.load_params(args.checkpoint, config)
+  config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
+  params = loading.load_params(args.checkpoint, config)
   vocab = vocabulary.sentencepiece_vocabulary(args.vocabulary)
   if vocab.vocab_size > config.vocab_size:
     raise reference.ReferenceMismatchError(
@@ -92,7 +94,8 @@ def _reference_logprobs(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-  from aya_t5x import decoding, inference
+  from aya_t5x import decoding, gin_config
+  from aya_t5x.checkpoints import loading
   from aya_t5x.data import vocabulary
   from aya_t5x.evaluation import judge_commands
   from aya_t5x.preference import online, rewards
@@ -112,9 +115,10 @@ def _generate(args: argparse.Namespace) -> int:
   prompts = online.read_prompts(args.prompts, language=args.language, skipped=skipped)
   if not prompts:
     raise ValueError(f"{args.prompts}: no usable prompt; " + "; ".join(skipped.lines()))
+  loading.check_exists(args.checkpoint)
   parse_gin(args)
-  config = inference.model_config(args.checkpoint)
-  params = inference.load_params(args.checkpoint, config)
+  config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
+  params = loading.load_params(args.checkpoint, config)
   vocab = vocabulary.sentencepiece_vocabulary(args.vocabulary)
   options = decoding.DecodingOptions(method="sample", temperature=args.temperature,
                                      top_k=args.top_k, top_p=args.top_p,

@@ -155,14 +155,15 @@ def check_run_lengths(task_fingerprint: str | None, inputs_length: int, name: st
 def load_frozen_reference(checkpoint: str, policy: MT5Config, param_shardings: Any) -> Any:
   """The live reference's parameters, checked against the policy and placed like its
   parameters (stacked when the policy scans its layers)."""
-  from aya_t5x import inference, layer_stack
+  from aya_t5x import layer_stack
+  from aya_t5x.checkpoints import loading
 
-  stored = inference.stored_config(checkpoint)
+  stored = loading.stored_config(checkpoint)
   if stored is not None:
     check_same_architecture(policy, stored, checkpoint)
   per_layer = dataclasses.replace(policy, scan_layers=False)
   try:
-    params = inference.load_params(checkpoint, per_layer)
+    params = loading.load_params(checkpoint, per_layer)
   except ValueError as e:
     raise ReferenceMismatchError(
         f"reference {checkpoint} does not match the policy's architecture or vocabulary: "

@@ -275,11 +275,10 @@ def test_training_reads_the_cache_and_resumes_exactly(built, vocabulary):
   output, info = built
   planned = registration.plan_from_index(caches.source_index(info, str(output), SOURCE))
   registration.register_planned(planned, vocabulary)
-  caches.use_cache_dir(str(output))
   assert planned.mixture == SOURCE
   config = input_pipeline.DatasetConfig(
       mixture_or_task_name=SOURCE, task_feature_lengths={"inputs": 32, "targets": 32},
-      batch_size=4, use_cached=True, seed=3)
+      batch_size=4, cache_dir=str(output), seed=3)
   whole = [next(iter_) for iter_ in [input_pipeline.BatchIterator(config)] for _ in range(6)]
   resumed = input_pipeline.BatchIterator(config, position=3)
   for expected in whole[3:]:
@@ -288,7 +287,7 @@ def test_training_reads_the_cache_and_resumes_exactly(built, vocabulary):
     for name in expected:
       np.testing.assert_array_equal(got[name], expected[name])
   # Tasks registered from a cache cannot be read on the fly, and say so before any read.
-  with pytest.raises(input_pipeline.DataConfigError, match="USE_CACHED_TASKS=True"):
+  with pytest.raises(input_pipeline.DataConfigError, match="CACHE_DIR="):
     input_pipeline.check_dataset_config(
         input_pipeline.DatasetConfig(mixture_or_task_name=SOURCE, batch_size=4,
                                      task_feature_lengths={"inputs": 32, "targets": 32}))
@@ -304,26 +303,25 @@ def test_a_run_on_cached_data_stopped_and_resumed_equals_an_uninterrupted_one(
   import jax
   import numpy as np
 
-  from aya_t5x import cli, command_flags, gin_config, testing
+  from aya_t5x import cli, command_flags, configurables, gin_config, testing
 
   output, info = built
   registration.register_planned(
       registration.plan_from_index(caches.source_index(info, str(output), SOURCE)), vocabulary)
-  caches.use_cache_dir(str(output))
   tiny = testing.TINY
 
   def train(model_dir, steps):
     parsed, bindings = cli.build_parser().parse_known_args([
         "train", "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
         f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
-        f"--gin.MIXTURE_OR_TASK_NAME='{SOURCE}'", "--gin.USE_CACHED_TASKS=True",
+        f"--gin.MIXTURE_OR_TASK_NAME='{SOURCE}'", f"--gin.CACHE_DIR='{output}'",
         "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}", "--gin.BATCH_SIZE=8",
         "--gin.MT5Config.vocab_size=1024", f"--gin.MT5Config.d_model={tiny.d_model}",
         f"--gin.MT5Config.d_kv={tiny.d_kv}", f"--gin.MT5Config.d_ff={tiny.d_ff}",
         "--gin.CheckpointConfig.every_steps=2", "--gin.CheckpointConfig.keep=None",
         "--gin.train.log_every=2"])
     gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
-    return gin_config.configured_train(show_progress=False)
+    return configurables.configured_train(show_progress=False)
 
   reference = train(tmp_path / "reference", 4)  # checkpoints at steps 2 and 4
   # A run that stopped after step 2's checkpoint: the same folder without step 4.

@@ -34,7 +34,7 @@ def test_use_cached_without_a_cache_is_an_error(small_vocabulary, tmp_path):
                                    language="en")
   config = input_pipeline.DatasetConfig(
       mixture_or_task_name="uncached_task", task_feature_lengths={"inputs": 8, "targets": 8},
-      batch_size=2, use_cached=True)
+      batch_size=2, cache_dir=str(tmp_path / "caches"))
   with pytest.raises(input_pipeline.DataConfigError, match="has no SeqIO cache.*aya-t5x cache"):
     input_pipeline.check_dataset_config(config)
   assert sources.get_source("uncached_task").name == "uncached_task"

@@ -74,12 +74,21 @@ def test_eval_writes_json_markdown_png_and_predictions(run):
 @fixtures.needs_real_xcopa
 def test_missing_data_fails_before_the_checkpoint_is_read(run, tmp_path, capsys):
   _, args = run
-  args = [a if a != str(run[0] / "ckpt") else str(tmp_path / "no_checkpoint") for a in args]
+  # A folder that exists but holds no checkpoint: reading it would fail, so the data error
+  # shows that nothing was read.
+  (tmp_path / "empty_checkpoint").mkdir()
+  args = [a if a != str(run[0] / "ckpt") else str(tmp_path / "empty_checkpoint") for a in args]
   assert cli.main([*args, "--output_dir", str(tmp_path / "out")]) == 2
   error = capsys.readouterr().err
   assert "XNLI: 1 file(s) not found" in error and "xnli.dev.tsv" in error
   assert "XWinograd: 6 file(s) not found" in error and "--allow_missing" in error
   assert not (tmp_path / "out").exists()
+  # A checkpoint that does not exist is named first, before the data is looked at.
+  args = [a if a != str(tmp_path / "empty_checkpoint") else str(tmp_path / "missing")
+          for a in args]
+  assert cli.main([*args, "--output_dir", str(tmp_path / "out")]) == 2
+  error = capsys.readouterr().err
+  assert "missing' does not exist" in error and "XNLI" not in error
 
 
 @fixtures.needs_real_xcopa
@@ -133,7 +142,8 @@ def test_bad_report_and_missing_suite_are_clear_errors(tmp_path, capsys):
   (tmp_path / "eval.json").write_text(json.dumps({"tasks": []}))
   assert cli.main(["eval", "report", str(tmp_path / "eval.json")]) == 2
   assert "not an evaluation report" in capsys.readouterr().err
-  assert cli.main(["eval", "--gin_file", "models/mt5_tiny.gin", "--checkpoint", "x",
-                   "--output_dir", str(tmp_path)]) == 2
+  (tmp_path / "x").mkdir()
+  assert cli.main(["eval", "--gin_file", "models/mt5_tiny.gin", "--checkpoint",
+                   str(tmp_path / "x"), "--output_dir", str(tmp_path)]) == 2
   assert "no evaluation suite configured: add one of --gin_file eval/aya_heldout.gin" in \
       capsys.readouterr().err

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from aya_t5x import cli, command_flags, decoding, gin_config
+from aya_t5x import cli, command_flags, configurables, decoding, gin_config
 from tests.fixture_tasks import TASK, _examples
 from tests.test_train import gin_args
 
@@ -20,7 +20,7 @@ def test_the_trainer_runs_the_suite_every_n_steps_and_writes_reports(tmp_path):
       "--gin.reverse/EvalTask.max_examples=8", "--gin.reverse/EvalTask.max_target_length=16")]
   parsed, bindings = cli.build_parser().parse_known_args(args)
   gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
-  result = gin_config.configured_train(show_progress=False)
+  result = configurables.configured_train(show_progress=False)
   assert result.step == 4
 
   lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

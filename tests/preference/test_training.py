@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from aya_t5x import cli, command_flags, gin_config, model_config
+from aya_t5x import cli, command_flags, configurables, gin_config, model_config
 from aya_t5x.checkpoints import native
 from aya_t5x.data import vocabulary as vocab_lib
 from aya_t5x.model import init_params
@@ -50,7 +50,7 @@ def run(setup, model_dir, steps, task, *extra):
       "--gin.train.log_every=1", *extra]
   parsed, bindings = cli.build_parser().parse_known_args(["train", *args])
   gin_config.parse_gin(parsed.gin_file, command_flags.split_gin_bindings(bindings))
-  return gin_config.configured_train(show_progress=False)
+  return configurables.configured_train(show_progress=False)
 
 
 def metrics(model_dir):
