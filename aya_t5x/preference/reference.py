@@ -17,6 +17,7 @@ parameters are placed with the policy's shardings and never enter the optimizer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -82,13 +83,31 @@ class ReferenceReport:
   fingerprint: str
 
 
-def token_log_probs(params: Any, config: MT5Config, prompts: np.ndarray, targets: np.ndarray
-                    ) -> np.ndarray:
-  """Per-token log-probs [batch, length] of `targets` given `prompts` (0 = padding)."""
-  from aya_t5x import decoding
+@functools.partial(jax.jit, static_argnames=("config", "vocab_tile_size"))
+def _pair_token_log_probs(params: Any, batch: dict, config: MT5Config,
+                          vocab_tile_size: int | None) -> jax.Array:
+  from aya_t5x.model import MT5
+  from aya_t5x.preference.objective import target_log_probs
 
-  return np.asarray(decoding.score(params, config, jnp.asarray(prompts),
-                                   jnp.asarray(targets)).token_log_likelihoods)
+  token_lp, _ = target_log_probs(MT5(config), params, batch, rng=jax.random.key(0),
+                                 enable_dropout=False, vocab_tile_size=vocab_tile_size)
+  return token_lp
+
+
+def pair_token_log_probs(params: Any, config: MT5Config, prompts: np.ndarray,
+                         chosen: np.ndarray, rejected: np.ndarray, *,
+                         vocab_tile_size: int | None = 8192) -> tuple[np.ndarray, np.ndarray]:
+  """Per-token log-probs [batch, length] of both answers (0 = padding), by the same code
+  as the live reference (the prompt encoded once, the vocabulary tiled)."""
+  batch = {"encoder_input_tokens": prompts}
+  for side, targets in (("chosen", chosen), ("rejected", rejected)):
+    batch[f"{side}_target_tokens"] = targets
+    batch[f"{side}_input_tokens"] = np.pad(targets, ((0, 0), (1, 0)))[:, :-1]
+    batch[f"{side}_loss_weights"] = (targets > 0).astype(np.int32)
+  tile = vocab_tile_size if vocab_tile_size and vocab_tile_size < config.vocab_size else None
+  token_lp = np.asarray(_pair_token_log_probs(
+      params, jax.tree.map(jnp.asarray, batch), config, tile))
+  return token_lp[:len(prompts)], token_lp[len(prompts):]
 
 
 def _encode(vocabulary, text: str) -> list[int]:
@@ -111,16 +130,19 @@ def write_reference_logprobs(params: Any, config: MT5Config, vocabulary,
       prompts = [_encode(vocabulary, p.prompt)[:inputs_length] for _, p in batch]
       sides = {side: [_encode(vocabulary, getattr(p, side)) for _, p in batch]
                for side in ("chosen", "rejected")}
-      rows = _buckets(len(batch), 1)
+      rows = batch_size  # one shape for every batch: one compile
       prompt_array = np.zeros((rows, _buckets(max(map(len, prompts)))), np.int32)
       for i, tokens in enumerate(prompts):
         prompt_array[i, :len(tokens)] = tokens
-      logps = {}
+      width = _buckets(max(len(t) for side in sides.values() for t in side))
+      arrays = {}
       for side, tokens in sides.items():
-        target_array = np.zeros((rows, _buckets(max(map(len, tokens)))), np.int32)
+        arrays[side] = np.zeros((rows, width), np.int32)
         for i, row in enumerate(tokens):
-          target_array[i, :len(row)] = row
-        logps[side] = token_log_probs(params, config, prompt_array, target_array)
+          arrays[side][i, :len(row)] = row
+      chosen, rejected = pair_token_log_probs(params, config, prompt_array, arrays["chosen"],
+                                              arrays["rejected"])
+      logps = {"chosen": chosen, "rejected": rejected}
       for i, (record, pair) in enumerate(batch):
         reference = {"digest": pair.digest(), "fingerprint": mark}
         for side, tokens in sides.items():
