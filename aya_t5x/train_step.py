@@ -110,8 +110,6 @@ class Objective(Protocol):
   argument (never in the optimizer).
   """
 
-  name: str
-  batch_kind: str
   live_reference: bool
 
   def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,
@@ -132,8 +130,6 @@ class Objective(Protocol):
 class CrossEntropy:
   """Token cross-entropy on input/target examples (supervised fine-tuning)."""
 
-  name = "cross_entropy"
-  batch_kind = "examples"
   live_reference = False
 
   def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,

@@ -150,6 +150,10 @@ def tasks_add(args: argparse.Namespace) -> int:
   from aya_t5x.data import languages, registration
   from aya_t5x.preference import tasks
 
+  if args.template_inputs or args.template_targets or args.targets_key != "targets":
+    raise ValueError("--template_* and --targets_key are for input/target examples; a "
+                     "preference file has prompt, chosen, rejected and language fields "
+                     "(--inputs_key renames the prompt's)")
   entry = {"name": args.name, "path": str(Path(args.path).resolve()), "kind": "preference",
            "language": args.language, "language_key": args.language_key,
            "inputs_key": args.inputs_key if args.inputs_key != "inputs" else None,

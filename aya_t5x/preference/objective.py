@@ -114,8 +114,6 @@ class PreferenceObjective:
   reference: str = "precomputed"
   reference_checkpoint: str | None = None
 
-  name = "preference"
-  batch_kind = "pairs"
 
   def __post_init__(self):
     if self.reference not in REFERENCE_SOURCES:

@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from aya_t5x import model as model_lib
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
@@ -125,4 +126,40 @@ def test_reference_never_changes_and_microbatches_add_up():
   s2, m2 = jax.jit(two)(_state(params, tx), batch, *extra)
   np.testing.assert_allclose(m1["loss"], m2["loss"], rtol=1e-5)
   for x, y in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def _sharded_terms(preset, num_partitions, devices, tile):
+  """(sums, gradients) of the live DPO loss on 8 pairs, jitted under a preset."""
+  from aya_t5x import partitioning
+
+  part = partitioning.Partitioner(num_partitions=num_partitions,
+                                  logical_axis_rules=partitioning.preset_rules(preset))
+  mesh = part.mesh(devices)
+  config = dataclasses.replace(CONFIG, dropout_rate=0.0)
+  params = model_lib.init_params(config, jax.random.key(0))
+  reference = model_lib.init_params(config, jax.random.key(1))
+  batch = unpacked(_pairs(8, seed=2))
+
+  def fn(p, r, b):
+    return jax.value_and_grad(lambda q: LIVE.loss_terms(
+        model_lib.MT5(config), LossConfig(vocab_tile_size=tile), q, b, jax.random.key(0),
+        False, r), has_aux=True)(p)
+
+  with jax.set_mesh(mesh), part.rules_context():
+    shardings = part.logical_to_sharding(model_lib.param_logical_axes(config), mesh)
+    params, reference = (jax.device_put(x, shardings) for x in (params, reference))
+    batch = jax.device_put(batch, part.batch_sharding(mesh))
+    (_, sums), grads = jax.jit(fn)(params, reference, batch)
+  return sums, grads
+
+
+@pytest.mark.parametrize("preset,num_partitions", [
+    ("fsdp", 1), ("megatron", 2), ("2d", 4)])
+def test_sharded_presets_equal_one_device(preset, num_partitions):
+  expected_sums, expected = _sharded_terms("data_parallel", 1, jax.devices()[:1], None)
+  sums, grads = _sharded_terms(preset, num_partitions, jax.devices(), 24)
+  for key, value in expected_sums.items():
+    np.testing.assert_allclose(sums[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+  for x, y in zip(jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
