@@ -2,8 +2,8 @@
 
 After the SFT run of the first scheme:
 
-1. prompts: the first `prompts_per_language` training records per language of the
-   corpus's data_provenance source (instructions of every task type, with their answers);
+1. prompts: up to `prompts_per_language` training records per language from the
+   corpus's training sources (`PAIR_SOURCES`: every task type, with their answers);
 2. the SFT model samples `num_samples` answers per prompt; the programmatic judge
    (`aya_t5x.preference.rewards.programmatic`: chrF against the reference answer, a bonus
    for the exact answer, times the share of unrepeated word 3-grams) ranks them, and each
@@ -31,7 +31,10 @@ import numpy as np
 from aya_t5x import reporting
 from aya_t5x.demo import corpus as demo_corpus
 
-PAIRS_SOURCE = "data_provenance"
+# Training sources whose prompts make the pairs: together every language and task type
+# of the held-out sets (data_provenance is English; the others cover the rest).
+PAIR_SOURCES = ("aya_translated", "data_provenance", "xp3x", "aya_templated",
+                "sharegpt_command")
 TASK = "demo_preference"
 
 
@@ -43,23 +46,35 @@ class PreferenceOptions:
   prompts_per_language: int = 48
   num_samples: int = 4
   held_out_per_task: int = 10
-  learning_rate: float = 1e-3
+  learning_rate: float = 2e-4
   beta: float = 0.1
   gin_bindings: Sequence[str] = ()
 
 
+def _language(value: str) -> str | None:
+  from aya_t5x.data import languages
+
+  found = languages.find_language(value) or languages.find_language(value.split("_")[0])
+  return found.code if found else None
+
+
 def _prompts(corpus: demo_corpus.Corpus, per_language: int):
+  """Up to `per_language` training prompts per language, spread over `PAIR_SOURCES`."""
   from aya_t5x.data import readers
   from aya_t5x.preference import online
 
+  per_source = max(1, per_language // 3)
   taken: collections.Counter = collections.Counter()
   prompts = []
-  for _, record in readers.iter_records(corpus.source_paths()[PAIRS_SOURCE]["train"]):
-    code = record["language"]
-    if taken[code] < per_language:
+  for source in PAIR_SOURCES:
+    for _, record in readers.iter_records(corpus.source_paths()[source]["train"]):
+      code = _language(str(record.get("language", "")))
+      if code is None or taken[(code, source)] >= per_source or taken[code] >= per_language:
+        continue
       taken[code] += 1
-      prompts.append(online.Prompt(id=f"{code}-{taken[code]}", prompt=record["inputs"],
-                                   language=code, example=record))
+      taken[(code, source)] += 1
+      prompts.append(online.Prompt(id=f"{source}-{code}-{taken[(code, source)]}",
+                                   prompt=record["inputs"], language=code, example=record))
   return prompts
 
 
