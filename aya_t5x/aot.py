@@ -256,20 +256,23 @@ def _without_persistent_cache(devices):
 
 
 def _lower_step(devices, model_config: MT5Config, train_data, partitioner: Partitioner,
-                schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int):
+                schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int,
+                objective: train_step.Objective = train_step.CrossEntropy()):
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
-           for name, spec in input_pipeline.batch_spec(train_data).items()}
+           for name, spec in objective.batch_spec(train_data).items()}
   layout = train_state.state_layout(model_config, tx, partitioner, mesh)
   step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
-                                   batch_sharding=batch_sharding)
+                                   batch_sharding=batch_sharding, objective=objective)
+  # A live reference is a second, frozen copy of the parameters: it counts in memory.
+  extra = (layout.abstract.params,) if objective.live_reference else ()
   with jax.set_mesh(mesh), partitioner.rules_context():
-    return mesh, step.lower(layout.abstract, batch)
+    return mesh, step.lower(layout.abstract, batch, *extra)
 
 
 def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
@@ -302,7 +305,9 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
                        schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
                        optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
                        loss: LossConfig = LossConfig(), num_microbatches: int = 1,
-                       seed: int = 0, step_costs: bool = True) -> CompileReport:
+                       seed: int = 0, step_costs: bool = True,
+                       objective: train_step.Objective = train_step.CrossEntropy()
+                       ) -> CompileReport:
   """Compiles the train step `train.train` would run with these arguments on `topology`.
 
   With `step_costs` (and where the step fits) the report has the whole step's FLOPs and
@@ -317,7 +322,7 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   attention_line = attention.describe_choice(model_config, chosen, devices[0].platform)
   model_config = chosen
   arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
-                   optimizer=optimizer, loss=loss, seed=seed)
+                   optimizer=optimizer, loss=loss, seed=seed, objective=objective)
   memory, flops, error = None, None, None
   step_flops = step_bytes = None
   start = time.perf_counter()

@@ -28,7 +28,8 @@ from aya_t5x.command_flags import (
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
-                   "aya_t5x.vocab.commands", "aya_t5x.compile_command")
+                   "aya_t5x.vocab.commands", "aya_t5x.compile_command",
+                   "aya_t5x.preference.commands")
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -263,6 +264,7 @@ def _register(args: argparse.Namespace) -> None:
   Library modules import none of these.
   """
   import aya_t5x.mixtures  # noqa: F401
+  import aya_t5x.preference.tasks  # noqa: F401  (manifest tasks of kind "preference")
   import aya_t5x.tasks  # noqa: F401
 
   if hasattr(args, "gin_file"):

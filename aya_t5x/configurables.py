@@ -25,6 +25,8 @@ from aya_t5x.data import manifest as _manifest  # noqa: F401  (gin: load_manifes
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
 from aya_t5x.evaluation import suite_evaluator as eval_hook
+from aya_t5x.preference import losses as preference_losses
+from aya_t5x.preference import objective as preference_objective
 
 # Each entry is the name a gin file uses; the values are the callables gin configures.
 REGISTERED = {
@@ -36,6 +38,10 @@ REGISTERED = {
     "LearningRateSchedule": optim.LearningRateSchedule,
     "AdafactorConfig": optim.AdafactorConfig,
     "LossConfig": train_step.LossConfig,
+    # What the step optimises (train.objective): fine-tuning, or preference pairs.
+    "CrossEntropy": train_step.CrossEntropy,
+    "PreferenceObjective": preference_objective.PreferenceObjective,
+    "PairLossConfig": preference_losses.PairLossConfig,
     "CheckpointConfig": train.CheckpointConfig,
     "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
     # The evaluation suite (gin/eval/): entries, suites, the trainer hook, and the metric

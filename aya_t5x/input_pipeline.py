@@ -294,6 +294,10 @@ def build_dataset(config: DatasetConfig, shard: tuple[int, int] | None = None):
   check_dataset_config(config)
   index, count = shard or (jax.process_index(), jax.process_count())
   _check_shards(config, count)
+  # Preference pairs have their own features (aya_t5x.preference.features).
+  from aya_t5x.preference import features as pair_features
+  if pair_features.is_pair_task(config.mixture_or_task_name):
+    return pair_features.pair_dataset(config, index, count)
   best_fit = config.use_packing and config.packing == "best_fit"
   converter = (seqio.PassThroughFeatureConverter() if best_fit
                else seqio.EncDecFeatureConverter(pack=config.use_packing))
@@ -318,6 +322,9 @@ def batch_spec(config: DatasetConfig) -> dict[str, jax.ShapeDtypeStruct]:
   The features of SeqIO's `EncDecFeatureConverter` (and of the best-fit packer, which
   follows its conventions): segment ids and positions only when packing.
   """
+  from aya_t5x.preference import features as pair_features
+  if pair_features.is_pair_task(config.mixture_or_task_name):
+    return pair_features.pair_batch_spec(config)
   lengths = config.task_feature_lengths
   features = {"encoder_input_tokens": "inputs", "decoder_target_tokens": "targets",
               "decoder_input_tokens": "targets", "decoder_loss_weights": "targets"}

@@ -37,7 +37,7 @@ from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer, saved_steps
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_evaluators import EvalContext, Evaluator
-from aya_t5x.train_step import LossConfig, jit_train_step
+from aya_t5x.train_step import CrossEntropy, LossConfig, Objective, jit_train_step
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,11 +90,13 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           num_microbatches: int = 1, log_every: int = 100, eval_every: int = 0,
           evaluators: Sequence[Evaluator] = (), initial_checkpoint_path: str | None = None,
           seed: int = 0, devices: Sequence[jax.Device] | None = None,
-          show_progress: bool = True) -> TrainResult:
+          show_progress: bool = True, objective: Objective = CrossEntropy()) -> TrainResult:
   """Fine-tunes for `train_steps` steps (counted from this fine-tuning's start).
 
   Resumes from the latest checkpoint in `model_dir` if there is one; otherwise starts
   from `initial_checkpoint_path` (aya_t5x, T5X or Hugging Face) or from random weights.
+  `objective` is what the step optimises (`train_step.Objective`: cross-entropy, or
+  preference pairs with `aya_t5x.preference.objective.PreferenceObjective`).
   In a multi-host run (`aya_t5x.distributed`) every host calls this with the same
   arguments; only the first host logs.
   """
@@ -182,7 +184,12 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     compiled_step = jit_train_step(model_config, tx, schedule, loss, seed=seed,
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
-                                   batch_sharding=batch_sharding)
+                                   batch_sharding=batch_sharding, objective=objective)
+    # What the objective adds to each step (a frozen reference), loaded on every start,
+    # so a resumed run sees the same one.
+    step_inputs = objective.step_inputs(model_config=model_config,
+                                        initial_checkpoint_path=initial_checkpoint_path,
+                                        param_shardings=layout.shardings.params)
 
     # ------------------------------------------------------------- metrics, progress
     lengths = train_data.task_feature_lengths
@@ -227,7 +234,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           partitioner.rules_context()):
       while step < train_steps:
         batch = input_pipeline.global_batch(next(batches), batch_sharding)
-        state, metrics = compiled_step(state, batch)
+        state, metrics = compiled_step(state, batch, *step_inputs)
         step += 1
         if pending is not None:
           check_finite(*pending)

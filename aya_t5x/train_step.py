@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import flax.struct
 import jax
@@ -99,6 +99,57 @@ def _loss_terms(model: MT5, loss: LossConfig, params: Any, batch: Batch, rng: ja
   return numerator, sums
 
 
+class Objective(Protocol):
+  """What a step optimises, chosen in gin (`train.objective`): the step reads it and has
+  no branch per method. `CrossEntropy` (supervised fine-tuning) is the default;
+  `aya_t5x.preference.objective.PreferenceObjective` trains on pairs.
+
+  `loss_terms` returns (loss numerator, sums); the sums hold a 'denominator' that the
+  step divides the accumulated gradients by, and what `metrics` turns into the logged
+  metrics. `live_reference`: the step takes frozen reference parameters as a third
+  argument (never in the optimizer).
+  """
+
+  live_reference: bool
+
+  def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,
+                 rng: jax.Array, enable_dropout: bool, reference_params: Any = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
+
+  def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics: ...
+
+  def step_inputs(self, *, model_config: MT5Config, initial_checkpoint_path: str | None,
+                  param_shardings: Any) -> tuple:
+    """The step's arguments after (state, batch): () or (reference parameters,)."""
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch's shapes, known without reading data (`aya-t5x compile`)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CrossEntropy:
+  """Token cross-entropy on input/target examples (supervised fine-tuning)."""
+
+  live_reference = False
+
+  def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,
+                 rng: jax.Array, enable_dropout: bool, reference_params: Any = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    del reference_params
+    return _loss_terms(model, loss, params, batch, rng, enable_dropout)
+
+  def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics:
+    return _metrics(numerator, sums)
+
+  def step_inputs(self, **_) -> tuple:
+    return ()
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    from aya_t5x import input_pipeline
+
+    return input_pipeline.batch_spec(train_data)
+
+
 def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
   """[B, ...] -> [M, B / M, ...], microbatch i taking rows i, i + M, i + 2M, ...
 
@@ -113,33 +164,41 @@ def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
 
 def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], loss: LossConfig, *,
-                    seed: int, num_microbatches: int = 1
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """Builds the pure train step for `config`; jit it with shardings and donation."""
+                    seed: int, num_microbatches: int = 1,
+                    objective: Objective = CrossEntropy()
+                    ) -> Callable[..., tuple[TrainState, Metrics]]:
+  """Builds the pure train step for `config`; jit it with shardings and donation.
+
+  `train_step(state, batch)`, or `train_step(state, batch, reference_params)` when the
+  objective has a live reference.
+  """
   model = MT5(config)
   enable_dropout = config.dropout_rate > 0 or config.attention_dropout > 0
 
-  def numerator_and_grads(params, batch, rng):
+  def numerator_and_grads(params, batch, rng, reference_params):
     grad_fn = jax.value_and_grad(
-        lambda p: _loss_terms(model, loss, p, batch, rng, enable_dropout), has_aux=True)
+        lambda p: objective.loss_terms(model, loss, p, batch, rng, enable_dropout,
+                                       reference_params), has_aux=True)
     (numerator, sums), grads = grad_fn(params)
     return numerator, sums, grads
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+  def train_step(state: TrainState, batch: Batch, reference_params: Any = None
+                 ) -> tuple[TrainState, Metrics]:
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     if num_microbatches == 1:
-      numerator, sums, grads = numerator_and_grads(state.params, batch, rng)
+      numerator, sums, grads = numerator_and_grads(state.params, batch, rng,
+                                                   reference_params)
     else:
       micro = _split_microbatches(batch, num_microbatches)
 
       def accumulate(carry, inputs):
         index, microbatch = inputs
         n, s, g = numerator_and_grads(state.params, microbatch,
-                                      jax.random.fold_in(rng, index))
+                                      jax.random.fold_in(rng, index), reference_params)
         return jax.tree.map(jnp.add, carry, (n, s, g)), None
 
       zeros = jax.eval_shape(numerator_and_grads, state.params,
-                             jax.tree.map(lambda x: x[0], micro), rng)
+                             jax.tree.map(lambda x: x[0], micro), rng, reference_params)
       zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros)
       (numerator, sums, grads), _ = jax.lax.scan(
           accumulate, zeros, (jnp.arange(num_microbatches), micro))
@@ -147,7 +206,7 @@ def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
     grads = jax.tree.map(lambda g: g / denominator, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = _metrics(numerator, sums)
+    metrics = objective.metrics(numerator, sums)
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["learning_rate"] = schedule(state.step)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -155,13 +214,14 @@ def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(config: MT5Config, loss: LossConfig
-                   ) -> Callable[[Any, Batch], Metrics]:
+def make_eval_step(config: MT5Config, loss: LossConfig, objective: Objective = CrossEntropy()
+                   ) -> Callable[..., Metrics]:
   """Teacher-forced loss and accuracy on a batch, dropout off: `eval_step(params, batch)`."""
   model = MT5(config)
 
-  def eval_step(params: Any, batch: Batch) -> Metrics:
-    numerator, sums = _loss_terms(model, loss, params, batch, jax.random.key(0), False)
+  def eval_step(params: Any, batch: Batch, reference_params: Any = None) -> Metrics:
+    numerator, sums = objective.loss_terms(model, loss, params, batch, jax.random.key(0),
+                                           False, reference_params)
     return {"loss_numerator": numerator, **sums}
 
   return eval_step
@@ -184,9 +244,14 @@ def eval_metrics(totals: dict[str, float]) -> dict[str, float]:
 def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
                    schedule: Callable[[Any], Any], loss: LossConfig, *, seed: int,
                    num_microbatches: int, state_shardings: Any,
-                   batch_sharding: jax.sharding.Sharding):
-  """The train step jitted with the state's and the batch's shardings, the state donated."""
+                   batch_sharding: jax.sharding.Sharding,
+                   objective: Objective = CrossEntropy()):
+  """The train step jitted with the state's and the batch's shardings, the state donated
+  (a live reference, when the objective has one, is sharded like the parameters)."""
   step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
-                            num_microbatches=num_microbatches)
-  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding),
+                            num_microbatches=num_microbatches, objective=objective)
+  in_shardings = (state_shardings, batch_sharding)
+  if objective.live_reference:
+    in_shardings += (state_shardings.params,)
+  return jax.jit(step_fn, in_shardings=in_shardings,
                  out_shardings=(state_shardings, None), donate_argnums=(0,))

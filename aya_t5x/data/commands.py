@@ -37,6 +37,9 @@ def _as_value_error(error: KeyError) -> ValueError:
 def _tasks_add(args: argparse.Namespace) -> int:
   from aya_t5x.data import manifest
 
+  if args.kind == "preference":
+    from aya_t5x.preference import commands as preference_commands
+    return preference_commands.tasks_add(args)
   template = None
   if args.template_inputs or args.template_targets:
     if not (args.template_inputs and args.template_targets):
@@ -533,6 +536,9 @@ def add_commands(subparsers: Any) -> None:
                    help="skip and count malformed records instead of failing")
   add.add_argument("--manifest", default=DEFAULT_MANIFEST, help="task manifest (JSON)")
   add.add_argument("--replace", action="store_true", help="overwrite a task of that name")
+  add.add_argument("--kind", choices=("examples", "preference"), default="examples",
+                   help="examples (inputs/targets) or preference pairs "
+                        "(prompt/chosen/rejected/language; docs/preference.md)")
   add.set_defaults(handler=_tasks_add)
 
   listing = actions.add_parser("list", help="list sources and registered tasks")

@@ -29,17 +29,37 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import gin
+from aya_t5x import registry
 from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.data import languages, mixing, readers, registration, sources
 from aya_t5x.data.templates import Template
 
 TASK_KEYS = {"name", "path", "splits", "language", "inputs_key", "targets_key",
-             "language_key", "template", "tolerant", "dataset"}
+             "language_key", "template", "tolerant", "dataset", "kind"}
+
+# Tasks of another kind than input/target examples ("kind" in the entry): kind -> the
+# function that registers such an entry (its path resolved) with a vocabulary. Each kind's
+# package registers itself (`aya_t5x.preference.tasks`: "preference"; the command line
+# imports it).
+_KIND_REGISTRARS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {}
+
+
+def register_task_kind(kind: str, registrar: Callable[[Mapping[str, Any], Any], Any]) -> None:
+  """Lets manifests hold tasks of `kind`, registered by `registrar(entry, vocabulary)`."""
+  _KIND_REGISTRARS[kind] = registrar
+
+
+def _registrar(kind: str, where: str) -> Callable[[Mapping[str, Any], Any], Any]:
+  try:
+    return registry.lookup(_KIND_REGISTRARS, kind, what="task kind",
+                           empty="(none; import aya_t5x.preference.tasks)")
+  except KeyError as e:
+    raise ValueError(f"{where}: {e.args[0]}") from None
 MIXTURE_KEYS = {"name", "tasks", "rate_by"}
 RATE_BY = ("examples", "tokens", "temperature:T")
 
@@ -380,6 +400,30 @@ def add_task(manifest_path: str | os.PathLike, entry: Mapping[str, Any], *,
   return entry, index
 
 
+def add_task_of_kind(manifest_path: str | os.PathLike, entry: Mapping[str, Any], *,
+                     replace: bool = False) -> dict[str, Any]:
+  """Writes a task of another kind (`entry["kind"]`, its data checked by the caller) into
+  the manifest, its path relative to the manifest; all or nothing."""
+  manifest = read(manifest_path)
+  _registrar(entry["kind"], f"task {entry.get('name')!r}")
+  entry = _check_task({k: v for k, v in entry.items() if v is not None}, "task")
+  entry["path"] = manifest.relative(entry["path"])
+  tasks = list(manifest.tasks)
+  names = [e["name"] for e in tasks]
+  if manifest.mixture(entry["name"]):
+    raise ValueError(f"{manifest.path}: {entry['name']!r} is a mixture there; choose another "
+                     "task name")
+  if entry["name"] in names:
+    if not replace:
+      raise ValueError(f"{manifest.path}: a task {entry['name']!r} exists already; pass "
+                       "--replace to overwrite it")
+    tasks[names.index(entry["name"])] = entry
+  else:
+    tasks.append(entry)
+  write(dataclasses.replace(manifest, tasks=tuple(tasks)))
+  return entry
+
+
 def _check_fields_present(spec: sources.SourceSpec, path: str, probe: int = 20) -> None:
   """Reads the first records and raises if the spec's fields are not there (a typo)."""
   for count, (location, record) in enumerate(readers.iter_records(path)):
@@ -531,7 +575,7 @@ def plan_tasks(manifest: Manifest, members: Sequence[str] | None = None
       m.rpartition(".")[0] for m in members}
   out = {}
   for entry in manifest.tasks:
-    if wanted is not None and entry["name"] not in wanted:
+    if (wanted is not None and entry["name"] not in wanted) or entry.get("kind"):
       continue
     out[entry["name"]] = registration.plan_source_tasks(
         spec_of_entry(entry), manifest.data_of(entry), prefix=entry["name"],
@@ -562,6 +606,10 @@ def load_manifest(manifest: str = gin.REQUIRED, vocabulary=gin.REQUIRED
   use_languages(read_back)
   planned = {}
   for e in read_back.tasks:
+    if e.get("kind"):
+      _registrar(e["kind"], f"{read_back.path}: task {e['name']}")(
+          {**e, "path": read_back.resolve(e["path"])}, vocabulary)
+      continue
     planned[e["name"]] = registration.register_jsonl_task(
         e["name"], read_back.data_of(e), vocabulary=vocabulary, language=e.get("language"),
         inputs_key=e.get("inputs_key") or "inputs",
