@@ -4,8 +4,8 @@ or a reward function, and keep the best and the worst as the next round's pairs.
 Ranking:
 - a reward function (`rewards.get_reward`) scores each answer; the highest and lowest
   scores make the pair;
-- a judge (`aya_t5x.evaluation.judge`: an HTTP endpoint or a local model) compares every
-  two answers of a prompt once, in a seeded random order (`judge.shown_first`); an
+- a judge (`aya_t5x.evaluation.judging`: an HTTP endpoint or a local model) compares every
+  two answers of a prompt once, in a seeded random order (`judging.pairwise.shown_first`); an
   answer's score is its wins plus half its ties. Unparseable or failed verdicts count as
   ties and are reported.
 
@@ -82,22 +82,22 @@ def scores_by_reward(reward, prompt: Prompt, answers: Sequence[str]) -> list[flo
 def scores_by_judge(judge, prompts: Sequence[Prompt], answers: Sequence[Sequence[str]],
                     *, seed: int = 0) -> tuple[list[list[float]], collections.Counter]:
   """Round-robin wins (+ half ties) of each answer, judged pairwise once per two answers."""
-  from aya_t5x.evaluation import judge as judging
+  from aya_t5x.evaluation.judging import backends, pairwise
 
   items, where = [], []
   for p_index, (prompt, options) in enumerate(zip(prompts, answers, strict=True)):
     for i, j in itertools.combinations(range(len(options)), 2):
       key = f"{prompt.id}:{i}:{j}"
-      first = judging.shown_first(seed, key)
+      first = pairwise.shown_first(seed, key)
       a, b = (options[i], options[j]) if first else (options[j], options[i])
-      items.append(judging.pairwise_prompt(prompt.prompt, a, b))
+      items.append(pairwise.pairwise_prompt(prompt.prompt, a, b))
       where.append((p_index, i, j, first))
   scores = [[0.0] * len(options) for options in answers]
   outcomes: collections.Counter = collections.Counter()
   for index, reply in judge.complete_all(items):
     p_index, i, j, first = where[index]
-    verdict = None if isinstance(reply, judging.JudgeItemError) else (
-        judging.parse_preference(reply))
+    verdict = None if isinstance(reply, backends.JudgeItemError) else (
+        pairwise.parse_preference(reply))
     if verdict in ("A", "B"):
       i_won = (verdict == "A") == first
       scores[p_index][i if i_won else j] += 1.0

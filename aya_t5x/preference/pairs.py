@@ -264,10 +264,11 @@ def pairs_from_judgments(judgments: str | os.PathLike, generations_a: str | os.P
                          ) -> PairSet:
   """Pairs from `aya-t5x judge pairwise` output (its judgments.jsonl) and the two files
   of generations it judged: the answer the judge preferred is chosen."""
-  from aya_t5x.evaluation import judge
+  from aya_t5x.evaluation.judging import generation
 
-  joined = judge.join_generations(judge.read_generations(generations_a, language=language),
-                                  judge.read_generations(generations_b, language=language))
+  joined = generation.join_generations(
+      generation.read_generations(generations_a, language=language),
+      generation.read_generations(generations_b, language=language))
   by_id = {a.id: (a, b) for a, b in joined.pairs}
   skipped = Skipped()
   pairs = []

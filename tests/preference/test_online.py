@@ -6,7 +6,7 @@ import jax
 
 from aya_t5x import cli
 from aya_t5x.checkpoints import native
-from aya_t5x.evaluation.judge import JudgeItemError
+from aya_t5x.evaluation.judging.backends import JudgeItemError
 from aya_t5x.model import init_params
 from aya_t5x.preference import online, rewards
 from aya_t5x.testing import vocabularies
