@@ -1,6 +1,7 @@
 # The two commands of the README. Each creates .venv and installs the pinned set on first use.
 #   make demo   runs the main job on its built-in demo
 #   make test   runs the test suite (what CI runs)
+#   make test-fast   the suite without the tests marked slow (over a minute each), to iterate
 #   make install-beam / make test-beam: the 'beam' extra (`aya-t5x cache`) in its own venv,
 #     .venv-beam, from requirements/constraints-beam.txt (apache-beam needs protobuf < 7,
 #     the base set pins 7.x; see that file), and the Beam tests in it (CI runs both).
@@ -14,7 +15,7 @@ BEAM_VENV ?= .venv-beam
 BEAM_STAMP := $(BEAM_VENV)/.installed
 BEAM_TESTS ?= tests/data/test_cache_pipeline.py
 
-.PHONY: demo test lint install clean install-beam test-beam
+.PHONY: demo test test-fast lint install clean install-beam test-beam
 
 install: $(STAMP)
 
@@ -45,6 +46,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not slow" tests
 
 clean:
 	rm -rf $(VENV) $(BEAM_VENV) build *.egg-info

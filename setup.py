@@ -31,8 +31,9 @@ setup(
         # Crowd filtering of translated data: vote aggregation by assessor skill.
         "crowd-kit",
         # The annotation app: ASGI framework, templates, server, the SQL layer (SQLite
-        # built in), and the server-side edit distance.
-        "starlette", "jinja2", "uvicorn", "sqlalchemy", "rapidfuzz",
+        # built in), the server-side edit distance, and zxcvbn's password estimate (its
+        # lists of common passwords, words and names).
+        "starlette", "jinja2", "uvicorn", "sqlalchemy", "rapidfuzz", "zxcvbn",
     ],
     extras_require={
         # libtpu: TPU runs, and `aya-t5x compile` for TPU topologies on machines without

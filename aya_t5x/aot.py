@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import jax
 
-from aya_t5x import input_pipeline, optim, throughput, train_state, train_step
+from aya_t5x import attention, input_pipeline, optim, throughput, train_state, train_step
 from aya_t5x.adapters import trainable as trainable_lib
 from aya_t5x.adapters.trainable import TrainableSet
 from aya_t5x.model_config import MT5Config
@@ -185,6 +185,7 @@ class CompileReport:
   step_flops: float | None = None          # one device, one whole step (cost model)
   step_bytes_accessed: float | None = None  # one device, one whole step (cost model)
   hbm_bandwidth: float | None = None       # bytes/s per device (data sheet)
+  attention: str = ""                      # the kernel and attention dropout compiled
 
   @property
   def fits(self) -> bool | None:
@@ -258,6 +259,7 @@ def _without_persistent_cache(devices):
 
 def _lower_step(devices, model_config: MT5Config, train_data, partitioner: Partitioner,
                 schedule, optimizer, loss: LossConfig, num_microbatches: int, seed: int,
+                objective: train_step.Objective = train_step.CrossEntropy(),
                 trainable: TrainableSet = trainable_lib.ALL):
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
@@ -265,19 +267,21 @@ def _lower_step(devices, model_config: MT5Config, train_data, partitioner: Parti
   model_config = trainable.model_config(model_config)
   batch_sharding = partitioner.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct(spec.shape, spec.dtype, sharding=batch_sharding)
-           for name, spec in input_pipeline.batch_spec(train_data).items()}
+           for name, spec in objective.batch_spec(train_data).items()}
   layout = train_state.state_layout(model_config, tx, partitioner, mesh, trainable)
   frozen = train_state.frozen_layout(model_config, partitioner, mesh, trainable)
   step = train_step.jit_train_step(model_config, tx, schedule, loss, seed=seed,
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
                                    batch_sharding=batch_sharding, trainable=trainable,
-                                   frozen_shardings=frozen.shardings)
+                                   frozen_shardings=frozen.shardings, objective=objective)
   frozen_abstract = jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), frozen.shapes,
       frozen.shardings)
+  # A live reference is a second, frozen copy of the parameters: it counts in memory.
+  extra = (layout.abstract.params,) if objective.live_reference else ()
   with jax.set_mesh(mesh), partitioner.rules_context():
-    return mesh, step.lower(layout.abstract, batch, frozen_abstract)
+    return mesh, step.lower(layout.abstract, batch, frozen_abstract, *extra)
 
 
 def unrolled_step_costs(devices, model_config: MT5Config, num_microbatches: int,
@@ -311,6 +315,7 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
                        optimizer: optim.AdafactorConfig = optim.AdafactorConfig(),
                        loss: LossConfig = LossConfig(), num_microbatches: int = 1,
                        seed: int = 0, step_costs: bool = True,
+                       objective: train_step.Objective = train_step.CrossEntropy(),
                        trainable: TrainableSet = trainable_lib.ALL) -> CompileReport:
   """Compiles the train step `train.train` would run with these arguments on `topology`.
 
@@ -320,8 +325,14 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
   compiles.
   """
   devices = list(topology.devices)
+  # 'auto' attention chooses for the topology's platform, as `train` would on it.
+  chosen = attention.choose_implementation(
+      model_config, devices[0].platform, tuple(train_data.task_feature_lengths.values()))
+  attention_line = attention.describe_choice(model_config, chosen, devices[0].platform)
+  model_config = chosen
   arguments = dict(train_data=train_data, partitioner=partitioner, schedule=schedule,
-                   optimizer=optimizer, loss=loss, seed=seed, trainable=trainable)
+                   optimizer=optimizer, loss=loss, seed=seed, objective=objective,
+                   trainable=trainable)
   memory, flops, error = None, None, None
   step_flops = step_bytes = None
   start = time.perf_counter()
@@ -354,7 +365,8 @@ def compile_train_step(*, topology: Topology, model_config: MT5Config,
           model_config, train_data.batch_size, lengths["inputs"], lengths["targets"]),
       peak_flops_per_device=_data_sheet(throughput.PEAK_FLOPS, devices[0]), error=error,
       step_flops=step_flops, step_bytes_accessed=step_bytes,
-      hbm_bandwidth=_data_sheet(throughput.HBM_BANDWIDTH, devices[0]))
+      hbm_bandwidth=_data_sheet(throughput.HBM_BANDWIDTH, devices[0]),
+      attention=attention_line)
 
 
 def _size(n: int) -> str:
@@ -368,7 +380,7 @@ def format_report(report: CompileReport, utilization: float) -> str:
            f" mesh {report.mesh_shape}",
            f"batch {report.batch_size} in {report.num_microbatches} microbatch(es), "
            f"{report.tokens_per_step:,} tokens per step; compiled in "
-           f"{report.compile_seconds:.1f} s"]
+           f"{report.compile_seconds:.1f} s", report.attention]
   if report.memory is None:
     lines.append(f"DOES NOT FIT: {report.error}")
   else:

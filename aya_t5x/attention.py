@@ -8,30 +8,41 @@ in its own form:
 
   xla         the reference: one additive float32 bias `[batch, heads, q, k]` built
               in the layer (`MultiHeadAttention`), softmax and dropout in XLA.
-  cudnn       `jax.nn.dot_product_attention(..., implementation='cudnn', scale=1.0)`: the
-              relative bias as `bias` (its gradient is returned by cuDNN), the causal
-              mask as `is_causal`, unpacked padding as sequence lengths, packed rows as
-              a boolean mask (cuDNN folds it into the bias). GPU only, bfloat16/float16.
-  pallas_tpu  `jax.experimental.pallas.ops.tpu.flash_attention`: the relative bias as
-              `ab` (broadcast over the batch; its gradient is returned), packing and
-              padding as segment ids, `causal`. TPU (or Pallas interpret mode on CPU).
-              GSPMD cannot split a Mosaic kernel, so on a multi-device mesh it runs
-              inside `jax.shard_map` on each device's rows and heads.
+  cudnn       jax's internal cuDNN flash attention
+              (`jax._src.cudnn.fused_attention_stablehlo.dot_product_attention`, scale 1,
+              [batch, heads, length, d] layout): the relative bias as `bias` (its
+              gradient is returned by cuDNN), the causal mask as the CAUSAL mask type,
+              unpacked padding as sequence lengths, packed rows as a boolean mask (cuDNN
+              folds it into the bias), attention dropout by cuDNN's Philox generator from
+              a static seed per call site (`cudnn_seed`). GPU only, bfloat16/float16.
+  pallas_tpu  the project's Pallas flash attention (`aya_t5x.flash_dropout`): the
+              relative bias as a [1, heads, q, k] table (its gradient is returned),
+              packing and padding as segment ids, causal, dropout drawn inside the kernel
+              from a hash of (seed, row, head, query, key) with the seed drawn from the
+              layer's 'dropout' rng. TPU (or Pallas interpret mode on CPU). GSPMD cannot
+              split a Mosaic kernel, so on a multi-device mesh it runs inside
+              `jax.shard_map` on each device's rows and heads.
+  auto        resolved by `choose_implementation` for the platform the step runs on.
 
-Both fused kernels separate packed examples, so none refuses packing. Neither applies
-dropout to the attention weights: with dropout on they are refused while training.
+Both fused kernels separate packed examples, so none refuses packing; each refuses only
+an attention dropout it cannot apply (`dropout_refusal`).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import inspect
+import zlib
+from collections.abc import Sequence
 
 import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 
+from aya_t5x import flash_dropout
 from aya_t5x.model_config import ATTENTION_IMPLEMENTATIONS as IMPLEMENTATIONS
+from aya_t5x.model_config import MT5Config
 
 Array = jax.Array
 
@@ -113,23 +124,86 @@ def _refuse_extra(bias: AttentionBias, implementation: str) -> None:
                      "additive bias (incremental decoding); decoding uses 'xla'.")
 
 
-def jax_nn_attention(query: Array, key: Array, value: Array, bias: AttentionBias, *,
-                     implementation: str | None = "cudnn") -> Array:
-  """`jax.nn.dot_product_attention` on [batch, heads, length, d] inputs, unscaled.
+def _cudnn_mask(bias: AttentionBias, q_len: int) -> tuple[Array | None, Array | None]:
+  """(boolean mask [batch, 1, q, k] or None, key lengths [batch] or None) for cuDNN.
 
-  `implementation='cudnn'` is the GPU kernel; None or 'xla' run the same arguments
-  through jax's reference implementation (what the CPU tests check).
+  Packed rows need the mask (cuDNN folds it into the bias); unpacked rows are padded at
+  the end, so their padding is a length per row (causal rows have no padding keys).
+  """
+  if bias.packed:
+    query_ids, key_ids = bias.segment_ids(q_len)
+    return (query_ids[:, :, None] == key_ids[:, None, :])[:, None], None
+  if not bias.causal:
+    return None, jnp.sum(bias.key_valid, axis=-1).astype(jnp.int32)
+  return None, None
+
+
+# jax's cuDNN attention with `dropout_rate` and `seed` arguments: since jax 0.4.31 in
+# `jax._src.cudnn.fused_attention_stablehlo` (the public `jax.nn.dot_product_attention`
+# passes neither). An internal module: checked by version and by signature.
+CUDNN_DROPOUT_MIN_JAX = (0, 4, 31)
+
+
+def cudnn_dropout_refusal() -> str | None:
+  """Why this jax cannot apply dropout inside cuDNN's attention, or None if it can."""
+  version = tuple(jax.__version_info__[:3])
+  if version < CUDNN_DROPOUT_MIN_JAX:
+    return (f"jax {jax.__version__} predates cuDNN attention dropout (needs jax >= "
+            f"{'.'.join(map(str, CUDNN_DROPOUT_MIN_JAX))})")
+  try:
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn
+  except ImportError as e:
+    return f"jax {jax.__version__} has no jax._src.cudnn.fused_attention_stablehlo ({e})"
+  parameters = inspect.signature(cudnn.dot_product_attention).parameters
+  if not {"seed", "dropout_rate", "mask_type", "qkv_layout"} <= set(parameters):
+    return (f"jax {jax.__version__}'s internal cuDNN attention takes no seed and "
+            "dropout_rate")
+  return None
+
+
+def cudnn_seed(call_site: str) -> int:
+  """The static Philox seed of one attention call site (a module path), as an int.
+
+  XLA gives each cuDNN attention call in a compiled step its own Philox offset counter,
+  starting at 0; with one seed for every call site, layers of equal shapes would draw
+  the same masks. See docs/training.md for how the masks advance and after a resume.
+  """
+  return zlib.crc32(call_site.encode()) & 0x7FFFFFFF
+
+
+def jax_nn_attention(query: Array, key: Array, value: Array, bias: AttentionBias, *,
+                     implementation: str | None = "cudnn", dropout_rate: float = 0.0,
+                     seed: int = 0) -> Array:
+  """Attention on [batch, heads, length, d] inputs, unscaled, by jax's cuDNN kernel.
+
+  `implementation='cudnn'` is the GPU kernel, through jax's internal cuDNN function (it
+  takes the dropout rate and a static seed, see `cudnn_seed`); None or 'xla' run the same
+  mask, lengths and bias through `jax.nn.dot_product_attention`'s reference
+  implementation (what the CPU tests check; it has no dropout).
   """
   _refuse_extra(bias, "cudnn")
   q_len = query.shape[2]
-  mask = lengths = None
-  if bias.packed:
-    query_ids, key_ids = bias.segment_ids(q_len)
-    mask = (query_ids[:, :, None] == key_ids[:, None, :])[:, None]
-  elif not bias.causal:
-    # Unpacked rows are padded at the end: the padding mask is a length per row.
-    lengths = jnp.sum(bias.key_valid, axis=-1).astype(jnp.int32)
+  mask, lengths = _cudnn_mask(bias, q_len)
   relative = None if bias.relative is None else bias.relative.astype(query.dtype)
+  if implementation == "cudnn":
+    refusal = cudnn_dropout_refusal() if dropout_rate > 0 else None
+    if refusal:
+      raise ValueError(f"attention_implementation='cudnn' cannot apply "
+                       f"MT5Config.attention_dropout_rate={dropout_rate}: {refusal}; set "
+                       "MT5Config.attention_dropout_rate=0.0 or use 'xla'.")
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn
+
+    mask_type = cudnn.MaskType.CAUSAL if bias.causal else cudnn.MaskType.NO_MASK
+    query_lengths = None
+    if lengths is not None:  # as jax.nn does: padding needs both lengths
+      query_lengths = jnp.full(lengths.shape, q_len, jnp.int32)
+      mask_type = cudnn.MaskType.PADDING
+    return cudnn.dot_product_attention(
+        query, key, value, relative, mask, query_lengths, lengths, scale=1.0,
+        mask_type=mask_type, seed=seed, dropout_rate=float(dropout_rate), qkv_layout="BNTH")
+  if dropout_rate > 0:
+    raise ValueError("jax.nn.dot_product_attention has no dropout; the reference path "
+                     "runs at rate 0 only.")
   # jax.nn takes [batch, length, heads, d].
   out = jax.nn.dot_product_attention(
       jnp.swapaxes(query, 1, 2), jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2),
@@ -157,76 +231,126 @@ def _kernel_specs() -> tuple[jax.sharding.AbstractMesh, tuple, tuple] | None:
 
 
 def _per_device(kernel, query: Array, key: Array, value: Array, relative: Array | None,
-                query_ids: Array, key_ids: Array) -> Array:
-  """`kernel(query, key, value, relative, query_ids, key_ids)` on each device's block.
+                query_ids: Array, key_ids: Array, seed: Array) -> Array:
+  """`kernel(q, k, v, relative, q_ids, k_ids, seed, batch_offset, head_offset)` per block.
 
   A Mosaic kernel is one opaque call that GSPMD cannot split, so on a multi-device mesh
   it runs inside `jax.shard_map`: each device attends its own rows and heads (attention
-  never mixes either), laid out as the logical-axis rules shard them. Lengths and the
-  head dimension stay whole.
+  never mixes either), laid out as the logical-axis rules shard them, and is told the
+  global index of its first row and head (its dropout masks hash global indices, so
+  they do not depend on the layout). Lengths and the head dimension stay whole.
   """
   # The table, when there is one, goes last: one shard_map for both cases.
   tables = () if relative is None else (relative,)
 
-  def on_device(q, k, v, q_ids, k_ids, *table):
-    return kernel(q, k, v, table[0] if table else None, q_ids, k_ids)
+  def offset(axes: tuple[str, ...], size: int):
+    return jax.lax.axis_index(axes) * size if axes else 0
 
   specs = _kernel_specs()
   if specs is None:
-    return on_device(query, key, value, query_ids, key_ids, *tables)
+    return kernel(query, key, value, relative, query_ids, key_ids, seed, 0, 0)
   mesh, batch, heads = specs
+
+  def on_device(q, k, v, q_ids, k_ids, s, *table):
+    return kernel(q, k, v, table[0] if table else None, q_ids, k_ids, s,
+                  offset(batch, q.shape[0]), offset(heads, q.shape[1]))
+
   rows = jax.sharding.PartitionSpec(batch or None, heads or None, None, None)
   ids = jax.sharding.PartitionSpec(batch or None, None)
   table_spec = jax.sharding.PartitionSpec(None, heads or None, None, None)
-  return jax.shard_map(on_device, mesh=mesh,
-                       in_specs=(rows, rows, rows, ids, ids, *(table_spec for _ in tables)),
-                       out_specs=rows, check_vma=False,
-                       )(query, key, value, query_ids, key_ids, *tables)
+  return jax.shard_map(
+      on_device, mesh=mesh,
+      in_specs=(rows, rows, rows, ids, ids, jax.sharding.PartitionSpec(),
+                *(table_spec for _ in tables)),
+      out_specs=rows, check_vma=False,
+  )(query, key, value, query_ids, key_ids, seed, *tables)
 
 
-def _pallas_flash(query: Array, key: Array, value: Array, relative: Array | None,
-                  query_ids: Array, key_ids: Array, *, causal: bool) -> Array:
-  """One device's Pallas flash attention; `relative` [1, heads, q, k] or None."""
-  from jax.experimental.pallas.ops.tpu import flash_attention as flash
-
-  batch, heads, q_len, _ = query.shape
-  k_len = key.shape[2]
-  ab = None
-  if relative is not None:
-    # The kernel reads a bias per row: the table is broadcast over this device's rows.
-    ab = jnp.broadcast_to(relative.astype(query.dtype), (batch, heads, q_len, k_len))
-  block_q, block_k = min(128, q_len), 128
-  blocks = flash.BlockSizes(
-      block_q=block_q, block_k_major=block_k, block_k=block_k, block_b=1,
-      block_q_major_dkv=block_q, block_k_major_dkv=block_k, block_k_dkv=block_k,
-      block_q_dkv=block_q, block_k_major_dq=block_k, block_k_dq=block_k, block_q_dq=block_q)
-  return flash.flash_attention(
-      query, key, value, ab=ab, segment_ids=flash.SegmentIds(q=query_ids, kv=key_ids),
-      causal=causal, sm_scale=1.0, block_sizes=blocks)
+def dropout_seed(rng: Array) -> Array:
+  """The int32 seed of one call's in-kernel dropout masks, drawn from a flax rng."""
+  return jax.lax.bitcast_convert_type(jax.random.bits(rng, (), jnp.uint32), jnp.int32)
 
 
-def pallas_tpu_attention(query: Array, key: Array, value: Array, bias: AttentionBias
-                         ) -> Array:
-  """The Pallas TPU flash attention on [batch, heads, length, d] inputs, unscaled."""
+def pallas_tpu_attention(query: Array, key: Array, value: Array, bias: AttentionBias, *,
+                         dropout_rate: float = 0.0, seed: Array | int = 0) -> Array:
+  """The Pallas TPU flash attention (`aya_t5x.flash_dropout`) on [batch, heads, length, d]
+  inputs, unscaled, with dropout at `dropout_rate` from the int32 `seed`."""
   _refuse_extra(bias, "pallas_tpu")
   q_len, k_len = query.shape[2], key.shape[2]
-  if k_len % 128 or q_len % 8:
-    raise ValueError(
-        f"attention_implementation='pallas_tpu' needs key lengths that are multiples of "
-        f"128 and query lengths that are multiples of 8 (its segment-id blocks), got "
-        f"{q_len} queries over {k_len} keys; set TASK_FEATURE_LENGTHS to multiples of 128 "
-        "or use 'xla'.")
+  flash_dropout.check_lengths(q_len, k_len)
   query_ids, key_ids = bias.segment_ids(q_len)
-  kernel = functools.partial(_pallas_flash, causal=bias.causal)
-  return _per_device(kernel, query, key, value, bias.relative, query_ids, key_ids)
+
+  def kernel(q, k, v, relative, q_ids, k_ids, s, batch_offset, head_offset):
+    return flash_dropout.flash_attention(
+        q, k, v, relative, q_ids, k_ids, causal=bias.causal, dropout_rate=dropout_rate,
+        seed=s, batch_offset=batch_offset, head_offset=head_offset)
+
+  return _per_device(kernel, query, key, value, bias.relative, query_ids, key_ids,
+                     jnp.asarray(seed, jnp.int32))
+
+
+def dropout_refusal(implementation: str, rate: float, *, scan_layers: bool) -> str | None:
+  """Why `implementation` cannot apply attention dropout at `rate` here, or None."""
+  if rate == 0 or implementation in ("xla", "pallas_tpu"):
+    return None
+  if implementation == "cudnn":
+    refusal = cudnn_dropout_refusal()
+    if refusal:
+      return refusal
+    if scan_layers:
+      # One cuDNN call in a scanned layer runs forward over layers 0..L-1 and backward
+      # over L-1..0, each advancing its own Philox offset: the backward pass would apply
+      # another layer's mask.
+      return ("cuDNN's per-call Philox offsets do not pair a scanned layer's forward and "
+              "backward passes (they run in opposite orders); set "
+              "MT5Config.scan_layers=False")
+  return None
+
+
+def choose_implementation(config: MT5Config, platform: str,
+                          lengths: Sequence[int] = ()) -> MT5Config:
+  """The config with 'auto' attention resolved for a `platform` ('tpu', 'gpu', 'cpu').
+
+  The one place that chooses: 'pallas_tpu' on TPUs when the sequence `lengths` (inputs,
+  targets; empty if unknown) tile its blocks; 'cudnn' on GPUs for bfloat16 or float16
+  activations; 'xla' otherwise, and wherever the fused kernel cannot apply the
+  configured attention dropout. An explicit choice is returned unchanged.
+  """
+  if config.attention_implementation != "auto":
+    return config
+  choice = "xla"
+  if platform == "tpu" and not any(n % flash_dropout.BLOCK_K for n in lengths):
+    choice = "pallas_tpu"
+  elif platform in ("gpu", "cuda") and config.dtype in ("bfloat16", "float16"):
+    choice = "cudnn"
+  if dropout_refusal(choice, config.attention_dropout, scan_layers=config.scan_layers):
+    choice = "xla"
+  return dataclasses.replace(config, attention_implementation=choice)
+
+
+def describe_choice(config: MT5Config, chosen: MT5Config, platform: str) -> str:
+  """One line for the start of a run: the attention kernel and why."""
+  how = (f"auto on {platform}" if config.attention_implementation == "auto" else "as set")
+  return (f"attention {chosen.attention_implementation} ({how}; attention dropout "
+          f"{chosen.attention_dropout})")
 
 
 def fused_attention(implementation: str, query: Array, key: Array, value: Array,
-                    bias: AttentionBias) -> Array:
-  """Attention by a fused kernel: 'cudnn' or 'pallas_tpu' (see the module docstring)."""
+                    bias: AttentionBias, *, dropout_rate: float = 0.0,
+                    dropout_rng: Array | None = None, call_site: str = "") -> Array:
+  """Attention by a fused kernel: 'cudnn' or 'pallas_tpu' (see the module docstring).
+
+  With `dropout_rate` > 0, `dropout_rng` seeds the Pallas kernel's masks and `call_site`
+  (the module path) the static seed of cuDNN's.
+  """
+  if dropout_rate > 0 and dropout_rng is None and implementation == "pallas_tpu":
+    raise ValueError("Attention dropout needs a 'dropout' rng.")
   if implementation == "cudnn":
-    return jax_nn_attention(query, key, value, bias, implementation="cudnn")
+    return jax_nn_attention(query, key, value, bias, implementation="cudnn",
+                            dropout_rate=dropout_rate, seed=cudnn_seed(call_site))
   if implementation == "pallas_tpu":
-    return pallas_tpu_attention(query, key, value, bias)
+    seed = dropout_seed(dropout_rng) if dropout_rate > 0 else 0
+    return pallas_tpu_attention(query, key, value, bias, dropout_rate=dropout_rate,
+                                seed=seed)
   raise ValueError(f"Unknown fused attention implementation {implementation!r}; choose "
                    f"from {IMPLEMENTATIONS[1:]}.")

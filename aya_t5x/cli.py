@@ -9,13 +9,14 @@ its own `commands.py` (COMMAND_MODULES), and the gin flags they all share in
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 
-from aya_t5x import startup
+from aya_t5x import gin_files, startup
 from aya_t5x.command_flags import (
   CommandError,
   add_gin_flags,
@@ -27,7 +28,8 @@ from aya_t5x.command_flags import (
 COMMAND_MODULES = ("aya_t5x.data.commands", "aya_t5x.gathering.commands",
                    "aya_t5x.evaluation.commands", "aya_t5x.evaluation.judge_commands",
                    "aya_t5x.annotation.commands", "aya_t5x.demo.commands",
-                   "aya_t5x.compile_command")
+                   "aya_t5x.vocab.commands", "aya_t5x.compile_command",
+                   "aya_t5x.preference.commands")
 
 
 def _model_info(args: argparse.Namespace) -> int:
@@ -40,10 +42,11 @@ def _model_info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config
+  from aya_t5x import gin_config, run_record
   from aya_t5x.checkpoints import conversion, loading
 
   loading.check_exists(args.src)
+  vocabulary = args.vocabulary or run_record.recorded_vocabulary(args.src)
   config = None
   if uses_gin(args):
     parse_gin(args)
@@ -52,16 +55,28 @@ def _convert(args: argparse.Namespace) -> int:
                                          target_format=args.target_format, config=config,
                                          adapters=args.merge_adapters)
   config = result.config
+  copied = ""
+  if vocabulary and args.target_format == "hf":
+    conversion.write_hf_tokenizer(vocabulary, args.dst)
+    copied = f"; tokenizer {vocabulary} as spiece.model"
   print(f"wrote {args.target_format} checkpoint {args.dst} "
         + (f"from {result.train_state_dir} " if result.train_state_dir else "")
         + f"(d_model={config.d_model}, {config.num_encoder_layers}/"
-        f"{config.num_decoder_layers} layers, vocab {config.vocab_size})")
+        f"{config.num_decoder_layers} layers, vocab {config.vocab_size}){copied}")
   return 0
 
 
 def _train(args: argparse.Namespace) -> int:
   from aya_t5x import configurables, distributed
 
+  if args.print_config:
+    parse_gin(args)
+    from aya_t5x import gin_config as config_lib
+
+    config_lib.check_required_macros()
+    for name, value in config_lib.resolved_macros(args.gin_bindings).items():
+      print(f"{name} = {value}")
+    return 0
   distributed.initialize(distributed.config_from_args(args))  # before jax starts
   parse_gin(args)
   try:
@@ -84,13 +99,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _vocabulary(args: argparse.Namespace):
-  if args.vocabulary:
-    from aya_t5x.data import vocabulary
+  from aya_t5x import run_record
+  from aya_t5x.vocab import vocabulary
 
-    return vocabulary.sentencepiece_vocabulary(args.vocabulary)
+  path = args.vocabulary or (None if args.task else
+                             run_record.recorded_vocabulary(args.checkpoint))
+  if path:
+    return vocabulary.sentencepiece_vocabulary(path)
   if not args.task:
     raise CommandError("give --vocabulary SPM_MODEL or --task NAME (whose inputs vocabulary "
-                       "is used)")
+                       f"is used): {args.checkpoint} records no vocabulary (runs record "
+                       "theirs in MODEL_DIR/vocabulary.json)")
   import seqio
 
   from aya_t5x import input_pipeline
@@ -103,11 +122,12 @@ def _vocabulary(args: argparse.Namespace):
 
 
 def _infer(args: argparse.Namespace) -> int:
-  from aya_t5x import decoding, gin_config, inference
+  from aya_t5x import decoding, gin_config, inference, run_record
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   loading.check_exists(args.checkpoint)
+  run_record.use_recorded_languages(args.checkpoint)
   parse_gin(args)
   config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
   vocabulary = _vocabulary(args)
@@ -155,10 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
   train = sub.add_parser(
       "train", help="fine-tune mT5 on a SeqIO task or mixture (resumes if MODEL_DIR has "
       "checkpoints)",
-      description="Fine-tune mT5. Combine gin files: a model size (models/), a run "
-                  "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a "
-                  "partitioning preset (partitioning/).")
+      description="Fine-tune mT5. Combine gin files: a model size (models/), a run\n"
+                  "(runs/finetune.gin or runs/aya_recipe.gin), a mixture and a\n"
+                  "partitioning preset (partitioning/).",
+      formatter_class=argparse.RawDescriptionHelpFormatter)
   add_gin_flags(train)
+  train.add_argument("--print_config", action="store_true",
+                     help="print the resolved gin macros and exit without training")
+  train.epilog = f"{train.epilog}\n\n{gin_files.run_macros_help()}"
   from aya_t5x import distributed
 
   distributed.add_flags(train)
@@ -177,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
   infer.add_argument("--input", required=True, help="JSONL file, one prompt per line")
   infer.add_argument("--output", required=True, help="JSONL file to write")
   infer.add_argument("--input_key", default="inputs", help="the prompt's field")
-  infer.add_argument("--vocabulary", help="SentencePiece model of the checkpoint")
+  infer.add_argument("--vocabulary", help="SentencePiece model of the checkpoint (default: "
+                     "the one a training run recorded in MODEL_DIR/vocabulary.json)")
   infer.add_argument("--task", help="a SeqIO task or mixture whose vocabulary to use")
   infer.add_argument("--module", action="append", help="module that registers --task")
   infer.add_argument("--method", default="greedy", choices=("greedy", "sample", "beam"))
@@ -210,13 +235,35 @@ def build_parser() -> argparse.ArgumentParser:
   convert.add_argument("src", help="source checkpoint folder; with --from aya_t5x also a "
                        "training MODEL_DIR or a step folder")
   convert.add_argument("dst", help="destination folder (created)")
+  convert.add_argument("--vocabulary", help="SentencePiece model written beside a Hugging "
+                       "Face export as its tokenizer (default: the one a training run "
+                       "recorded)")
   add_gin_flags(convert)
   convert.set_defaults(handler=_convert)
 
   # Subcommands defined beside the code they drive: each module has add_commands(sub).
   for module in COMMAND_MODULES:
     importlib.import_module(module).add_commands(sub)
+  # Errors found after parsing (a misspelled flag) show the subcommand's usage.
+  for command_parser in sub.choices.values():
+    command_parser.set_defaults(command_parser=command_parser)
   return parser
+
+
+def _unrecognised(command_parser: argparse.ArgumentParser, extra: Sequence[str]) -> str | None:
+  """The error for the first left-over argument that is not a gin binding, or None."""
+  for arg in extra:
+    if arg.startswith("--gin."):
+      continue
+    flag = arg.split("=", 1)[0]
+    if not flag.startswith("-"):
+      return f"unrecognised argument {arg!r}"
+    known = [s for s in command_parser._option_string_actions if s.startswith("--")]
+    close = difflib.get_close_matches(flag, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"unrecognised argument {flag!r}{hint} (gin bindings are --gin.NAME=VALUE; "
+            "--help lists the flags)")
+  return None
 
 
 def _register(args: argparse.Namespace) -> None:
@@ -229,6 +276,7 @@ def _register(args: argparse.Namespace) -> None:
   Library modules import none of these.
   """
   import aya_t5x.mixtures  # noqa: F401
+  import aya_t5x.preference.tasks  # noqa: F401  (manifest tasks of kind "preference")
   import aya_t5x.tasks  # noqa: F401
 
   if hasattr(args, "gin_file"):
@@ -246,12 +294,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   verbose = "--verbose" in argv
   args, extra = parser.parse_known_args([a for a in argv if a != "--verbose"])
   startup.quiet_start(verbose=verbose)
+  unrecognised = _unrecognised(args.command_parser, extra)
+  if unrecognised:
+    args.command_parser.error(unrecognised)
   _register(args)
   try:
     args.gin_bindings = split_gin_bindings(extra)
     return args.handler(args)
   except CommandError as e:
-    parser.error(str(e))
+    args.command_parser.error(str(e))
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     # Library errors are written to name the file, field or binding and the fix; what
     # they were raised from (often long: a storage spec, a parser's state) is for --verbose.

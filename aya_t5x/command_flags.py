@@ -11,6 +11,7 @@ Gin flags work as in T5X on every subcommand that reads gin: `--gin_file FILE`
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 
 from aya_t5x import gin_config
@@ -30,7 +31,11 @@ def add_gin_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def split_gin_bindings(extra: Sequence[str]) -> list[str]:
-  """The `NAME=VALUE` bindings of the `--gin.NAME=VALUE` arguments argparse left over."""
+  """The `NAME=VALUE` bindings of the `--gin.NAME=VALUE` arguments argparse left over.
+
+  Each value is parsed as gin will parse it, so that a bad one is named by its flag: above
+  all a string whose inner quotes the shell removed (`--gin.MODEL_DIR=/tmp/x`).
+  """
   bindings = []
   for arg in extra:
     if not arg.startswith("--gin."):
@@ -38,8 +43,56 @@ def split_gin_bindings(extra: Sequence[str]) -> list[str]:
     binding = arg.removeprefix("--gin.")
     if "=" not in binding:
       raise CommandError(f"{arg!r}: a gin binding needs a value, as in --gin.NAME=VALUE")
+    check_gin_binding(binding)
     bindings.append(binding)
   return bindings
+
+
+class _StructureOnly:
+  """A gin parser delegate that accepts any `@reference` and `%MACRO`: only the syntax of
+  a value is checked here; gin resolves the names when the configuration is parsed."""
+
+  def configurable_reference(self, scoped_name: str, evaluate: bool) -> str:
+    return scoped_name
+
+  def macro(self, name: str) -> str:
+    return name
+
+
+def _gin_syntax_error(statement: str) -> str | None:
+  """gin's complaint about a one-line statement (its last line: the token), or None."""
+  import tokenize
+
+  from gin import config_parser
+
+  try:
+    config_parser.ConfigParser(statement, _StructureOnly()).parse_statement()
+  except (SyntaxError, tokenize.TokenError) as e:
+    text = e.args[0] if isinstance(e, tokenize.TokenError) else str(e)
+    return re.sub(r"\s*\(line \d+\)$", "", text.strip().splitlines()[-1].strip())
+  return None
+
+
+def check_gin_binding(binding: str) -> None:
+  """Raises CommandError naming `--gin.NAME=VALUE` when gin cannot parse VALUE.
+
+  A value that parses once quoted is a string the shell took the quotes of: the error
+  shows the flag with both pairs of quotes.
+  """
+  why = _gin_syntax_error(binding)
+  if why is None:
+    return
+  name, value = (part.strip() for part in binding.split("=", 1))
+  flag = f"--gin.{name}={value}"
+  # A value opening a container or a string is a broken literal, not an unquoted string.
+  if not value.startswith(("[", "(", "{", "'", '"')) and (
+      _gin_syntax_error(f"{name} = {value!r}") is None):
+    raise CommandError(
+        f"{flag}: gin cannot parse the value {value} ({why}); a string needs quotes of its "
+        f"own inside the shell's: --gin.{name}=\"{value!r}\"")
+  raise CommandError(f"{flag}: gin cannot parse the value {value} ({why}); values are "
+                     "Python literals (numbers, 'strings', lists, dicts), @references "
+                     "or %MACROS")
 
 
 def gin_search_paths(args: argparse.Namespace) -> list[str]:

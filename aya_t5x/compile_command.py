@@ -23,7 +23,7 @@ from aya_t5x.command_flags import add_gin_flags, parse_gin
 
 # The `train` arguments that shape the compiled step.
 STEP_ARGUMENTS = ("model_config", "train_data", "partitioner", "schedule", "optimizer",
-                  "loss", "num_microbatches", "seed", "trainable")
+                  "loss", "num_microbatches", "seed", "objective", "trainable")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -23,9 +23,12 @@ from aya_t5x import (
 )
 from aya_t5x.adapters import lora as adapters_lora
 from aya_t5x.adapters import trainable as adapters_trainable
+from aya_t5x.data import manifest as _manifest  # noqa: F401  (gin: load_manifest)
 from aya_t5x.evaluation import metrics as eval_metrics
 from aya_t5x.evaluation import suite as eval_suite
 from aya_t5x.evaluation import suite_evaluator as eval_hook
+from aya_t5x.preference import losses as preference_losses
+from aya_t5x.preference import objective as preference_objective
 
 # Each entry is the name a gin file uses; the values are the callables gin configures.
 REGISTERED = {
@@ -37,6 +40,10 @@ REGISTERED = {
     "LearningRateSchedule": optim.LearningRateSchedule,
     "AdafactorConfig": optim.AdafactorConfig,
     "LossConfig": train_step.LossConfig,
+    # What the step optimises (train.objective): fine-tuning, or preference pairs.
+    "CrossEntropy": train_step.CrossEntropy,
+    "PreferenceObjective": preference_objective.PreferenceObjective,
+    "PairLossConfig": preference_losses.PairLossConfig,
     "CheckpointConfig": train.CheckpointConfig,
     "TeacherForcedEvaluator": train_evaluators.TeacherForcedEvaluator,
     # Which parameters train (gin/runs/lora.gin): a registered set and LoRA's shape.
@@ -68,12 +75,16 @@ def configured_train(**overrides):
   """Runs `train` with everything the parsed gin files bind; `overrides` win.
 
   Before gin builds the arguments: a model size must be configured, every
-  `%gin.REQUIRED` macro set, and the tasks of `TASK_MANIFEST` registered (a mixture that
-  gin builds, such as `aya_mixture.extra`, may name them).
+  `%gin.REQUIRED` macro set, and the languages of `LANGUAGES_FILE` and the languages,
+  tasks and mixtures of `TASK_MANIFEST` registered (a mixture that gin builds, such as
+  `aya_mixture.extra`, may name them).
   """
   if "model_config" not in overrides:
     gin_config.configured_model()
   gin_config.check_required_macros()
+  languages_file = gin_config.macro_value("LANGUAGES_FILE")
+  if languages_file:
+    input_pipeline.register_languages_file(languages_file)
   manifest = gin_config.macro_value("TASK_MANIFEST")
   if manifest:
     input_pipeline.register_manifest(manifest)

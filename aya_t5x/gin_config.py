@@ -1,6 +1,7 @@
 """gin the T5X way: `--gin_file`, `--gin.NAME=value`, search paths, and errors that name the fix.
 
-The bottom layer of configuration: it imports gin and nothing of aya_t5x, so that every
+The bottom layer of configuration: it imports gin and nothing of aya_t5x (but
+`gin_files`, where the shipped files are, which imports nothing), so that every
 command module can parse gin and read the values bound without depending on what is
 registered. The registration table (which functions gin may configure) is
 `aya_t5x.configurables`, imported by the command line (`aya_t5x.cli`) before any
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import gin
+from aya_t5x import gin_files
 
 # The gin module of everything aya_t5x registers (`aya_t5x.configurables`).
 MODULE = "aya_t5x"
@@ -65,12 +67,10 @@ class GinConfigError(ValueError):
 
 def gin_root() -> Path:
   """The folder of the gin files shipped with aya_t5x."""
-  package = Path(__file__).resolve().parent
-  for candidate in (package / "gin", package.parent / "gin"):
-    if (candidate / "models").is_dir():
-      return candidate
-  raise GinConfigError(f"aya_t5x's gin files are missing (looked in {package / 'gin'} and "
-                       f"{package.parent / 'gin'}); reinstall the package.")
+  try:
+    return gin_files.shipped_gin_folder()
+  except FileNotFoundError as e:
+    raise GinConfigError(str(e)) from e
 
 
 # Shipped gin folders renamed, old prefix -> new; the old paths work for one release.
@@ -228,6 +228,22 @@ def macro_value(name: str, default=None):
     return gin.query_parameter(f"%{name}")
   except ValueError:
     return default
+
+
+def _macro_text(name: str, seen: frozenset[str] = frozenset()) -> str:
+  """A macro's value as gin text, following macros that name other macros."""
+  value = macro_value(name)
+  selector = getattr(value, "scoped_selector", "")
+  if selector.endswith("/gin.macro") and selector not in seen:
+    return _macro_text(selector.split("/")[0], seen | {selector})
+  return gin.config._format_value(value)  # pylint: disable=protected-access
+
+
+def resolved_macros(bindings: Sequence[str] = ()) -> dict[str, str]:
+  """Every macro the parsed gin files and `bindings` define, resolved, as gin text."""
+  names = set(_PARSED_MACROS) | {b.split("=", 1)[0].strip() for b in bindings
+                                 if re.fullmatch(r"[A-Z][A-Z0-9_]*", b.split("=", 1)[0].strip())}
+  return {name: _macro_text(name) for name in sorted(names)}
 
 
 def _check_macro_bindings(bindings: Sequence[str], referenced: set[str]) -> None:

@@ -56,7 +56,10 @@ class DatasetConfig:
     module: modules to import first so that they register their tasks (T5X's
       MIXTURE_OR_TASK_MODULE), e.g. 'my_project.tasks'.
     task_manifest: a manifest written by `aya-t5x tasks add` (TASK_MANIFEST); its
-      tasks are registered with the gin VOCABULARY before the data is read.
+      languages, tasks and mixtures are registered with the gin VOCABULARY before the
+      data is read.
+    languages_file: a JSON file of added languages ({"languages": [...]}, as a manifest
+      holds them; LANGUAGES_FILE), loaded before the tasks.
     num_shards: input shards the global batch is read from. None: one per host when
       the run starts (T5X's layout; a resumed run keeps the count it started with). A
       fixed count gives the same batches on any number of hosts.
@@ -75,6 +78,7 @@ class DatasetConfig:
   num_epochs: int | None = None
   module: str | Sequence[str] | None = None
   task_manifest: str | None = None
+  languages_file: str | None = None
   num_shards: int | None = None
 
   def __post_init__(self):
@@ -129,7 +133,7 @@ def _check_registered(name: str) -> None:
 
 
 class _UncachedDataNote(logging.Filter):
-  """Replaces seqio's "uncached FunctionDataset" warning with one line that fits aya_t5x.
+  """Replaces seqio's "uncached FunctionDataset" warning with one note that fits aya_t5x.
 
   seqio logs it for every task a mixture reads (55 times for the demo's) and warns of poor
   shuffling after a restart; here a restart resumes at the very example it stopped at
@@ -150,10 +154,12 @@ class _UncachedDataNote(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if not str(record.msg).startswith(self.PREFIX):
       return True
-    first, self.seen = not self.seen, True
-    if first:
-      record.msg, record.args = self.NOTE, ()
-    return first
+    if not self.seen:
+      # Printed, not logged: a command's lines are its own, not in a logging format
+      # (`WARNING:absl:...`, which reads as a problem).
+      print(f"note: {self.NOTE}", file=sys.stderr, flush=True)
+    self.seen = True
+    return False
 
 
 _REPEATED_WARNING = _UncachedDataNote()
@@ -182,10 +188,10 @@ def register_manifest(manifest: str) -> None:
   Cached: the trainer, its input pipeline and its evaluators all check the same config,
   and registering re-scans every file of the manifest.
   """
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
   try:
-    registration.load_manifest(manifest)
+    manifest_lib.load_manifest(manifest)
   except (TypeError, RuntimeError) as e:  # gin could not supply the vocabulary
     if isinstance(e, RuntimeError) and "Required bindings" not in str(e):
       raise
@@ -195,9 +201,22 @@ def register_manifest(manifest: str) -> None:
         f"({e}).") from e
 
 
+@functools.cache
+def register_languages_file(path: str) -> None:
+  """Adds the languages of a `LANGUAGES_FILE` to this process, once."""
+  from aya_t5x.data import manifest as manifest_lib
+
+  if not os.path.exists(path):
+    raise DataConfigError(f"LANGUAGES_FILE {path!r} does not exist; write it with `aya-t5x "
+                          "languages add CODE ... --manifest FILE`")
+  manifest_lib.use_languages(manifest_lib.read(path))
+
+
 def check_dataset_config(config: DatasetConfig) -> None:
   """Fails fast (before anything compiles) if `config` cannot give batches."""
   import_task_modules(config.module)
+  if config.languages_file:
+    register_languages_file(config.languages_file)
   if config.task_manifest:
     register_manifest(config.task_manifest)
   _check_registered(config.mixture_or_task_name)
@@ -238,7 +257,7 @@ def check_vocabulary_fits(config: DatasetConfig, model_vocab_size: int) -> None:
   """
   import seqio
 
-  from aya_t5x.data import vocabulary as vocab_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   provider = seqio.get_mixture_or_task(config.mixture_or_task_name)
   tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
@@ -275,6 +294,10 @@ def build_dataset(config: DatasetConfig, shard: tuple[int, int] | None = None):
   check_dataset_config(config)
   index, count = shard or (jax.process_index(), jax.process_count())
   _check_shards(config, count)
+  # Preference pairs have their own features (aya_t5x.preference.features).
+  from aya_t5x.preference import features as pair_features
+  if pair_features.is_pair_task(config.mixture_or_task_name):
+    return pair_features.pair_dataset(config, index, count)
   best_fit = config.use_packing and config.packing == "best_fit"
   converter = (seqio.PassThroughFeatureConverter() if best_fit
                else seqio.EncDecFeatureConverter(pack=config.use_packing))
@@ -299,6 +322,9 @@ def batch_spec(config: DatasetConfig) -> dict[str, jax.ShapeDtypeStruct]:
   The features of SeqIO's `EncDecFeatureConverter` (and of the best-fit packer, which
   follows its conventions): segment ids and positions only when packing.
   """
+  from aya_t5x.preference import features as pair_features
+  if pair_features.is_pair_task(config.mixture_or_task_name):
+    return pair_features.pair_batch_spec(config)
   lengths = config.task_feature_lengths
   features = {"encoder_input_tokens": "inputs", "decoder_target_tokens": "targets",
               "decoder_input_tokens": "targets", "decoder_loss_weights": "targets"}

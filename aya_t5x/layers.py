@@ -174,7 +174,8 @@ class MultiHeadAttention(nn.Module):
     """Attends `queries_in` [b, q, embed] to `keys_in` [b, k, embed] with `bias`.
 
     `bias` holds the relative position bias and the mask; `config.attention_implementation`
-    picks the kernel (`aya_t5x.attention`). With `decode=True` the keys come from the
+    picks the kernel (`aya_t5x.attention`), which applies `config.attention_dropout` to
+    the attention weights unless `deterministic`. With `decode=True` the keys come from the
     'cache' collection (see `_cached_keys_values`) and attention is always 'xla'.
     """
     cfg = self.config
@@ -199,16 +200,23 @@ class MultiHeadAttention(nn.Module):
       value = project("value", keys_in, fan_in)
 
     implementation = "xla" if decode else cfg.attention_implementation
+    if implementation == "auto":  # not chosen by the caller: the platform it runs on
+      implementation = attention.choose_implementation(
+          cfg, jax.default_backend(), (query.shape[2], key.shape[2])).attention_implementation
+    rate = 0.0 if deterministic else cfg.attention_dropout
     if implementation == "xla":
-      attended = self._xla_attention(query, key, value, bias, deterministic)
+      attended = self._xla_attention(query, key, value, bias, rate)
     else:
-      if cfg.dropout_rate > 0 and not deterministic:
+      refusal = attention.dropout_refusal(implementation, rate, scan_layers=cfg.scan_layers)
+      if refusal:
         raise ValueError(
-            f"attention_implementation={implementation!r} has no dropout on the attention "
-            f"weights, and MT5Config.dropout_rate={cfg.dropout_rate}: train with "
-            "attention_implementation='xla', or set MT5Config.dropout_rate=0.")
+            f"attention_implementation={implementation!r} cannot apply "
+            f"MT5Config.attention_dropout_rate={rate}: {refusal}; or set "
+            "MT5Config.attention_dropout_rate=0.0, or use 'xla'.")
       attended = attention.fused_attention(
-          implementation, query, key.astype(query.dtype), value.astype(query.dtype), bias)
+          implementation, query, key.astype(query.dtype), value.astype(query.dtype), bias,
+          dropout_rate=rate, dropout_rng=self.make_rng("dropout") if rate > 0 else None,
+          call_site="/".join(self.scope.path))
     attended = jnp.swapaxes(attended, 1, 2)
     attended = attended.reshape(attended.shape[:2] + (cfg.joined_kv,))
     attended = nn.with_logical_constraint(attended, ("batch", "length", "joined_kv"))
@@ -216,7 +224,7 @@ class MultiHeadAttention(nn.Module):
         attended, deterministic=deterministic)
 
   def _xla_attention(self, query: Array, key: Array, value: Array, bias: AttentionBias,
-                     deterministic: bool) -> Array:
+                     rate: float) -> Array:
     """The reference attention [b, heads, q, kv]: softmax over float32 logits in XLA."""
     cfg = self.config
     if cfg.float32_attention_logits:
@@ -227,7 +235,7 @@ class MultiHeadAttention(nn.Module):
     logits = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=jnp.float32)
     logits = logits + bias.additive(query.shape[2])
     weights = jax.nn.softmax(logits, axis=-1).astype(cfg.activation_dtype)
-    weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
+    weights = nn.Dropout(rate)(weights, deterministic=rate == 0)
     return jnp.einsum("bhqk,bhkd->bhqd", weights, value)
 
   def _cached_keys_values(self, project: Callable, init: Initializer, keys_in: Array | None,

@@ -41,8 +41,11 @@ REMAT_POLICIES: dict[str, Callable | None] = {
 }
 
 
-# The attention kernels `MT5Config.attention_implementation` may name (`aya_t5x.attention`).
+# The attention kernels `MT5Config.attention_implementation` may name (`aya_t5x.attention`),
+# and 'auto': the fused kernel of the platform the step runs on
+# (`aya_t5x.attention.choose_implementation`).
 ATTENTION_IMPLEMENTATIONS = ("xla", "cudnn", "pallas_tpu")
+ATTENTION_CHOICES = ("auto", *ATTENTION_IMPLEMENTATIONS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,7 +60,11 @@ class MT5Config:
   T5X does); without it they stay in the activation dtype and the product still
   accumulates and returns float32.
   `attention_implementation`: 'xla' (the reference), 'cudnn' (GPU, bfloat16 or float16
-  activations) or 'pallas_tpu' (TPU flash attention); see `aya_t5x.attention`.
+  activations), 'pallas_tpu' (TPU flash attention) or 'auto' (the platform's fused
+  kernel, chosen where the step is built); see `aya_t5x.attention`.
+  `dropout_rate` applies to the embeddings, residual branches and MLP hidden layer;
+  `attention_dropout_rate` to the attention weights (None: the same as `dropout_rate`,
+  as in T5).
   `lora`: LoRA adapters on the kernels it names (`aya_t5x.adapters.lora`); None: none.
   """
 
@@ -71,6 +78,7 @@ class MT5Config:
   relative_attention_num_buckets: int = 32
   relative_attention_max_distance: int = 128
   dropout_rate: float = 0.0
+  attention_dropout_rate: float | None = None
   layer_norm_epsilon: float = 1e-6
   mlp_activations: tuple[str, ...] = ("gelu", "linear")
   dtype: str = "float32"
@@ -102,16 +110,25 @@ class MT5Config:
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f"MT5Config.remat_policy={self.remat_policy!r}; choose from "
                        f"{sorted(REMAT_POLICIES)}.")
-    if self.attention_implementation not in ATTENTION_IMPLEMENTATIONS:
+    if self.attention_implementation not in ATTENTION_CHOICES:
       raise ValueError(f"MT5Config.attention_implementation="
                        f"{self.attention_implementation!r}; choose from "
-                       f"{list(ATTENTION_IMPLEMENTATIONS)}.")
+                       f"{list(ATTENTION_CHOICES)}.")
     if self.attention_implementation == "cudnn" and self.dtype not in ("bfloat16", "float16"):
       raise ValueError(f"attention_implementation='cudnn' needs bfloat16 or float16 "
                        f"activations (cuDNN's flash attention), not dtype={self.dtype!r}; "
                        "set MT5Config.dtype='bfloat16' or use 'xla'.")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"MT5Config.dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+    for name in ("dropout_rate", "attention_dropout_rate"):
+      rate = getattr(self, name)
+      if rate is not None and not 0.0 <= rate < 1.0:
+        raise ValueError(f"MT5Config.{name} must be in [0, 1), got {rate}.")
+
+  @property
+  def attention_dropout(self) -> float:
+    """The dropout rate of the attention weights."""
+    if self.attention_dropout_rate is None:
+      return self.dropout_rate
+    return self.attention_dropout_rate
 
   @property
   def activation_dtype(self) -> jnp.dtype:

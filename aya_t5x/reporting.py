@@ -4,8 +4,8 @@ and writing a report's JSON, markdown, JSON-lines and PNG files.
 Evaluation, the mixture report, the data-gathering steps, the judge and the demo all
 write "one JSON file for programs, one markdown file (and often a PNG) for people, with
 the same facts"; this module is the one place that knows how. Every file is written
-through a temporary file and a rename, so that no reader (a person, a dashboard, a rerun
-that resumes) ever sees half a report.
+through `aya_t5x.atomic_files`, so that no reader (a person, a dashboard, a rerun that
+resumes) ever sees half a report.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
+
+from aya_t5x.atomic_files import atomic_open, write_text_atomically
 
 Z_95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
@@ -90,16 +92,6 @@ def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float,
 # ----------------------------------------------------------------------------- writing
 
 
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-  """Writes `text` through `<path>.tmp` and a rename; creates the parent folder."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text, encoding="utf-8")
-  tmp.replace(path)
-  return path
-
-
 def write_json_and_markdown(json_path: str | os.PathLike, markdown_path: str | os.PathLike,
                             report: Mapping[str, Any], markdown: str) -> dict[str, Path]:
   """Writes a report as JSON and as markdown, each atomically."""
@@ -122,14 +114,10 @@ def write_report(folder: str | os.PathLike, stem: str, report: Mapping[str, Any]
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> Path:
   """Writes records as JSON lines, atomically."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  with tmp.open("w", encoding="utf-8") as f:
+  with atomic_open(path) as f:
     for record in records:
       f.write(json.dumps(record, ensure_ascii=False) + "\n")
-  tmp.replace(path)
-  return path
+  return Path(path)
 
 
 def pyplot():

@@ -21,21 +21,24 @@ from typing import Any
 import jax
 
 from aya_t5x import (
+  attention,
   distributed,
   input_pipeline,
   layer_stack,
   metric_writers,
   optim,
+  run_record,
   throughput,
+  train_evaluators,
   train_state,
 )
 from aya_t5x.adapters import trainable as trainable_lib
 from aya_t5x.checkpoints import native
-from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
+from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer, saved_steps_exist
 from aya_t5x.model_config import MT5Config
 from aya_t5x.partitioning import Partitioner
 from aya_t5x.train_evaluators import EvalContext, Evaluator
-from aya_t5x.train_step import LossConfig, jit_train_step
+from aya_t5x.train_step import CrossEntropy, LossConfig, Objective, jit_train_step
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,6 +70,19 @@ class TrainingDiverged(FloatingPointError):
   """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 
+def _check_initial_checkpoint(path: str) -> None:
+  """Names a missing or unreadable INITIAL_CHECKPOINT_PATH before anything is written."""
+  from aya_t5x.checkpoints import formats
+
+  try:
+    formats.detect_format(path)
+  except (FileNotFoundError, ValueError) as e:
+    raise type(e)(
+        f"INITIAL_CHECKPOINT_PATH: {e} Set --gin.INITIAL_CHECKPOINT_PATH=\"'/path'\" to an "
+        "aya_t5x, T5X or Hugging Face checkpoint, or to None to start from random weights "
+        "(nothing was written to MODEL_DIR).") from e
+
+
 def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline.DatasetConfig,
           train_steps: int, partitioner: Partitioner = Partitioner(),
           schedule: optim.LearningRateSchedule = optim.LearningRateSchedule(),
@@ -75,12 +91,14 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           num_microbatches: int = 1, log_every: int = 100, eval_every: int = 0,
           evaluators: Sequence[Evaluator] = (), initial_checkpoint_path: str | None = None,
           seed: int = 0, devices: Sequence[jax.Device] | None = None,
-          show_progress: bool = True,
+          show_progress: bool = True, objective: Objective = CrossEntropy(),
           trainable: trainable_lib.TrainableSet = trainable_lib.ALL) -> TrainResult:
   """Fine-tunes for `train_steps` steps (counted from this fine-tuning's start).
 
   Resumes from the latest checkpoint in `model_dir` if there is one; otherwise starts
   from `initial_checkpoint_path` (aya_t5x, T5X or Hugging Face) or from random weights.
+  `objective` is what the step optimises (`train_step.Objective`: cross-entropy, or
+  preference pairs with `aya_t5x.preference.objective.PreferenceObjective`).
   In a multi-host run (`aya_t5x.distributed`) every host calls this with the same
   arguments; only the first host logs.
 
@@ -95,6 +113,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   distributed.check_hosts_agree(_host_items({**arguments, "model_dir": model_dir}))
   if train_steps < 1:
     raise ValueError(f"TRAIN_STEPS must be positive, got {train_steps}.")
+  if initial_checkpoint_path and not saved_steps_exist(model_dir):
+    _check_initial_checkpoint(initial_checkpoint_path)  # before MODEL_DIR is created
   mesh = partitioner.mesh(devices)
   partitioner.check_batch(mesh, train_data.batch_size, num_microbatches)
   input_pipeline.check_dataset_config(train_data)
@@ -102,6 +122,14 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   is_chief = jax.process_index() == 0
 
   # ------------------------------------------------------- model, optimizer, layout
+  # 'auto' attention becomes the platform's fused kernel here; the saved config keeps
+  # the setting as given, so that evaluation elsewhere chooses for its own platform.
+  chosen_config = attention.choose_implementation(
+      model_config, mesh.devices.flat[0].platform,
+      tuple(train_data.task_feature_lengths.values()))
+  attention_line = attention.describe_choice(model_config, chosen_config,
+                                             mesh.devices.flat[0].platform)
+  as_configured, model_config = model_config, chosen_config
   tx = optim.make_run_optimizer(model_config, schedule, optimizer)
   # Checkpoints, evaluators and imports see per-layer parameters even when they are
   # stacked for a scan during training (aya_t5x.layer_stack). The base model is what
@@ -116,6 +144,9 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
   frozen_layout = train_state.frozen_layout(model_config, partitioner, mesh, trainable)
   frozen_per_layer = train_state.frozen_layout(per_layer_config, partitioner, mesh, trainable)
   has_frozen = bool(jax.tree.leaves(frozen_layout.shapes))
+  # The run stores the base model as configured ('auto' attention kept, so that evaluation
+  # elsewhere chooses for its own platform).
+  saved_config = dataclasses.replace(as_configured, scan_layers=False)
 
   # ------------------------------------------------------------------------- state
   # Leaving this block waits for the pending saves and stops Orbax's threads; leaving it
@@ -124,7 +155,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                          keep=checkpoint.keep, async_save=checkpoint.async_save
                          ) as checkpointer:
     if is_chief:
-      native.save_model_config(model_dir, base_config)
+      native.save_model_config(model_dir, saved_config)
+      run_record.write(model_dir, train_data.mixture_or_task_name, train_data.task_manifest)
     data_state: dict = {}
     restored = checkpointer.restore_newest(saved.abstract,
                                            fallback=checkpoint.fallback_to_restorable)
@@ -179,7 +211,13 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                                    num_microbatches=num_microbatches,
                                    state_shardings=layout.shardings,
                                    batch_sharding=batch_sharding, trainable=trainable,
-                                   frozen_shardings=frozen_layout.shardings)
+                                   frozen_shardings=frozen_layout.shardings,
+                                   objective=objective)
+    # What the objective adds to each step (a frozen reference), loaded on every start,
+    # so a resumed run sees the same one.
+    step_inputs = objective.step_inputs(model_config=model_config,
+                                        initial_checkpoint_path=initial_checkpoint_path,
+                                        param_shardings=layout.shardings.params)
 
     # ------------------------------------------------------------- metrics, progress
     lengths = train_data.task_feature_lengths
@@ -191,8 +229,8 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
     progress = metric_writers.Progress(total=train_steps, initial=start_step,
                                        enabled=is_chief and show_progress)
     progress.message(f"{origin}; step {start_step} of {train_steps}; mesh "
-                     f"{dict(mesh.shape)}; peak {peak / 1e12:.2f} TFLOP/s per device "
-                     f"({peak_source})")
+                     f"{dict(mesh.shape)}; {attention_line}; peak {peak / 1e12:.2f} "
+                     f"TFLOP/s per device ({peak_source})")
     context = EvalContext(config=per_layer_config, mesh=mesh, partitioner=partitioner,
                           param_shardings=trainable_lib.combine(saved.shardings.params,
                                                                 frozen_per_layer.shardings),
@@ -207,6 +245,10 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
                               out_shardings=frozen_per_layer.shardings)(frozen)
       return trainable_lib.combine(train_state.convert_state(state, saved, mesh).params,
                                    per_layer)
+    if eval_every:
+      evaluators, notes = train_evaluators.with_data(evaluators)
+      for note in notes:  # once per run: a task without the split turns its evaluator off
+        progress.message(note)
 
     def save(step: int, state: Any, force: bool) -> None:
       checkpointer.save(step, train_state.convert_state(state, saved, mesh), batches.state(),
@@ -232,7 +274,7 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
           partitioner.rules_context()):
       while step < train_steps:
         batch = input_pipeline.global_batch(next(batches), batch_sharding)
-        state, metrics = compiled_step(state, batch, frozen)
+        state, metrics = compiled_step(state, batch, frozen, *step_inputs)
         step += 1
         if pending is not None:
           check_finite(*pending)
@@ -290,8 +332,11 @@ def train(*, model_dir: str, model_config: MT5Config, train_data: input_pipeline
 def _host_items(arguments: dict[str, Any]) -> dict[str, str]:
   """What every host of a run must agree on: the arguments (less the per-host ones)."""
   import aya_t5x
+  from aya_t5x.data import languages
 
   per_host = ("devices", "show_progress")
+  # Every host must see the same table of added languages (the same task manifest).
   return distributed.describe(
       jax_version=jax.__version__, aya_t5x_version=aya_t5x.__version__,
+      added_languages=[lang.to_json() for lang in languages.added_languages()],
       **{k: v for k, v in arguments.items() if k not in per_host})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import jax
@@ -78,3 +78,31 @@ class TeacherForcedEvaluator:
                        f"{self.dataset.mixture_or_task_name!r} gave no full batch of "
                        f"{self.dataset.batch_size}; lower the eval batch size.")
     yield from eval_metrics(totals).items()
+
+
+def missing_split(dataset: input_pipeline.DatasetConfig) -> str | None:
+  """Why `dataset` has no data (no task of it has its split), or None when some has."""
+  import seqio
+
+  input_pipeline.check_dataset_config(dataset)
+  provider = seqio.get_mixture_or_task(dataset.mixture_or_task_name)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  if any(dataset.split in task.splits for task in tasks):
+    return None
+  kind = "mixture" if isinstance(provider, seqio.Mixture) else "task"
+  return (f"{kind} {dataset.mixture_or_task_name!r} has no {dataset.split!r} split "
+          f"(its splits: {', '.join(sorted({s for t in tasks for s in t.splits}))})")
+
+
+def with_data(evaluators: Sequence[Evaluator]) -> tuple[list[Evaluator], list[str]]:
+  """The evaluators whose data exists, and a note for each one turned off for want of it."""
+  kept, notes = [], []
+  for evaluator in evaluators:
+    dataset = getattr(evaluator, "dataset", None)
+    why = missing_split(dataset) if isinstance(dataset, input_pipeline.DatasetConfig) else None
+    if why:
+      notes.append(f"{evaluator.name} is off for this run: the {why}. Add one (`aya-t5x "
+                   "tasks add NAME --validation FILE --replace`) to measure it.")
+    else:
+      kept.append(evaluator)
+  return kept, notes

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import flax.struct
 import jax
@@ -106,6 +106,57 @@ def _loss_terms(model: MT5, loss: LossConfig, params: Any, batch: Batch, rng: ja
   return numerator, sums
 
 
+class Objective(Protocol):
+  """What a step optimises, chosen in gin (`train.objective`): the step reads it and has
+  no branch per method. `CrossEntropy` (supervised fine-tuning) is the default;
+  `aya_t5x.preference.objective.PreferenceObjective` trains on pairs.
+
+  `loss_terms` returns (loss numerator, sums); the sums hold a 'denominator' that the
+  step divides the accumulated gradients by, and what `metrics` turns into the logged
+  metrics. `live_reference`: the step takes frozen reference parameters as a third
+  argument (never in the optimizer).
+  """
+
+  live_reference: bool
+
+  def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,
+                 rng: jax.Array, enable_dropout: bool, reference_params: Any = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]: ...
+
+  def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics: ...
+
+  def step_inputs(self, *, model_config: MT5Config, initial_checkpoint_path: str | None,
+                  param_shardings: Any) -> tuple:
+    """The step's arguments after (state, batch): () or (reference parameters,)."""
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """One global batch's shapes, known without reading data (`aya-t5x compile`)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CrossEntropy:
+  """Token cross-entropy on input/target examples (supervised fine-tuning)."""
+
+  live_reference = False
+
+  def loss_terms(self, model: MT5, loss: LossConfig, params: Any, batch: Batch,
+                 rng: jax.Array, enable_dropout: bool, reference_params: Any = None
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    del reference_params
+    return _loss_terms(model, loss, params, batch, rng, enable_dropout)
+
+  def metrics(self, numerator: jax.Array, sums: dict[str, jax.Array]) -> Metrics:
+    return _metrics(numerator, sums)
+
+  def step_inputs(self, **_) -> tuple:
+    return ()
+
+  def batch_spec(self, train_data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    from aya_t5x import input_pipeline
+
+    return input_pipeline.batch_spec(train_data)
+
+
 def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
   """[B, ...] -> [M, B / M, ...], microbatch i taking rows i, i + M, i + 2M, ...
 
@@ -121,39 +172,46 @@ def _split_microbatches(batch: Batch, num_microbatches: int) -> Batch:
 def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
                     schedule: Callable[[jax.Array], jax.Array], loss: LossConfig, *,
                     seed: int, num_microbatches: int = 1,
-                    trainable: trainable_lib.TrainableSet = trainable_lib.ALL
-                    ) -> Callable[[TrainState, Batch, Any], tuple[TrainState, Metrics]]:
-  """Builds the pure train step `(state, batch, frozen)` for `config` (the trained
-  network: `trainable.model_config` applied); jit it with shardings and donation."""
-  model = MT5(config)
-  enable_dropout = config.dropout_rate > 0 or (config.lora is not None
-                                               and config.lora.dropout > 0)
+                    trainable: trainable_lib.TrainableSet = trainable_lib.ALL,
+                    objective: Objective = CrossEntropy()
+                    ) -> Callable[..., tuple[TrainState, Metrics]]:
+  """Builds the pure train step for `config` (the trained network: `trainable.model_config`
+  applied); jit it with shardings and donation.
 
-  def train_step(state: TrainState, batch: Batch, frozen: Any = None
-                 ) -> tuple[TrainState, Metrics]:
+  `train_step(state, batch, frozen)`: `frozen` holds the parameters that do not train
+  (the adapters' base; empty when everything trains); with an objective that has a live
+  reference, `train_step(state, batch, frozen, reference_params)`.
+  """
+  model = MT5(config)
+  enable_dropout = (config.dropout_rate > 0 or config.attention_dropout > 0
+                    or (config.lora is not None and config.lora.dropout > 0))
+
+  def train_step(state: TrainState, batch: Batch, frozen: Any = None,
+                 reference_params: Any = None) -> tuple[TrainState, Metrics]:
     frozen = {} if frozen is None else frozen
 
-    def numerator_and_grads(params, batch, rng):
+    def numerator_and_grads(params, batch, rng, reference_params):
       grad_fn = jax.value_and_grad(
-          lambda p: _loss_terms(model, loss, trainable_lib.combine(p, frozen), batch, rng,
-                                enable_dropout), has_aux=True)
+          lambda p: objective.loss_terms(model, loss, trainable_lib.combine(p, frozen), batch,
+                                         rng, enable_dropout, reference_params), has_aux=True)
       (numerator, sums), grads = grad_fn(params)
       return numerator, sums, grads
 
     rng = jax.random.fold_in(jax.random.key(seed), state.step)
     if num_microbatches == 1:
-      numerator, sums, grads = numerator_and_grads(state.params, batch, rng)
+      numerator, sums, grads = numerator_and_grads(state.params, batch, rng,
+                                                   reference_params)
     else:
       micro = _split_microbatches(batch, num_microbatches)
 
       def accumulate(carry, inputs):
         index, microbatch = inputs
         n, s, g = numerator_and_grads(state.params, microbatch,
-                                      jax.random.fold_in(rng, index))
+                                      jax.random.fold_in(rng, index), reference_params)
         return jax.tree.map(jnp.add, carry, (n, s, g)), None
 
       zeros = jax.eval_shape(numerator_and_grads, state.params,
-                             jax.tree.map(lambda x: x[0], micro), rng)
+                             jax.tree.map(lambda x: x[0], micro), rng, reference_params)
       zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), zeros)
       (numerator, sums, grads), _ = jax.lax.scan(
           accumulate, zeros, (jnp.arange(num_microbatches), micro))
@@ -161,7 +219,7 @@ def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
     grads = jax.tree.map(lambda g: g / denominator, grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = _metrics(numerator, sums)
+    metrics = objective.metrics(numerator, sums)
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["learning_rate"] = schedule(state.step)
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
@@ -169,13 +227,14 @@ def make_train_step(config: MT5Config, optimizer: optax.GradientTransformation,
   return train_step
 
 
-def make_eval_step(config: MT5Config, loss: LossConfig
-                   ) -> Callable[[Any, Batch], Metrics]:
+def make_eval_step(config: MT5Config, loss: LossConfig, objective: Objective = CrossEntropy()
+                   ) -> Callable[..., Metrics]:
   """Teacher-forced loss and accuracy on a batch, dropout off: `eval_step(params, batch)`."""
   model = MT5(config)
 
-  def eval_step(params: Any, batch: Batch) -> Metrics:
-    numerator, sums = _loss_terms(model, loss, params, batch, jax.random.key(0), False)
+  def eval_step(params: Any, batch: Batch, reference_params: Any = None) -> Metrics:
+    numerator, sums = objective.loss_terms(model, loss, params, batch, jax.random.key(0),
+                                           False, reference_params)
     return {"loss_numerator": numerator, **sums}
 
   return eval_step
@@ -200,11 +259,20 @@ def jit_train_step(model_config: MT5Config, tx: optax.GradientTransformation,
                    num_microbatches: int, state_shardings: Any,
                    batch_sharding: jax.sharding.Sharding,
                    trainable: trainable_lib.TrainableSet = trainable_lib.ALL,
-                   frozen_shardings: Any = None):
-  """The train step `(state, batch, frozen)` jitted with the shardings, the state donated
-  (never the frozen parameters: they serve every step)."""
+                   frozen_shardings: Any = None, objective: Objective = CrossEntropy()):
+  """The train step `(state, batch, frozen[, reference_params])` jitted with the shardings,
+  the state donated (never the frozen parameters: they serve every step; a live reference,
+  when the objective has one, is sharded like the parameters)."""
+  if objective.live_reference and trainable is not trainable_lib.ALL:
+    raise ValueError("a live preference reference with adapters is not supported: score the "
+                     "pairs once with `aya-t5x preference reference-logprobs` and set "
+                     "PREFERENCE_REFERENCE = 'precomputed'")
   step_fn = make_train_step(model_config, tx, schedule, loss, seed=seed,
-                            num_microbatches=num_microbatches, trainable=trainable)
+                            num_microbatches=num_microbatches, trainable=trainable,
+                            objective=objective)
   frozen_shardings = {} if frozen_shardings is None else frozen_shardings
-  return jax.jit(step_fn, in_shardings=(state_shardings, batch_sharding, frozen_shardings),
+  in_shardings = (state_shardings, batch_sharding, frozen_shardings)
+  if objective.live_reference:
+    in_shardings += (state_shardings.params,)
+  return jax.jit(step_fn, in_shardings=in_shardings,
                  out_shardings=(state_shardings, None), donate_argnums=(0,))

@@ -55,7 +55,8 @@ def main() -> None:
 
   import aya_t5x.tasks  # noqa: F401  (registers the six sources)
   from aya_t5x import input_pipeline, mixtures
-  from aya_t5x.data import cache_pipeline, sources, vocabulary
+  from aya_t5x.data import cache_pipeline, sources
+  from aya_t5x.vocab import vocabulary
 
   record = {"what": "cache", "scheme": args.scheme,
             "config": {"per_source": args.per_source, "batch": args.batch,

@@ -133,7 +133,7 @@ def main() -> None:
 
   import aya_t5x.tasks  # noqa: F401  (registers the six sources)
   from aya_t5x import input_pipeline, mixtures
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   record = {"what": "data_pipeline", "scheme": args.scheme,
             "config": {"batch": args.batch, "inputs": args.inputs, "targets": args.targets,

@@ -38,8 +38,8 @@ def sentences_file(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_vocabulary(sentences_file, tmp_path_factory):
   """A 512-piece SentencePiece vocabulary trained on the sentences (T5 ids)."""
-  from aya_t5x.data import vocabulary
   from aya_t5x.testing import vocabularies
+  from aya_t5x.vocab import vocabulary
 
   path = vocabularies.train_vocabulary(sentences_file, tmp_path_factory.mktemp("spm"),
                                        vocab_size=512)
@@ -51,8 +51,24 @@ def rng():
   return np.random.default_rng(0)
 
 
+def pytest_configure(config):
+  from tests import ci_skips
+
+  if not config.pluginmanager.has_plugin("tests.ci_skips"):
+    config.pluginmanager.register(ci_skips, "tests.ci_skips")
+
+
 def pytest_unconfigure(config):
   if _OWN_CACHE:
     import shutil
 
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _forget_added_languages():
+  """Languages a test adds (`languages add`, a manifest) are process state: drop them."""
+  yield
+  from aya_t5x.data import languages
+
+  languages.clear_user_languages()

@@ -137,3 +137,73 @@ def test_start_up_messages_are_hidden_unless_asked_for(verbose, tmp_path):
   # On this CPU machine TensorFlow always reports its missing CUDA driver, and libtpu (CI
   # installs it) probes for a TPU: with --verbose those lines are there, as without aya_t5x.
   assert bool(noise) == verbose, result.stderr
+
+
+@pytest.mark.parametrize("binding,fix", [
+    ("MODEL_DIR=/tmp/x", "--gin.MODEL_DIR=\"'/tmp/x'\""),
+    ("MODEL_DIR=gs://bucket/run", "--gin.MODEL_DIR=\"'gs://bucket/run'\""),
+    ("MIXTURE_OR_TASK_NAME=my task", "--gin.MIXTURE_OR_TASK_NAME=\"'my task'\""),
+])
+def test_a_gin_string_without_inner_quotes_names_the_binding_and_the_fix(binding, fix,
+                                                                        capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(["train", "--gin_file", "models/mt5_tiny.gin", "--gin_file",
+              "runs/finetune.gin", f"--gin.{binding}"])
+  assert exit_.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("usage: aya-t5x train")
+  error = err.strip().splitlines()[-1]
+  assert error.startswith(f"aya-t5x train: error: --gin.{binding}: gin cannot parse the value")
+  assert error.endswith(fix)
+
+
+def test_a_broken_gin_literal_is_named_without_a_quoting_hint(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["model-info", "--gin.TASK_FEATURE_LENGTHS={'inputs': 16"])
+  error = capsys.readouterr().err.strip().splitlines()[-1]
+  assert "--gin.TASK_FEATURE_LENGTHS={'inputs': 16: gin cannot parse the value" in error
+  assert "quotes of its own" not in error
+
+
+def test_train_help_lists_the_run_macros(capsys):
+  with pytest.raises(SystemExit):
+    cli.main(["train", "--help"])
+  out = capsys.readouterr().out
+  macros = out[out.index("run macros (runs/finetune.gin"):].splitlines()[1:]
+  listed = {line.split()[0]: line.split(None, 1)[1] for line in macros if line.strip()}
+  assert listed["MODEL_DIR"] == "required" and listed["MIXTURE_OR_TASK_NAME"] == "required"
+  assert listed["TRAIN_STEPS"].startswith("default 10000; fine-tuning steps")
+  assert listed["INITIAL_CHECKPOINT_PATH"].startswith("default None; an aya_t5x, T5X")
+  assert {"BATCH_SIZE", "LEARNING_RATE", "TASK_FEATURE_LENGTHS", "TASK_MANIFEST"} <= set(listed)
+  assert not any(name.startswith("train.") for name in listed)  # bindings, not macros
+
+
+@pytest.mark.parametrize("argv,usage,named", [
+    (["infer", "--checkpoint", "c", "--input", "i", "--output", "o", "--prompt", "hi"],
+     "usage: aya-t5x infer", "'--prompt'"),
+    (["infer", "--checkpoint", "c", "--input", "i", "--output", "o", "--inptu_key", "q"],
+     "usage: aya-t5x infer", "did you mean --input_key"),
+    (["model-info", "--gin_fle", "models/mt5_tiny.gin"], "usage: aya-t5x model-info",
+     "did you mean --gin_file"),
+])
+def test_a_misspelled_subcommand_flag_prints_the_subcommand_usage(argv, usage, named, capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(argv)
+  assert exit_.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith(usage), err
+  assert "COMMAND" not in err  # not the top-level usage
+  assert "unrecognised argument" in err and named in err
+
+
+def test_train_prints_its_own_lines_first(tmp_path):
+  from aya_t5x.testing.tiny_runs import gin_args
+
+  result = _as_a_user_runs([sys.executable, "-m", "aya_t5x.cli", "train",
+                            *gin_args(tmp_path / "run", 1)], tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith("initialised from random weights"), result.stdout
+  # stderr holds one note, in the program's words: no logging format, no library lines.
+  assert result.stderr.splitlines() == [
+      next(line for line in result.stderr.splitlines() if line.startswith("note: Training "
+                                                                          "reads its tasks"))]

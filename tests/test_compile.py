@@ -35,6 +35,34 @@ def compile_json(tmp_path, capsys, topology, *extra):
   return status, output.out, output.err, report
 
 
+def program_train_flops(config, batch: int, input_length: int, target_length: int) -> float:
+  """A training step's matmul FLOPs counted off the model's forward program: every
+  dot_general, 2 x (output elements) x (contracted size), in every sub-program; the
+  backward pass is twice the forward's (the usual 3x). Independent of `throughput`'s
+  closed formula, which the report uses."""
+  config = dataclasses.replace(config, scan_layers=False)
+  params = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+  tokens = lambda length: jax.ShapeDtypeStruct((batch, length), np.int32)
+  program = jax.make_jaxpr(lambda p, i, d: model.MT5(config).apply({"params": p}, i, d))(
+      params, tokens(input_length), tokens(target_length))
+
+  def count(jaxpr) -> float:
+    total = 0.0
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        total += 2 * np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[i] for i in contracting])
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (list, tuple)) else [value]:
+          inner = getattr(sub, "jaxpr", sub)
+          if hasattr(inner, "eqns"):
+            total += count(inner)
+    return total
+
+  return 3.0 * count(program.jaxpr)
+
+
 def test_cpu_compile_reports_the_memory_of_the_state_and_batch_shards(tmp_path, capsys):
   status, out, err, report = compile_json(tmp_path, capsys, "cpu:8")
   assert status == 0, err
@@ -61,8 +89,8 @@ def test_cpu_compile_reports_the_memory_of_the_state_and_batch_shards(tmp_path, 
   assert memory["aliased"] == pytest.approx(state_bytes, rel=0.01)
   # Unscanned and without microbatches the compiler sees all the work: at least the
   # model's matmul FLOPs, and not vastly more.
-  model_flops = throughput.train_flops_per_step(arguments["model_config"], 16, 32, 32)
-  assert report["model_flops"] == model_flops
+  model_flops = program_train_flops(arguments["model_config"], 16, 32, 32)
+  assert report["model_flops"] == pytest.approx(model_flops, rel=1e-9)
   assert model_flops <= report["compiler_flops"] * 8 <= 2 * model_flops
 
 
@@ -75,13 +103,12 @@ def test_step_costs_count_every_scanned_layer_and_microbatch(tmp_path, capsys):
   assert "cost model per device for the whole step" in out
   # Unrolled without microbatches, the compiler's own count is the whole step.
   assert plain["step_flops"] == plain["compiler_flops"]
-  # Independent reference: the plain step plus one more encoder layer, from the
-  # architecture's FLOP count (the same formula per layer as the model FLOPs).
+  # Independent reference: the plain step plus one more encoder layer, counted off the
+  # model's own program, per device.
   gin_config.parse_gin(TINY_FILES, TINY_BINDINGS)
   config = _step_arguments()["model_config"]
-  one_layer = (throughput.train_flops_per_step(
-      dataclasses.replace(config, num_encoder_layers=3), 16, 32, 32)
-      - throughput.train_flops_per_step(config, 16, 32, 32)) / 8
+  one_layer = (program_train_flops(dataclasses.replace(config, num_encoder_layers=3), 16, 32, 32)
+               - program_train_flops(config, 16, 32, 32)) / 8
   assert looped["step_flops"] > plain["step_flops"] + one_layer
   assert looped["step_flops"] < plain["step_flops"] + 2 * one_layer
   # The raw count sees each loop body once: well below the step's work.
@@ -140,6 +167,22 @@ def test_the_pallas_flash_attention_step_compiles_for_tpus(tmp_path, capsys, top
   # The Mosaic kernels compile inside a shard_map (GSPMD cannot split them), and XLA's
   # cost model counts them from their own cost estimates.
   assert status == 0, err
+  assert report["fits"] is True and report["step_flops"] > 0
+
+
+@needs_libtpu
+def test_the_recipe_with_attention_dropout_compiles_the_pallas_kernel_for_a_v4(tmp_path,
+                                                                                capsys):
+  # runs/aya_recipe.gin as it is (dropout 0.1, ATTENTION_IMPLEMENTATION='auto'): on a TPU
+  # topology 'auto' picks the Pallas kernel, whose in-kernel dropout hash must lower
+  # through Mosaic, inside the shard_map of each device's rows.
+  status, out, err, report = compile_json(
+      tmp_path, capsys, "v4-8", "--gin.TASK_FEATURE_LENGTHS={'inputs': 128, 'targets': 128}",
+      "--gin.LossConfig.vocab_tile_size=128")
+  assert status == 0, err
+  assert report["attention"].startswith("attention pallas_tpu (auto on tpu; attention "
+                                        "dropout 0.1)")
+  assert "attention pallas_tpu" in out
   assert report["fits"] is True and report["step_flops"] > 0
 
 

@@ -23,7 +23,8 @@ import pytest
 from aya_t5x import cli, distributed, input_pipeline, partitioning, testing, train_state
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
-from tests.test_train import committed_steps, gin_args, run_in_process
+from aya_t5x.testing.tiny_runs import gin_args
+from tests.test_train import committed_steps, run_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -66,6 +67,7 @@ def one_process_run(tmp_path_factory):
   return model_dir, result
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_process_reading_the_same_shards(two_process_run,
                                                                       one_process_run):
   model_dir, output = two_process_run
@@ -85,6 +87,7 @@ def test_two_processes_train_like_one_process_reading_the_same_shards(two_proces
   assert "[process 1] training finished" not in output
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_restores_in_one_process_on_one_device(two_process_run,
                                                                       one_process_run):
   model_dir, _ = two_process_run
@@ -100,6 +103,7 @@ def test_two_process_checkpoint_restores_in_one_process_on_one_device(two_proces
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_hosts_that_disagree_on_the_seed_stop_naming_it(tmp_path):
   processes = start_processes(tmp_path / "run", 2, lambda index: [f"--gin.train.seed={index}"])
   outputs = finish(processes, 300)
@@ -139,6 +143,7 @@ def finish(processes, timeout_s):
   return outputs
 
 
+@pytest.mark.slow
 def test_sigterm_on_one_host_stops_every_host_at_the_same_saved_step(tmp_path):
   model_dir = tmp_path / "run"
   processes = start_processes(model_dir, 100_000, lambda index: [
@@ -159,6 +164,7 @@ def test_sigterm_on_one_host_stops_every_host_at_the_same_saved_step(tmp_path):
   assert data["position"] == step
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_naming_it_and_both_restarted_resume(tmp_path):
   model_dir = tmp_path / "run"
   flags = lambda index: ["--gin.CheckpointConfig.every_steps=2", "--gin.train.log_every=1"]
@@ -242,7 +248,7 @@ def test_describe_expands_dataclasses_field_by_field():
 
 @pytest.fixture(scope="module")
 def data_config():
-  input_pipeline.import_task_modules("tests.fixture_tasks")
+  input_pipeline.import_task_modules("aya_t5x.testing.fixture_tasks")
   return input_pipeline.DatasetConfig(
       mixture_or_task_name="test_reverse", task_feature_lengths={"inputs": 16, "targets": 16},
       batch_size=8, num_shards=4, shuffle=False)

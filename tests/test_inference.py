@@ -56,10 +56,11 @@ def test_cli_reads_any_checkpoint_and_needs_a_vocabulary(saved, tmp_path, capsys
   with pytest.raises(SystemExit):
     cli.main(args)
   assert "--vocabulary" in capsys.readouterr().err
-  assert cli.main([*args, "--task", "test_bytes", "--module", "tests.fixture_tasks"]) == 0
+  assert cli.main([*args, "--task", "test_bytes", "--module", "aya_t5x.testing.fixture_tasks"]) == 0
   assert "wrote 1 completions" in capsys.readouterr().out
   assert json.loads((tmp_path / "out.jsonl").read_text())["inputs"] == "hello"
   # Prompts under another field: nothing written is an error, not a success.
   wrong_key = [a if a != "q" else "prompt" for a in args]
-  assert cli.main([*wrong_key, "--task", "test_bytes", "--module", "tests.fixture_tasks"]) == 2
+  assert cli.main([*wrong_key, "--task", "test_bytes", "--module",
+                   "aya_t5x.testing.fixture_tasks"]) == 2
   assert "is the prompt's field --input_key 'prompt'?" in capsys.readouterr().err

@@ -120,6 +120,32 @@ def test_parameters_carry_t5x_names_and_logical_axes():
     assert len(spec) == len(shape.shape) and all(spec)
 
 
+def attention_logit_operand_dtypes(fn, *args) -> set[tuple[str, str]]:
+  """The operand dtypes of every query-key product in `fn`'s program.
+
+  A product is found by its output: [batch, heads, query length, key length] in float32,
+  with both lengths among the test's (12 and 6, unlike d_kv = 8); the program is walked
+  into its sub-programs (jit, remat, custom derivatives).
+  """
+  found = set()
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "dot_general":
+        out = eqn.outvars[0].aval
+        if (out.ndim == 4 and out.dtype == jnp.float32 and out.shape[1] == testing.TINY.num_heads
+            and set(out.shape[2:]) <= {12, 6}):
+          found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (list, tuple)) else [value]:
+          inner = getattr(sub, "jaxpr", sub)
+          if hasattr(inner, "eqns"):
+            walk(inner)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
 @pytest.mark.parametrize("float32_attention_logits", [True, False])
 def test_bfloat16_activations_stay_close_to_float32(rng, float32_attention_logits):
   import dataclasses
@@ -128,14 +154,23 @@ def test_bfloat16_activations_stay_close_to_float32(rng, float32_attention_logit
   inputs = jnp.asarray(padded_batch(rng, config.vocab_size, 2, 12))
   dec = jnp.asarray(shift_right(padded_batch(rng, config.vocab_size, 2, 6)))
   f32 = model.MT5(config).apply({"params": params}, inputs, dec)
-  bf16 = model.MT5(dataclasses.replace(
-      config, dtype="bfloat16", float32_attention_logits=float32_attention_logits)).apply(
-      {"params": params}, inputs, dec)
+  bf16_model = model.MT5(dataclasses.replace(
+      config, dtype="bfloat16", float32_attention_logits=float32_attention_logits))
+  bf16 = bf16_model.apply({"params": params}, inputs, dec)
   # Logits stay in the activation dtype (no float32 copy of a 250k-wide tensor).
   assert bf16.dtype == jnp.bfloat16 and f32.dtype == jnp.float32
   bf16 = bf16.astype(jnp.float32)
   assert jnp.max(jnp.abs(bf16 - f32)) < 0.1 * jnp.max(jnp.abs(f32))
   assert jnp.max(jnp.abs(bf16 - f32)) > 0  # the setting really changed the compute
+  # What the setting decides: queries and keys enter their product in float32, or in
+  # bfloat16 (accumulated in float32 either way). Encoder, decoder and cross attention.
+  operands = attention_logit_operand_dtypes(
+      lambda p, i, d: bf16_model.apply({"params": p}, i, d), params, inputs, dec)
+  expected = "float32" if float32_attention_logits else "bfloat16"
+  assert operands == {(expected, expected)}
+  assert attention_logit_operand_dtypes(  # the float32 model, for the finder itself
+      lambda p, i, d: model.MT5(config).apply({"params": p}, i, d), params, inputs, dec) == {
+          ("float32", "float32")}
 
 
 def test_dropout_only_with_rng_and_flag(rng):

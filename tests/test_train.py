@@ -27,28 +27,12 @@ from aya_t5x import (
 )
 from aya_t5x.checkpoints.train_checkpoints import TrainCheckpointer
 from aya_t5x.optim import LearningRateSchedule, make_optimizer
+from aya_t5x.testing import fixture_tasks  # noqa: F401  (registers testing.mixture_of)
+from aya_t5x.testing.tiny_runs import gin_args
 from aya_t5x.train import TrainingDiverged
-from tests import fixture_tasks  # noqa: F401  (registers the tests.mixture_of configurable)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = testing.TINY
-
-
-def gin_args(model_dir, steps, *extra):
-  """The flags of a tiny run on the fixture task, as a user would type them."""
-  return [
-      "--gin_file", "models/mt5_tiny.gin", "--gin_file", "runs/finetune.gin",
-      "--gin_file", "partitioning/fsdp.gin",
-      f"--gin.MODEL_DIR='{model_dir}'", f"--gin.TRAIN_STEPS={steps}",
-      "--gin.MIXTURE_OR_TASK_NAME='test_reverse'",
-      "--gin.MIXTURE_OR_TASK_MODULE='tests.fixture_tasks'",
-      "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 16}",
-      "--gin.BATCH_SIZE=16", "--gin.DROPOUT_RATE=0.1", "--gin.LEARNING_RATE=0.01",
-      f"--gin.MT5Config.vocab_size={TINY.vocab_size}", f"--gin.MT5Config.d_model={TINY.d_model}",
-      f"--gin.MT5Config.d_kv={TINY.d_kv}", f"--gin.MT5Config.d_ff={TINY.d_ff}",
-      "--gin.LossConfig.normalization='average_per_sequence'",
-      "--gin.CheckpointConfig.every_steps=4", "--gin.CheckpointConfig.keep=None",
-      "--gin.train.log_every=2", *extra]
 
 
 def run_in_process(model_dir, steps, *extra, **overrides):
@@ -113,6 +97,7 @@ def test_run_writes_metrics_checkpoints_and_learns(base_run):
   assert list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_bit_for_bit(tmp_path):
   killed = tmp_path / "killed"
   process = start_subprocess(killed, 100_000)
@@ -128,6 +113,7 @@ def test_sigkill_then_resume_equals_uninterrupted_bit_for_bit(tmp_path):
   assert_trees_equal(resumed.state.opt_state, reference.state.opt_state)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_restorable_checkpoint_at_the_step_reached(tmp_path):
   model_dir = tmp_path / "preempted"
   process = start_subprocess(model_dir, 100_000, "--gin.CheckpointConfig.every_steps=1000")
@@ -192,6 +178,23 @@ def test_fine_tuning_starts_from_an_initial_checkpoint(tmp_path, fmt):
   assert result.step == 1  # fine-tuning steps count from 0, not from the T5X step
 
 
+@pytest.mark.parametrize("initial", ["missing", "not a checkpoint"])
+def test_a_bad_initial_checkpoint_is_named_before_model_dir_is_created(tmp_path, capsys,
+                                                                       initial):
+  path = tmp_path / "initial"
+  if initial == "not a checkpoint":
+    path.mkdir()
+    (path / "notes.txt").write_text("no checkpoint here")
+  model_dir = tmp_path / "run"
+  assert cli.main(["train", *gin_args(model_dir, 2),
+                   f"--gin.INITIAL_CHECKPOINT_PATH='{path}'"]) == 2
+  err = capsys.readouterr().err
+  assert f"aya-t5x train: error: INITIAL_CHECKPOINT_PATH: {path}" in err or (
+      f"aya-t5x train: error: INITIAL_CHECKPOINT_PATH: Checkpoint {path} does not exist" in err)
+  assert "--gin.INITIAL_CHECKPOINT_PATH=" in err and "Traceback" not in err
+  assert not model_dir.exists()  # nothing left behind
+
+
 @pytest.mark.parametrize("extra,message", [
     (["--gin.Partitioner.num_partitions=3"], "does not divide 8 devices"),
     (["--gin.BATCH_SIZE=12"], "multiple of 8"),
@@ -211,7 +214,7 @@ def test_bad_configuration_fails_before_compiling(tmp_path, capsys, extra, messa
 
 def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
   """`aya-t5x tasks add` writes a manifest; TASK_MANIFEST makes the trainer register it."""
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   rng = np.random.default_rng(0)
   words = "moja mbili tatu nne tano sita saba nane tisa kumi".split()
@@ -231,8 +234,8 @@ def test_a_task_added_on_the_command_line_trains(tmp_path, capsys):
   result = run_in_process(
       tmp_path / "run", 2, "--gin_file", "mixtures/vocabulary.gin",
       f"--gin.VOCABULARY_PATH='{spm}'", f"--gin.TASK_MANIFEST='{manifest}'",
-      "--gin.MIXTURE_OR_TASK_NAME=@tests.mixture_of()",
-      "--gin.tests.mixture_of.tasks=['swahili_qa']", "--gin.MIXTURE_OR_TASK_MODULE=None",
+      "--gin.MIXTURE_OR_TASK_NAME=@testing.mixture_of()",
+      "--gin.testing.mixture_of.tasks=['swahili_qa']", "--gin.MIXTURE_OR_TASK_MODULE=None",
       "--gin.train/DatasetConfig.split='train'")
   assert result.step == 2 and np.isfinite(result.last_metrics["loss"])
 
@@ -278,6 +281,8 @@ def test_a_run_saves_its_model_so_its_checkpoints_need_no_gin_files(base_run, tm
   assert (stored.d_model, stored.d_ff, stored.vocab_size) == (
       TINY.d_model, TINY.d_ff, TINY.vocab_size)
   assert stored.dropout_rate == pytest.approx(0.1)  # the run's DROPOUT_RATE, not the file's
+  # The run file's 'auto' is kept: evaluation elsewhere chooses for its own platform.
+  assert stored.attention_implementation == "auto" and stored.attention_dropout == 0.1
   assert loading.stored_config(model_dir / "checkpoints" / "4") == stored
   gin_config.parse_gin([], [])  # no model gin file: infer and eval fall back to the run's
   assert gin_config.configured_model_or_none() is None

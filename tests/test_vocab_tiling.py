@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aya_t5x import losses, model, partitioning, testing, train_step, vocab_tiling
-from tests.packed_batches import packed_batch
+from aya_t5x.testing.packed_batches import packed_batch
 
 
 def relative_error(a, b) -> float:

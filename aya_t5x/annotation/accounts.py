@@ -8,10 +8,14 @@
   forgot their password) set a new one.
 - Passwords are hashed with scrypt (memory-hard, Python's standard library), each with
   its own salt and cost parameters stored beside it.
-- Failed logins are slowed down (the app waits `delay_s` times the count of recent
-  failures before answering) and after `max_failures` the account is locked for
-  `lock_s`. An attempt is counted before its password is checked, so parallel guesses
-  cannot slip past the limit. Unknown user ids cost the same time and say the same thing.
+- New passwords: at least 10 characters, not equal to or containing the user id, and
+  not easy to guess by zxcvbn's estimate (its lists of common passwords, words, names and
+  keyboard patterns).
+- Failed logins are slowed down per client and per account with growing delays
+  (`throttle`), never by locking an account: a client that has not failed is checked
+  at once (up to 2 attempts at one account in flight). Every failure (unknown id,
+  wrong password, throttled) gets the same answer after the same work (one scrypt hash,
+  of a dummy when there is nothing to check).
 - Sessions live on the server (table `sessions`): the cookie holds a random token whose
   sha256 is the key, with an absolute expiry; logout deletes the row, so a copied cookie
   is dead after it. Each session has its own CSRF token.
@@ -28,8 +32,9 @@ import time
 
 import sqlalchemy as sa
 
-from aya_t5x.annotation import database, forms
+from aya_t5x.annotation import database, forms, throttle
 from aya_t5x.annotation.database import ROLES, accounts, invitations, sessions
+from aya_t5x.annotation.throttle import ThrottlePolicy
 
 # scrypt cost: 2^14 x 8 x 128 bytes = 16 MiB of memory per hash, about 0.1 s of a core
 # (the parameters Django's scrypt hasher uses). A login costs one hash, so this also sets
@@ -37,6 +42,13 @@ from aya_t5x.annotation.database import ROLES, accounts, invitations, sessions
 SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_CHARS = 10
 MAX_PASSWORD_CHARS = 1024
+# zxcvbn's score (0-4): 3 is, in its own words, "safely unguessable: moderate protection
+# from offline slow-hash scenario" (10^8 to 10^10 guesses). Only the first 64 characters
+# are scored: zxcvbn's time grows fast with length, and a password is at least as hard
+# to guess as its start.
+MIN_PASSWORD_SCORE = 3
+_SCORED_CHARS = 64
+LOGIN_REFUSED = "wrong user id or password"
 
 
 class AccountError(ValueError):
@@ -48,20 +60,14 @@ class LoginPolicy:
   """How logins are throttled and how long sessions and invitations last.
 
   Attributes:
-    max_failures: wrong passwords in a row before the account is locked.
-    lock_s: how long a locked account refuses every login.
-    delay_s: the wait before answering a failed login, per failure in the current row.
-    max_delay_s: the longest such wait.
+    throttle: the growing delays of failed logins, per client and per account.
     session_s: how long a session lasts from login (absolute, not renewed by use).
     invitation_s: how long an invitation link stays valid.
     scrypt_n: scrypt's cost (memory and time) for new password hashes; each hash keeps
       its own, so raising it later leaves existing passwords working.
   """
 
-  max_failures: int = 5
-  lock_s: float = 15 * 60
-  delay_s: float = 0.5
-  max_delay_s: float = 4.0
+  throttle: ThrottlePolicy = dataclasses.field(default_factory=ThrottlePolicy)
   session_s: float = 12 * 3600
   invitation_s: float = 14 * 24 * 3600
   scrypt_n: int = SCRYPT_N
@@ -69,8 +75,6 @@ class LoginPolicy:
   def __post_init__(self):
     if self.scrypt_n < 2**10 or self.scrypt_n & (self.scrypt_n - 1):
       raise ValueError(f"scrypt_n must be a power of two of at least 1024, got {self.scrypt_n}")
-    if self.max_failures < 1:
-      raise ValueError(f"max_failures must be at least 1, got {self.max_failures}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,12 +99,30 @@ class Invitation:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class LoginAttempt:
+  """A counted login attempt waiting for its turn (`turn.check_at`) to be checked."""
+
+  user_id: str
+  client: str
+  turn: throttle.Turn
+  password_hash: str | None  # None: no such account, or no password yet
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LoginResult:
-  """A login's outcome: a session token on success, else the wait and the message."""
+  """A login's outcome: a session token on success, else the message and when to answer.
+
+  `answer_at` (time.time()) is when a failure is to be answered: the client's next turn,
+  so that a person retrying after the answer is never throttled.
+  """
 
   token: str | None = None
-  delay_s: float = 0.0
   error: str | None = None
+  answer_at: float = 0.0
+
+  @property
+  def delay_s(self) -> float:
+    return max(0.0, self.answer_at - time.time())
 
 
 def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
@@ -129,8 +151,14 @@ def verify_password(password: str, stored: str | None, *, n: int = SCRYPT_N) -> 
   return hmac.compare_digest(candidate.hex(), digest)
 
 
-def check_password(password: str, confirm: str) -> str:
-  """The password, or AccountError saying what a password needs."""
+def check_password(password: str, confirm: str, *, user_id: str) -> str:
+  """The password, or AccountError saying what a password needs.
+
+  Refused: a mismatched confirmation, under 10 or over 1,024 characters, equal to or
+  containing the user id (in any case), or easy to guess by zxcvbn's estimate.
+  """
+  import zxcvbn
+
   if password != confirm:
     raise AccountError("the two passwords differ; type the same password twice")
   if len(password) < MIN_PASSWORD_CHARS:
@@ -138,6 +166,13 @@ def check_password(password: str, confirm: str) -> str:
                        "(a few words are easy to remember)")
   if len(password) > MAX_PASSWORD_CHARS:
     raise AccountError(f"use a password of at most {MAX_PASSWORD_CHARS} characters")
+  if user_id and database.user_key(user_id) in database.user_key(password):
+    raise AccountError("the password contains your user id; choose one without it")
+  estimate = zxcvbn.zxcvbn(password[:_SCORED_CHARS], user_inputs=[user_id] if user_id else [])
+  if estimate["score"] < MIN_PASSWORD_SCORE:
+    why = estimate["feedback"]["warning"] or "it follows a common pattern"
+    raise AccountError(f"this password is easy to guess ({why.rstrip('.')}); a few "
+                       "unrelated words make a strong one")
   return password
 
 
@@ -198,7 +233,9 @@ class Accounts:
     """Creates the account (or sets the invited account's password); returns the user id.
 
     The invitation is marked used in the same transaction, only if it still was unused,
-    so a link makes one account however often or however fast it is sent.
+    so a link makes one account however often or however fast it is sent. A new user id
+    must differ from every existing one in more than case. A password link also clears
+    the account's login throttling.
     """
     # Hashed before the transaction starts: it takes a while.
     password_hash = hash_password(password, n=self.policy.scrypt_n)
@@ -216,76 +253,120 @@ class Accounts:
                            "your language lead for a new one")
       language, role, invited_user = row
       if invited_user is not None:
-        user_id = invited_user
-        conn.execute(accounts.update().where(accounts.c.user_id == user_id).values(
-            password_hash=password_hash, failed_logins=0, locked_until=0))
-        conn.execute(sessions.delete().where(sessions.c.user_id == user_id))
-        database.log_event(conn, user_id, "set-password", "through an invitation")
-        return user_id
+        self._set_password(conn, invited_user, password_hash, "through an invitation")
+        return invited_user
       user_id = forms.check_user_id(user_id)
+      # Both unique keys (the id and its case-folded form) refuse a taken id, also a racing one.
       inserted = conn.execute(
           self.db.insert(accounts).values(
-              user_id=user_id, language=language, role=role, password_hash=password_hash,
-              created=database.now_text(), failed_logins=0, locked_until=0)
+              user_id=user_id, user_key=database.user_key(user_id), language=language,
+              role=role, password_hash=password_hash, created=database.now_text())
           .on_conflict_do_nothing().returning(accounts.c.user_id)).first()
       if not inserted:
         raise AccountError(f"the user id {user_id!r} is taken; choose another")
       database.log_event(conn, user_id, "signup", f"{role} for {language}")
     return user_id
 
+  def password_link(self, *, created_by: str, creator_role: str, creator_language: str,
+                    user_id: str) -> str:
+    """A password link for an existing account, as the Invitations page issues them.
+
+    An admin may issue one for any account; a lead for contributors of their language
+    only. Any other id, existing or not, gets the same refusal.
+    """
+    with self.db.read() as conn:
+      row = conn.execute(sa.select(accounts.c.role, accounts.c.language)
+                         .where(accounts.c.user_id == user_id)).first()
+    allowed = row is not None and (creator_role == "admin" or (
+        creator_role == "lead" and tuple(row) == ("contributor", creator_language)))
+    if not allowed:
+      raise AccountError("no contributor account of that user id in your language" if
+                         creator_role != "admin" else f"there is no account {user_id!r}")
+    token, = self.create_invitations(created_by=created_by, language="", user_id=user_id)
+    return token
+
+  def _set_password(self, conn: sa.Connection, user_id: str, password_hash: str, how: str,
+                    *, keep_session: str | None = None) -> None:
+    """A new password: every session but `keep_session` ends and the throttling clears."""
+    conn.execute(accounts.update().where(accounts.c.user_id == user_id)
+                 .values(password_hash=password_hash))
+    ended = sessions.delete().where(sessions.c.user_id == user_id)
+    if keep_session is not None:
+      ended = ended.where(sessions.c.token_hash != _digest(keep_session))
+    conn.execute(ended)
+    throttle.clear_account(conn, user_id=user_id)
+    database.log_event(conn, user_id, "set-password", how)
+
   # ------------------------------------------------------------------------ login
 
-  def login(self, user_id: str, password: str) -> LoginResult:
-    """Checks a password under the throttling policy; a session token on success."""
-    policy = self.policy
+  def begin_login(self, user_id: str, client: str) -> LoginAttempt:
+    """Counts an attempt (before its password is checked) and gives it its turn."""
+    # No account id is longer than 64 characters: a longer one is nobody, kept short
+    # as the key it is counted under.
+    user_id = user_id[:128]
     now = time.time()
-    refused = "wrong user id or password"
     with self.db.write() as conn:
-      # Count the attempt before checking it: parallel guesses each take a number.
-      row = conn.execute(
-          accounts.update().where(accounts.c.user_id == user_id,
-                                  accounts.c.locked_until <= now)
-          .values(failed_logins=accounts.c.failed_logins + 1)
-          .returning(accounts.c.failed_logins, accounts.c.password_hash)).first()
-      locked = row is None and conn.execute(
-          sa.select(accounts.c.locked_until).where(accounts.c.user_id == user_id)).scalar()
-      if locked:
-        database.log_event(conn, user_id, "login-locked")
-    if locked:
-      minutes = max(1, round((locked - now) / 60))
-      return LoginResult(error=f"this account is locked after {policy.max_failures} wrong "
-                               f"passwords; try again in {minutes} minute(s), or ask your "
-                               "language lead for a password invitation")
-    if row is None:  # no such account: the same work and the same answer as a wrong password
-      verify_password(password, None, n=policy.scrypt_n)
-      return LoginResult(delay_s=policy.delay_s, error=refused)
-    attempt, stored = row
-    if stored is None:
-      with self.db.write() as conn:
-        conn.execute(accounts.update().where(accounts.c.user_id == user_id)
-                     .values(failed_logins=0))
-      return LoginResult(error="this account has no password yet: open the invitation link "
-                               "your language lead sends you to set one")
-    if attempt <= policy.max_failures and verify_password(password, stored):
+      turn = throttle.take_turn(conn, self.db, client=client, user_id=user_id, now=now,
+                                policy=self.policy.throttle)
+      # The id as typed, else the account it folds to (ids are unique regardless of case;
+      # of a database's older case-twins, the exact id wins).
+      row = (conn.execute(sa.select(accounts.c.user_id, accounts.c.password_hash)
+                          .where(accounts.c.user_id == user_id)).first()
+             or conn.execute(sa.select(accounts.c.user_id, accounts.c.password_hash)
+                             .where(accounts.c.user_key == database.user_key(user_id))).first())
+      if row is not None:
+        user_id, stored = row
+      else:
+        stored = None
+      if turn.throttled:
+        database.log_event(conn, user_id, "login-throttled", f"client {client}")
+    return LoginAttempt(user_id=user_id, client=client, turn=turn, password_hash=stored)
+
+  def finish_login(self, attempt: LoginAttempt, password: str, *,
+                   start_session: bool = True) -> LoginResult:
+    """Checks the password of an attempt whose turn has come (one scrypt hash always).
+
+    Unknown ids, accounts without a password and throttled attempts hash a dummy of the
+    same cost and get the same answer as a wrong password.
+    """
+    if attempt.turn.throttled:  # not counted: the same work and answer, nothing else
+      verify_password(password, None, n=self.policy.scrypt_n)
+      return LoginResult(error=LOGIN_REFUSED, answer_at=attempt.turn.answer_at)
+    succeeded = False
+    try:
+      succeeded = verify_password(password, attempt.password_hash, n=self.policy.scrypt_n)
+    finally:  # settled even if the check fails with an error: no attempt stays pending
+      now = time.time()
       token = secrets.token_urlsafe(32)
       with self.db.write() as conn:
-        conn.execute(accounts.update().where(accounts.c.user_id == user_id)
-                     .values(failed_logins=0))
-        conn.execute(sessions.delete().where(sessions.c.expires < now))
-        conn.execute(sessions.insert().values(
-            token_hash=_digest(token), user_id=user_id, csrf=secrets.token_urlsafe(32),
-            created=now, expires=now + policy.session_s))
-        database.log_event(conn, user_id, "login")
-      return LoginResult(token=token)
+        answer_at = throttle.settle(conn, self.db, client=attempt.client,
+                                    user_id=attempt.user_id, turn=attempt.turn,
+                                    succeeded=succeeded, now=now, policy=self.policy.throttle)
+        if not succeeded:
+          database.log_event(conn, attempt.user_id, "login-failed", f"client {attempt.client}")
+        elif start_session:
+          conn.execute(sessions.delete().where(sessions.c.expires < now))
+          conn.execute(sessions.insert().values(
+              token_hash=_digest(token), user_id=attempt.user_id,
+              csrf=secrets.token_urlsafe(32), created=now, expires=now + self.policy.session_s))
+          database.log_event(conn, attempt.user_id, "login", f"client {attempt.client}")
+    if not succeeded:
+      return LoginResult(error=LOGIN_REFUSED, answer_at=answer_at)
+    return LoginResult(token=token if start_session else None)
+
+  def login(self, user_id: str, password: str, client: str = "local") -> LoginResult:
+    """`begin_login`, a sleep until its turn, `finish_login` (for callers without a loop)."""
+    attempt = self.begin_login(user_id, client)
+    time.sleep(max(0.0, attempt.turn.check_at - time.time()))
+    return self.finish_login(attempt, password)
+
+  def set_password(self, user_id: str, password: str, *, keep_session: str) -> None:
+    """A new password from the password page (after `finish_login` checked the current
+    one): other sessions end, the one making the change goes on."""
+    password_hash = hash_password(password, n=self.policy.scrypt_n)
     with self.db.write() as conn:
-      if attempt >= policy.max_failures:
-        conn.execute(accounts.update().where(accounts.c.user_id == user_id)
-                     .values(failed_logins=0, locked_until=now + policy.lock_s))
-        database.log_event(conn, user_id, "lock", f"after {attempt} wrong passwords")
-      else:
-        database.log_event(conn, user_id, "login-failed", f"attempt {attempt}")
-    return LoginResult(delay_s=min(policy.delay_s * attempt, policy.max_delay_s),
-                       error=refused)
+      self._set_password(conn, user_id, password_hash, "on the password page",
+                         keep_session=keep_session)
 
   def session(self, token: str | None) -> Session | None:
     """The live session of a cookie's token, or None (unknown, expired or logged out)."""

@@ -29,15 +29,21 @@ def _serve(args: argparse.Namespace) -> int:
   from aya_t5x.annotation import accounts, server
 
   policy = accounts.LoginPolicy(session_s=args.session_hours * 3600)
+  hosts = tuple(h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip())
   config = server.ServerConfig(db=args.db, host=args.host, port=args.port,
+                               public_url=args.public_url, allowed_hosts=hosts,
                                limits=_limits(args), secure_cookies=args.secure_cookies,
-                               policy=policy, pool_size=args.pool_size)
+                               policy=policy, pool_size=args.pool_size,
+                               keep_alive_s=args.keep_alive_s,
+                               body_timeout_s=args.body_timeout_s,
+                               max_connections=args.max_connections)
   server.serve(config, announce=lambda line: print(line, flush=True))
   return 0
 
 
 def _invite(args: argparse.Namespace) -> int:
-  from aya_t5x.annotation import accounts, database, forms, server
+  from aya_t5x.annotation import accounts, database, forms
+  from aya_t5x.annotation.account_routes import invitation_link
 
   if args.user is None and args.language is None:
     raise ValueError("annotate invite: give --language (the invitees' language), or --user "
@@ -47,7 +53,7 @@ def _invite(args: argparse.Namespace) -> int:
     tokens = accounts.Accounts(db).create_invitations(
         created_by=f"cli:{args.created_by}", language=language, count=args.count,
         role=args.role, user_id=args.user)
-  links = "".join(server.invitation_link(args.url, t) + "\n" for t in tokens)
+  links = "".join(invitation_link(args.url, t) + "\n" for t in tokens)
   if args.output:
     # The links are passwords until used: a file only its owner can read.
     fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -76,9 +82,9 @@ def _import(args: argparse.Namespace) -> int:
 
 def _register(name: str, output: Path, manifest: str, replace: bool,
               codes: list[str]) -> None:
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
-  print(registration.register_output(manifest, name, output, languages_written=codes,
+  print(manifest_lib.register_output(manifest, name, output, languages_written=codes,
                                      language_key="language_code", replace=replace))
 
 
@@ -133,6 +139,19 @@ def add_commands(subparsers: Any) -> None:
   serve.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (0.0.0.0 for every interface)")
   serve.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+  serve.add_argument("--public_url",
+                     help="the address people open, e.g. https://annotate.example.org: "
+                          "invitation links are built on it (never on the Host header)")
+  serve.add_argument("--allowed_hosts",
+                     help="comma-separated Host names served (e.g. annotate.example.org, "
+                          "*.example.org); others get 400. Default: --public_url's host, "
+                          "127.0.0.1 and localhost")
+  serve.add_argument("--keep_alive_s", type=float, default=5.0,
+                     help="close a connection idle for this long")
+  serve.add_argument("--body_timeout_s", type=float, default=30.0,
+                     help="a form must arrive within this long (else 408)")
+  serve.add_argument("--max_connections", type=int, default=1000,
+                     help="connections and requests at once beyond which uvicorn answers 503")
   serve.add_argument("--secure_cookies", action="store_true",
                      help="always mark cookies Secure (they are anyway on requests that "
                           "arrive over HTTPS, also through a proxy on this machine that sets "

@@ -9,9 +9,13 @@ unique constraints and `ON CONFLICT` upserts keep racing writers from doubling a
 
 Schema versions: 1 is the first, SQLite-only app (no accounts); 2 adds accounts,
 sessions, invitations and the audit table, and a hash key for seed pairs (a unique
-index on whole texts is too wide for PostgreSQL). A version-1 file migrates in place on
-first open: every user id found in it becomes an account without a password, which its
-owner sets through an invitation (`aya-t5x annotate invite --user ID`).
+index on whole texts is too wide for PostgreSQL); 3 adds the login throttling counters
+(per account and per client, replacing the account lock) and `accounts.user_key`, the
+case-folded user id that makes ids unique regardless of case. A version-1 file migrates
+in place on first open: every user id found in it becomes an account without a password,
+which its owner sets through an invitation (`aya-t5x annotate invite --user ID`). From
+version 2, accounts whose ids differ only in case keep working (each logs in with its
+exact id); the oldest holds the case-folded key, and no new id may fold to a taken one.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ROLES = ("contributor", "lead", "admin")
 
 metadata = sa.MetaData()
@@ -109,9 +113,24 @@ accounts = sa.Table(
     # NULL until the owner sets one through an invitation (migrated accounts start so).
     sa.Column("password_hash", sa.Text),
     sa.Column("created", sa.Text, nullable=False),
-    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("locked_until", sa.Float, nullable=False, server_default="0"),
-    sa.CheckConstraint("role IN ('contributor', 'lead', 'admin')", name="account_role"))
+    # The case-folded user id (`user_key`): unique, so `Amina` cannot join beside `amina`.
+    # An account that a version-2 database held beside a case-twin keeps `key#user_id`.
+    sa.Column("user_key", sa.Text),
+    sa.CheckConstraint("role IN ('contributor', 'lead', 'admin')", name="account_role"),
+    sa.Index("accounts_by_key", "user_key", unique=True))
+
+# Failed logins in a row and attempts in flight per throttling key (`client:ADDRESS`,
+# `account:KEY` with KEY the typed user id case-folded, whether or not such an account
+# exists, and `pair:ADDRESS|KEY`): see `throttle`.
+login_throttle = sa.Table(
+    "login_throttle", metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),  # settled failures in a row
+    sa.Column("pending", sa.Integer, nullable=False),  # attempts being checked now
+    # The earliest time the next attempt under this key is checked.
+    sa.Column("next_at", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.Index("login_throttle_by_age", "updated"))
 
 sessions = sa.Table(
     "sessions", metadata,
@@ -266,10 +285,21 @@ class Database:
         return
       if version == 1:
         _migrate_from_1(conn)
+      if version == 2:
+        # Version 2's accounts had a hard lock (failed_logins, locked_until); those columns
+        # stay, unused (their defaults fill them), as dropping columns needs a table copy.
+        conn.exec_driver_sql("ALTER TABLE accounts ADD COLUMN user_key TEXT")
       metadata.create_all(conn, checkfirst=True)
       if version == 1:
         _accounts_for_existing_users(conn)
-      conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+      if version in (1, 2):
+        _assign_user_keys(conn)
+        next(i for i in accounts.indexes if i.name == "accounts_by_key").create(
+            conn, checkfirst=True)
+      if version == 0 or version == 1:
+        conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+      else:
+        conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
 
 
 def _sqlite_transactions(engine: sa.Engine, busy_timeout_s: float) -> None:
@@ -333,6 +363,32 @@ def _accounts_for_existing_users(conn: sa.Connection) -> None:
   conn.execute(audit.insert().values(
       at=time.time(), user_id=None,
       action="migrate", detail=f"schema 1 -> 2: {len(languages)} accounts without passwords"))
+
+
+def user_key(user_id: str) -> str:
+  """The case-folded form of a user id, which must be unique among accounts."""
+  return user_id.casefold()
+
+
+def _assign_user_keys(conn: sa.Connection) -> None:
+  """Migration: a key for every account without one, the oldest of case-twins first."""
+  rows = conn.execute(sa.select(accounts.c.user_id).where(accounts.c.user_key.is_(None))
+                      .order_by(accounts.c.created, accounts.c.user_id)).scalars().all()
+  taken = set(conn.execute(sa.select(accounts.c.user_key)
+                           .where(accounts.c.user_key.is_not(None))).scalars())
+  twins = []
+  for user_id in rows:
+    key = user_key(user_id)
+    if key in taken:  # '#' is no user id character, so this key matches no new sign-up
+      twins.append(user_id)
+      key = f"{key}#{user_id}"
+    taken.add(key)
+    conn.execute(accounts.update().where(accounts.c.user_id == user_id).values(user_key=key))
+  if twins:
+    conn.execute(audit.insert().values(
+        at=time.time(), user_id=None, action="migrate",
+        detail=f"schema 3: accounts that differ from an older one only in case, kept: "
+               f"{', '.join(twins)}"))
 
 
 def now_text() -> str:

@@ -37,7 +37,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from aya_t5x import reporting
 from aya_t5x.annotation.store import Item, Store
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.data import languages
 
 ANNOTATION_TYPES = {"original": "original-annotations", "reannotation": "re-annotations"}
@@ -183,16 +185,19 @@ def _length_vs_approval(kept: list[Item], votes_on: dict[int, list[bool]]) -> di
 
 
 def _fmt(value: Any) -> str:
+  """A cell of the export's tables: 2 decimals, '–' for none, text escaped for markdown
+  (a user id or a language name may hold a `|`)."""
   if value is None:
     return "–"
   if isinstance(value, float):
     return f"{value:.2f}"
-  return str(value)
+  return reporting.cell(value)
 
 
 def format_markdown(report: dict[str, Any]) -> str:
   """The report as markdown tables."""
   rules, totals = report["rules"], report["totals"]
+  table = lambda headers, rows: reporting.markdown_table(headers, rows, format_cell=_fmt)
   lines = [
       "# Aya annotation export", "",
       f"Rules: re-annotations need an edit distance of at least {rules['min_edit_distance']}; "
@@ -202,23 +207,19 @@ def format_markdown(report: dict[str, Any]) -> str:
       f"re-annotations {totals['reannotations']} (dropped for too small an edit: "
       f"{totals['reannotations_dropped']}); languages dropped: {totals['languages_dropped']}.",
       "", "## Languages", "",
-      "| language | originals | re-annotations kept | dropped (edit < min) | contributions "
-      "| included | votes | approval | mean prompt chars | mean completion chars |",
-      "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-  for r in report["languages"]:
-    lines.append(
-        f"| {r['name']} ({r['language']}) | {r['originals']} | {r['reannotations_kept']} | "
-        f"{r['reannotations_dropped']} | {r['contributions']} | "
-        f"{'yes' if r['included'] else 'no'} | {r['votes']} | {_fmt(r['approval_ratio'])} | "
-        f"{_fmt(r['mean_inputs_chars'])} | {_fmt(r['mean_targets_chars'])} |")
-  lines += ["", "## Contributors", "",
-            "| user | languages | originals | re-annotations | votes | approval | ratings "
-            "| mean rating | score |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-  for r in report["contributors"]:
-    lines.append(
-        f"| {r['user_id']} | {', '.join(r['languages'])} | {r['original_count']} | "
-        f"{r['edited_count']} | {r['votes_received']} | {_fmt(r['approval_ratio'])} | "
-        f"{r['ratings_received']} | {_fmt(r['mean_rating'])} | {_fmt(r['score'])} |")
+      table(["language", "originals", "re-annotations kept", "dropped (edit < min)",
+             "contributions", "included", "votes", "approval", "mean prompt chars",
+             "mean completion chars"],
+            [[f"{r['name']} ({r['language']})", r["originals"], r["reannotations_kept"],
+              r["reannotations_dropped"], r["contributions"], "yes" if r["included"] else "no",
+              r["votes"], r["approval_ratio"], r["mean_inputs_chars"], r["mean_targets_chars"]]
+             for r in report["languages"]]),
+      "", "## Contributors", "",
+      table(["user", "languages", "originals", "re-annotations", "votes", "approval",
+             "ratings", "mean rating", "score"],
+            [[r["user_id"], ", ".join(r["languages"]), r["original_count"], r["edited_count"],
+              r["votes_received"], r["approval_ratio"], r["ratings_received"],
+              r["mean_rating"], r["score"]] for r in report["contributors"]])]
   length = report["length_vs_approval"]
   lines += ["", "## Length and approval", "",
             f"Voted mostly up: {length['approved']['count']} contributions, mean "
@@ -227,21 +228,12 @@ def format_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(length['disapproved']['mean_chars'])} characters.", ""]
   if report["dropped_reannotations"]:
     lines += ["## Re-annotations dropped (edit too small)", "",
-              "| id | language | user | edits item | prompt distance | completion distance |",
-              "|---:|---|---|---:|---:|---:|"]
-    lines += [f"| {d['id']} | {d['language']} | {d['user_id']} | {d['parent_id']} | "
-              f"{d['prompt_distance']} | {d['completion_distance']} |"
-              for d in report["dropped_reannotations"]]
-    lines.append("")
+              table(["id", "language", "user", "edits item", "prompt distance",
+                     "completion distance"],
+                    [[d["id"], d["language"], d["user_id"], d["parent_id"],
+                      d["prompt_distance"], d["completion_distance"]]
+                     for d in report["dropped_reannotations"]]), ""]
   return "\n".join(lines)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-  # Written beside and moved into place: an interrupted export leaves the last one whole.
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text, encoding="utf-8")
-  tmp.replace(path)
 
 
 def report_paths(output: str | os.PathLike) -> dict[str, Path]:
@@ -260,9 +252,9 @@ def jsonl(records: list[dict[str, str]]) -> str:
 def write_export(export: Export, output: str | os.PathLike) -> dict[str, Path]:
   """Writes the JSONL records and the report (JSON and markdown); returns the paths."""
   output = Path(output)
-  _write_atomically(output, jsonl(export.records))
+  # Each file whole or not at all: an interrupted export leaves the last one whole.
+  write_text_atomically(output, jsonl(export.records))
   paths = report_paths(output)
-  _write_atomically(paths["json"], json.dumps(export.report, indent=2, ensure_ascii=False)
-                    + "\n")
-  _write_atomically(paths["markdown"], format_markdown(export.report))
+  reporting.write_json_and_markdown(paths["json"], paths["markdown"], export.report,
+                                    format_markdown(export.report))
   return {"data": output, **paths}

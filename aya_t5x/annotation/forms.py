@@ -62,6 +62,8 @@ def check_pair(prompt: str, completion: str, limits: Limits) -> tuple[str, str]:
   for field, value in values.items():
     if not value.strip():
       problems[field] = f"the {field} is empty; write the {field} before saving"
+    elif "\x00" in value:  # PostgreSQL cannot store it; no text needs it
+      problems[field] = f"the {field} holds a NUL character (\\0); remove it"
     elif len(value) > limits.max_field_chars:
       problems[field] = (f"the {field} has {len(value):,} characters; the limit is "
                          f"{limits.max_field_chars:,}: shorten it by "

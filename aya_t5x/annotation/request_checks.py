@@ -1,5 +1,5 @@
-"""What every request of the annotation app must pass: body limits, origin, CSRF token,
-and the security headers every answer carries.
+"""What every request of the annotation app must pass: body limits and read time, NUL
+bytes, origin, CSRF token, and the security headers every answer carries.
 
 A check that fails raises `Refused` with the HTTP status and the text to show; nothing
 has been written by then, so a refused request loses nothing already saved.
@@ -7,10 +7,13 @@ has been written by then, so a refused request loses nothing already saved.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import re
 import urllib.parse
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aya_t5x.annotation import forms
 
@@ -28,24 +31,81 @@ SECURITY_HEADERS = {
 }
 
 
-class Refused(Exception):
-  """A request answered with an error page (status and text) instead of its route."""
+_NUMBER = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit also takes '²', which int refuses
 
-  def __init__(self, status: int, text: str):
+
+class Refused(Exception):
+  """A request answered with an error page (status and text) instead of its route.
+
+  `close`: the connection is closed after the answer (a body that was not read whole).
+  """
+
+  def __init__(self, status: int, text: str, *, close: bool = False):
     super().__init__(text)
     self.status = status
     self.text = text
+    self.close = close
 
 
-async def read_form(request: Request, limits: forms.Limits) -> dict[str, str]:
-  """The url-encoded form of a POST, refusing oversized or malformed bodies unsaved."""
+class SecurityHeaders:
+  """ASGI middleware: every answer carries the security headers, whatever built it (a
+  route, Starlette's 404/405/500 handling, the allowed-hosts check)."""
+
+  def __init__(self, app: ASGIApp):
+    self.app = app
+
+  async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+      await self.app(scope, receive, send)
+      return
+
+    async def send_with_headers(message: Message) -> None:
+      if message["type"] == "http.response.start":
+        present = {name.lower() for name, _ in message.get("headers", [])}
+        missing = [(name.lower().encode(), value.encode())
+                   for name, value in SECURITY_HEADERS.items()
+                   if name.lower().encode() not in present]
+        message = {**message, "headers": [*message.get("headers", []), *missing]}
+      await send(message)
+
+    await self.app(scope, receive, send_with_headers)
+
+
+def number(value: str, what: str) -> int:
+  """A whole number from a form or query value (ASCII digits), or a 400 naming `what`."""
+  if not _NUMBER.fullmatch(value):
+    raise Refused(400, f"The request names no valid {what} ({value[:20]!r}); reload the "
+                       "page.")
+  return int(value)
+
+
+async def read_form(request: Request, limits: forms.Limits, *, timeout_s: float = 30.0
+                    ) -> dict[str, str]:
+  """The url-encoded form of a POST, refusing oversized, slow, malformed or NUL-holding
+  bodies unsaved."""
+  try:
+    async with asyncio.timeout(timeout_s):
+      fields = await _read_form(request, limits)
+  except TimeoutError:
+    raise Refused(408, f"The submission did not arrive within {timeout_s:g} s; nothing was "
+                       "saved. Send it again.", close=True) from None
+  for name, value in fields.items():
+    if "\x00" in name or "\x00" in value:
+      # PostgreSQL cannot store NUL in text, and no form field of the app holds one.
+      raise Refused(400, f"The field {name.replace(chr(0), '')!r} holds a NUL character "
+                         "(\\0), which no text here may contain; nothing was saved.")
+  return fields
+
+
+async def _read_form(request: Request, limits: forms.Limits) -> dict[str, str]:
   kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
   limit = limits.body_bytes
   too_big = Refused(413, f"The submission is larger than the {limit:,} bytes the app accepts "
                          f"(at most {limits.max_field_chars:,} characters per field). Nothing "
-                         "was saved: go back, shorten the text and save again.")
+                         "was saved: go back, shorten the text and save again.", close=True)
   declared = request.headers.get("content-length")
-  if declared is not None and (not declared.isdigit() or int(declared) > limit):
+  if declared is not None and (not (declared.isascii() and declared.isdigit())
+                               or int(declared) > limit):
     await drain(request)
     raise too_big
   raw = bytearray()

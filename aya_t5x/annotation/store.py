@@ -31,10 +31,18 @@ from aya_t5x.annotation.database import items, ratings, skips, votes
 
 KINDS = ("seed", "original", "reannotation")
 QUEUES = ("reannotate", "vote", "rate")
+# The kinds of item each queue serves (and each action takes).
+QUEUE_KINDS = {"reannotate": ("seed", "original"), "vote": ("original", "reannotation"),
+               "rate": ("reannotation",)}
 
 
 class StoreError(ValueError):
   """A contribution the rules refuse (own item, wrong language, rated twice, ...)."""
+
+
+class NotVisible(StoreError):
+  """An item id a contributor may not act on: missing, another kind or another language
+  (one message for all three)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -148,12 +156,11 @@ class Store:
     """Saves an edit of a seed or original pair, with its edit distances computed here.
 
     Raises:
-      StoreError: the parent is missing, a re-annotation itself, in another language or
-        the contributor's own, or this contributor re-annotated it already.
+      StoreError: the parent is missing, a re-annotation itself or in another language (one
+        message for the three), the contributor's own, or re-annotated by them already.
     """
     with self.db.write() as conn:
-      parent = self._check_target(conn, parent_id, user_id, language, "reannotate",
-                                  kinds=("seed", "original"))
+      parent = self._check_target(conn, parent_id, user_id, language, "reannotate")
       prompt_d, completion_d = edit_distance.pair_distance(
           (parent.inputs, parent.targets), (inputs, targets))
       insert = self.db.insert(items).values(
@@ -195,8 +202,7 @@ class Store:
   def vote(self, *, user_id: str, language: str, item_id: int, up: bool) -> None:
     """Thumbs up or down on someone else's contribution (a later vote replaces it)."""
     with self.db.write() as conn:
-      self._check_target(conn, item_id, user_id, language, "vote",
-                         kinds=("original", "reannotation"))
+      self._check_target(conn, item_id, user_id, language, "vote")
       self._first_or_replace(conn, votes, "vote_count", item_id, user_id, up=int(up))
       database.log_event(conn, user_id, "vote", f"item {item_id} {'up' if up else 'down'}")
 
@@ -205,7 +211,7 @@ class Store:
     if not isinstance(rating, int) or not 1 <= rating <= 5:
       raise StoreError(f"a rating is a whole number from 1 to 5, got {rating!r}")
     with self.db.write() as conn:
-      self._check_target(conn, item_id, user_id, language, "rate", kinds=("reannotation",))
+      self._check_target(conn, item_id, user_id, language, "rate")
       self._first_or_replace(conn, ratings, "rating_count", item_id, user_id, rating=rating)
       database.log_event(conn, user_id, "rate", f"item {item_id} {rating}")
 
@@ -224,32 +230,35 @@ class Store:
       conn.execute(table.update().where(table.c.item_id == item_id, table.c.user_id == user_id)
                    .values(created=created, **value))
 
-  def skip(self, *, user_id: str, item_id: int, queue: str) -> None:
+  def skip(self, *, user_id: str, language: str, item_id: int, queue: str) -> None:
     """Takes an item out of one of a contributor's queues without a contribution."""
     if queue not in QUEUES:
       raise StoreError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
     with self.db.write() as conn:
-      if self._get(conn, item_id) is None:
-        raise StoreError(f"there is no item {item_id}")
+      self._visible(conn, item_id, language, queue)
       conn.execute(self.db.insert(skips).values(item_id=item_id, user_id=user_id, queue=queue)
                    .on_conflict_do_nothing())
 
-  def _check_target(self, conn: sa.Connection, item_id: int, user_id: str, language: str,
-                    action: str, *, kinds: tuple[str, ...]) -> Item:
+  def _visible(self, conn: sa.Connection, item_id: int, language: str, queue: str) -> Item:
+    """The item if it could be in a queue of this language, else one refusal for all
+    (missing, another kind, another language), so that ids of other languages' items
+    cannot be told from unused ones."""
     item = self._get(conn, item_id)
-    if item is None:
-      raise StoreError(f"there is no item {item_id}")
-    if item.kind not in kinds:
-      raise StoreError(f"item {item_id} is a {item.kind}; only {' or '.join(kinds)} items "
-                       f"can be used to {action}")
-    if item.language != language:
-      raise StoreError(f"item {item_id} is in {item.language}, not in your language "
-                       f"{language}")
+    if item is None or item.kind not in QUEUE_KINDS[queue] or item.language != language:
+      raise NotVisible(f"there is no item {item_id} to {queue} in your language")
+    return item
+
+  def _check_target(self, conn: sa.Connection, item_id: int, user_id: str, language: str,
+                    queue: str) -> Item:
+    item = self._visible(conn, item_id, language, queue)
     if item.user_id == user_id:
       raise StoreError(f"item {item_id} is your own contribution")
     return item
 
-  # --------------------------------------------------------------------------- reads
+  def target(self, *, user_id: str, language: str, item_id: int, queue: str) -> Item:
+    """The item a contributor may `queue` (re-annotate, vote on, rate), or StoreError."""
+    with self.db.read() as conn:
+      return self._check_target(conn, item_id, user_id, language, queue)
 
   @staticmethod
   def _get(conn: sa.Connection, item_id: int) -> Item | None:

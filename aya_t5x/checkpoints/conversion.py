@@ -41,32 +41,18 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
   from the checkpoint. Training checkpoints always hold the per-layer layout, so a config
   with `scan_layers=True` is read as its per-layer twin.
   """
-  from aya_t5x.checkpoints import formats, loading, native
+  from aya_t5x.checkpoints import formats
 
   if source_format not in SOURCE_FORMATS:
     raise ValueError(f"unknown source format {source_format!r}; choose from {SOURCE_FORMATS}")
   if target_format not in TARGET_FORMATS:
     raise ValueError(f"unknown target format {target_format!r}; choose from {TARGET_FORMATS}")
-  if config is not None:
-    config = dataclasses.replace(config, scan_layers=False)
-  src = Path(source).absolute()
   if target_format == "hf_peft":
-    return _export_peft(src, Path(destination), config, adapters)
-  # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
-  state_dir = loading.train_state_dir(src) if source_format == "aya_t5x" else None
-  if state_dir is None:
-    params, config = formats.load_params(str(source), config, fmt=source_format)
-  else:
-    config = config or loading.stored_config(src)
-    if config is None:
-      raise ValueError(
-          f"{source} is a training checkpoint ({state_dir}) from a run that did not save "
-          f"its model ({native.CONFIG_FILE}): pass the gin files the run was trained with "
-          "(the model size and any file or --gin.MT5Config binding that changed it), e.g. "
-          f"aya-t5x convert --from aya_t5x --to {target_format} --gin_file "
-          f"models/mt5_small.gin {source} {destination} (for the demo: --gin_file "
-          "models/mt5_tiny.gin --gin_file demo/recipe.gin).")
-    params = loading.load_params(src, config)
+    return _export_peft(Path(source).absolute(), Path(destination), config, adapters)
+  params, config, state_dir = read_checkpoint(
+      source, source_format=source_format, config=config,
+      example_command=f"aya-t5x convert --from aya_t5x --to {target_format} --gin_file "
+                      f"models/mt5_small.gin {source} {destination}")
   if adapters is not None:
     from aya_t5x.checkpoints import adapters as adapters_lib
 
@@ -77,6 +63,53 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
     params = adapters_lib.merge_adapters(params, tree, info.lora)
   formats.save_params(params, config, str(destination), fmt=target_format)
   return Conversion(destination=Path(destination), config=config, train_state_dir=state_dir)
+
+
+def read_checkpoint(source: str | os.PathLike, *, source_format: str,
+                    config: MT5Config | None = None, example_command: str = ""
+                    ) -> tuple[dict, MT5Config, Path | None]:
+  """(params, config, the step folder or None) of a checkpoint in `source_format`.
+
+  `source` may also be a training MODEL_DIR (its latest step) or one step folder when
+  `source_format` is aya_t5x. `example_command` shows, in the error for a run that saved
+  no model, how to pass the gin files.
+  """
+  from aya_t5x.checkpoints import formats, loading, native
+
+  if config is not None:
+    config = dataclasses.replace(config, scan_layers=False)
+  src = Path(source).absolute()
+  # A training run (its latest step) or one step folder: `infer` and `eval` read the same.
+  state_dir = loading.train_state_dir(src) if source_format == "aya_t5x" else None
+  if state_dir is None:
+    params, config = formats.load_params(str(source), config, fmt=source_format)
+  else:
+    config = config or loading.stored_config(src)
+    if config is None:
+      raise ValueError(
+          f"{source} is a training checkpoint ({state_dir}) from a run that did not save "
+          f"its model ({native.CONFIG_FILE}): pass the gin files the run was trained with "
+          "(the model size and any file or --gin.MT5Config binding that changed it)"
+          + (f", e.g. {example_command}" if example_command else "")
+          + " (for the demo: --gin_file models/mt5_tiny.gin --gin_file demo/recipe.gin).")
+    params = loading.load_params(src, config)
+  return params, config, state_dir
+
+
+def write_hf_tokenizer(vocabulary: str | os.PathLike, destination: str | os.PathLike) -> None:
+  """Writes a SentencePiece model beside a Hugging Face export as its T5 tokenizer.
+
+  `spiece.model` is the file `T5Tokenizer` reads; `extra_ids: 0` because mT5's sentinels
+  are pieces of the model itself (T5Tokenizer would otherwise append 100 more ids).
+  """
+  import json
+  import shutil
+
+  destination = Path(destination)
+  shutil.copyfile(vocabulary, destination / "spiece.model")
+  (destination / "tokenizer_config.json").write_text(json.dumps(
+      {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "eos_token": "</s>",
+       "unk_token": "<unk>", "pad_token": "<pad>"}, indent=2) + "\n", encoding="utf-8")
 
 
 def _export_peft(run: Path, destination: Path, config: MT5Config | None,

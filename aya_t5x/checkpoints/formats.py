@@ -99,13 +99,16 @@ def load_params(path: str | os.PathLike, config: MT5Config | None = None, *,
 
 def save_params(params: dict, config: MT5Config, path: str | os.PathLike, *, fmt: str
                 ) -> None:
-  """Writes parameters in `fmt` ('aya_t5x' or 'hf')."""
+  """Writes parameters in `fmt` ('aya_t5x', 'hf' or 't5x', the legacy layout)."""
   if fmt == "aya_t5x":
     from aya_t5x.checkpoints import native
     native.save_params(params, config, path)
   elif fmt == "hf":
     from aya_t5x.checkpoints import hf
     hf.save_hf_checkpoint(jax.tree.map(np.asarray, params), config, path)
+  elif fmt == "t5x":
+    from aya_t5x.checkpoints import t5x_legacy
+    t5x_legacy.write_t5x_checkpoint(jax.tree.map(np.asarray, params), path)
   else:
-    raise ValueError(f"Cannot write format {fmt!r}; choose 'aya_t5x' or 'hf'.")
+    raise ValueError(f"Cannot write format {fmt!r}; choose from {FORMATS}.")
 

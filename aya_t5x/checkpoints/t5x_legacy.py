@@ -44,6 +44,8 @@ import numpy as np
 import tensorstore as ts
 from flax import serialization, traverse_util
 
+from aya_t5x.atomic_files import write_bytes_atomically
+
 CHECKPOINT_FILENAME = "checkpoint"
 _FORMAT_VERSION = 3
 # T5X's desired chunk size for a zarr array.
@@ -160,9 +162,7 @@ def write_t5x_checkpoint(params: Mapping[str, Any], path: str | os.PathLike,
           "state": {"step": np.asarray(step, np.int32), "param_states": {}},
       },
   }
-  partial = index_file.with_name(CHECKPOINT_FILENAME + ".partial")
-  partial.write_bytes(serialization.msgpack_serialize(index, in_place=True))
-  os.replace(partial, index_file)
+  write_bytes_atomically(index_file, serialization.msgpack_serialize(index, in_place=True))
 
 
 def _locate(path: str | os.PathLike) -> tuple[Path, Path]:

@@ -22,6 +22,7 @@ host; a restore reads only the shards a host's devices need, on any host count.
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import re
 import shutil
@@ -62,23 +63,41 @@ class CheckpointRestoreError(CheckpointError):
     self.reason = reason
 
 
-def _drop_closed_loop_callbacks() -> None:
-  """Silences TensorStore's late callbacks into the event loop of a failed Orbax read.
+def _is_abandoned_read_noise(unraisable) -> bool:
+  """Whether an unraisable exception is the leftover of an abandoned restore.
 
-  When one array of a restore fails, Orbax closes the read's event loop while TensorStore
-  still completes the other reads; each then calls the closed loop from a C++ thread, and
-  Python prints `RuntimeError: Event loop is closed` as an unraisable exception, a dozen
-  tracebacks after the real error. Only that exact exception is dropped.
+  Two kinds, both after the real error was raised:
+  - `RuntimeError: Event loop is closed`: TensorStore completes a read after Orbax closed
+    the read's event loop and calls that loop from a C++ thread;
+  - an exception raised by a coroutine while it is being closed (its context is the
+    `GeneratorExit` that closing throws in): Orbax closes the loop of a failed read without
+    cancelling the reads still pending, and their coroutines are closed when they are
+    collected, mostly at interpreter exit. Orbax's read catches `BaseException` and raises
+    an `Exception` with the whole TensorStore spec, one per pending shard. How many reads
+    are still pending when the first fails depends on thread timing: under load, about one
+    run in five printed dozens of these tracebacks after the error.
+  """
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+    return True
+  return (inspect.iscoroutine(unraisable.object) and error is not None
+          and isinstance(error.__context__, GeneratorExit))
+
+
+def _drop_closed_loop_callbacks() -> None:
+  """Silences the late leftovers of a failed Orbax read (`_is_abandoned_read_noise`).
+
+  Installed once, when a restore fails, and kept until the process exits: the leftovers
+  come from other threads and from the interpreter's shutdown, after the error is shown.
+  Every other unraisable exception goes to the previous hook.
   """
   previous = sys.unraisablehook
   if getattr(previous, "_aya_t5x_drops_closed_loops", False):
     return
 
   def hook(unraisable):
-    error = unraisable.exc_value
-    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-      return
-    previous(unraisable)
+    if not _is_abandoned_read_noise(unraisable):
+      previous(unraisable)
 
   hook._aya_t5x_drops_closed_loops = True
   sys.unraisablehook = hook
@@ -142,6 +161,13 @@ def _format_bytes(n: float) -> str:
       return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
     n /= 1024
   raise AssertionError("unreachable")
+
+
+def saved_steps_exist(model_dir: str | os.PathLike) -> bool:
+  """Whether `model_dir` holds a saved step (a run to resume), without creating anything."""
+  path = os.fspath(model_dir)
+  folder = epath.Path(path) / CHECKPOINT_SUBDIR
+  return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
 
 
 class TrainCheckpointer:

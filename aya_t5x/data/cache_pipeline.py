@@ -34,7 +34,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -526,95 +526,186 @@ def _top_locations(pcoll, label: str):
                                                                reverse=True))
 
 
-def build(pipeline: beam.Pipeline, config: CacheConfig) -> beam.PCollection:
-  """Adds the cache's steps to `pipeline`; returns the PCollection of the written info."""
-  plans = {plan.name: plan for plan in _plans(config)}
-  counts, removed, summaries = [], [], []
-  kept_by_source = []
-  for name, plan in sorted(plans.items()):
-    if not plan.files:
-      raise ValueError(f"source {name}: no data files under {config.sources[name]}")
-  files = [(name, rank) for name, plan in sorted(plans.items()) for rank in range(len(plan.files))]
-  read = (pipeline
-          | "files" >> beam.Create(files)
-          # Spreads the files over the workers (Create alone may keep them on one).
-          | "spread_files" >> beam.Reshuffle()
-          | "read" >> beam.ParDo(_ReadFile(plans)).with_outputs("dead", "count", main="ok"))
-  counts.append(read.count)
-  dead = read.dead
-  counts.append(dead | "malformed_counts" >> beam.Map(
-      lambda d: ((d[0], "malformed", (d[2]["file"], d[2]["kind"])), 1)))
-  by_source = read.ok | "by_source" >> beam.Partition(
-      lambda element, n, names: names.index(element[0]), len(plans), sorted(plans))
-  for index, (name, plan) in enumerate(sorted(plans.items())):
-    examples = by_source[index]
-    for number, (scanning, configs) in enumerate(_stages(plan.filters)):
-      label = f"{name}_stage{number}"
+# The elements between the steps: a `Keyed` example (source, order, example); a dead
+# letter (source, order, record of the malformed input); a removal ((source, "filter:
+# reason"), location); a count ((source, kind, detail), n). The functions below name what
+# each step takes from them.
+
+
+def _malformed_count(dead) -> tuple[tuple[str, str, tuple[str, str]], int]:
+  source, _, record = dead
+  return (source, "malformed", (record["file"], record["kind"])), 1
+
+
+def _source_index(element: Keyed, count: int, names: Sequence[str]) -> int:
+  return names.index(element[0])
+
+
+def _scan_grouping(key_of: Callable[[Example], Iterable[Any]] | None):
+  """The key a scanning filter groups by: the source and the filter's own key (if any)."""
+
+  def group(element: Keyed):
+    source, order, example = element
+    return (source, tuple(key_of(example)) if key_of else ()), (order, example)
+
+  return group
+
+
+def _dedup_key(element: Keyed):
+  source, order, example = element
+  text = _text_digest(example.inputs, example.targets)
+  return (source, f"{example.split}\x1f{text}"), (order, example)
+
+
+def _removal_count(removal) -> tuple[tuple[str, str, str], int]:
+  (source, reason), _ = removal
+  return (source, "removed", reason), 1
+
+
+def _dead_by_source(dead):
+  source, order, record = dead
+  return source, (order, record)
+
+
+def _dead_where(dead):
+  source, _, record = dead
+  return (source, record["kind"]), _where(record)
+
+
+def _with_written_dead_letters(kind_and_where, _written) -> tuple[Any, ...]:
+  """(source, kind, locations), once the dead-letter files are written (the side input)."""
+  (source, kind), where = kind_and_where
+  return source, kind, where
+
+
+def _split_size(split_stats) -> tuple[tuple[str, str], int]:
+  task_split, stats = split_stats
+  return task_split, stats["examples"]
+
+
+class _FilterSource(beam.PTransform):
+  """One source's filter stages in order (scanning ones per group), then deduplication.
+
+  Returns three PCollections: the kept examples, the removals and the scan summaries.
+  """
+
+  def __init__(self, name: str, plan: _SourcePlan, dedup: bool):
+    super().__init__()
+    self._name, self._plan, self._dedup = name, plan, dedup
+
+  def expand(self, examples):
+    removed, summaries = [], []
+    for number, (scanning, configs) in enumerate(_stages(self._plan.filters)):
+      label = f"{self._name}_stage{number}"
       if scanning:
-        config_ = configs[0]
-        key_of = getattr(config_, "scan_key", None)
-        grouped = (examples
-                   | f"{label}_key" >> beam.Map(
-                       lambda e, key_of=key_of: ((e[0], tuple(key_of(e[2])) if key_of else ()),
-                                                 (e[1], e[2])))
-                   | f"{label}_group" >> beam.GroupByKey())
-        result = grouped | f"{label}_scan" >> beam.ParDo(_GroupScan(config_)).with_outputs(
-            "removed", "summary", main="kept")
+        grouping = _scan_grouping(getattr(configs[0], "scan_key", None))
+        result = (examples
+                  | f"{label}_key" >> beam.Map(grouping)
+                  | f"{label}_group" >> beam.GroupByKey()
+                  | f"{label}_scan" >> beam.ParDo(_GroupScan(configs[0])).with_outputs(
+                      "removed", "summary", main="kept"))
         summaries.append(result.summary)
       else:
         result = examples | f"{label}_filter" >> beam.ParDo(
             _RecordFilters(configs)).with_outputs("removed", main="kept")
       removed.append(result.removed)
       examples = result.kept
-    if config.dedup:
+    if self._dedup:
       result = (examples
-                | f"{name}_dedup_key" >> beam.Map(lambda e: (
-                    (e[0], f"{e[2].split}\x1f{_text_digest(e[2].inputs, e[2].targets)}"),
-                    (e[1], e[2])))
-                | f"{name}_dedup_group" >> beam.GroupByKey()
-                | f"{name}_dedup" >> beam.FlatMap(_first_of_duplicates).with_outputs(
+                | f"{self._name}_dedup_key" >> beam.Map(_dedup_key)
+                | f"{self._name}_dedup_group" >> beam.GroupByKey()
+                | f"{self._name}_dedup" >> beam.FlatMap(_first_of_duplicates).with_outputs(
                     "removed", main="kept"))
       removed.append(result.removed)
       examples = result.kept
-    kept_by_source.append(examples)
+    # Flatten with the pipeline named: a source may have no filter of a kind.
+    flatten = lambda: beam.Flatten(pipeline=examples.pipeline)
+    return (examples, removed | f"{self._name}_removed" >> flatten(),
+            summaries | f"{self._name}_summaries" >> flatten())
 
-  tokenized = ((kept_by_source | "kept" >> beam.Flatten())
+
+class _WriteShards(beam.PTransform):
+  """Tokenized records into their tasks' shards; returns each task's finished marker."""
+
+  def __init__(self, config: CacheConfig):
+    super().__init__()
+    self._config = config
+
+  def expand(self, records):
+    config = self._config
+    split_stats = records | "split_stats" >> beam.CombinePerKey(_TaskStats())
+    sizes = beam.pvalue.AsDict(split_stats | "split_sizes" >> beam.Map(_split_size))
+
+    def with_shard(element, sizes):
+      (task, split), value = element
+      num_shards = shard_count(sizes[(task, split)], config)
+      return (task, split, value[0] % num_shards, num_shards), value
+
+    written = (records
+               | "assign_shards" >> beam.Map(with_shard, sizes)
+               | "shard_group" >> beam.GroupByKey()
+               | "write_shards" >> beam.ParDo(_WriteShard(config.output_dir)))
+    return (split_stats
+            | "finish_splits" >> beam.ParDo(_FinishSplit(config), beam.pvalue.AsList(written))
+            | "task_splits" >> beam.GroupByKey()
+            | "complete_tasks" >> beam.Map(_complete_task, config.output_dir))
+
+
+class _DeadLetters(beam.PTransform):
+  """Writes each source's malformed records; returns where the first ones were, per kind."""
+
+  def __init__(self, output_dir: str):
+    super().__init__()
+    self._output_dir = output_dir
+
+  def expand(self, dead):
+    written = (dead
+               | "dead_by_source" >> beam.Map(_dead_by_source)
+               | "dead_group" >> beam.GroupByKey()
+               | "write_dead" >> beam.Map(_write_dead_letters, self._output_dir))
+    return (dead
+            | "dead_at_key" >> beam.Map(_dead_where)
+            | "dead_at_top" >> beam.combiners.Top.PerKey(sources.KEEP_EXAMPLES, reverse=True)
+            | "dead_at" >> beam.Map(_with_written_dead_letters, beam.pvalue.AsList(written)))
+
+
+def build(pipeline: beam.Pipeline, config: CacheConfig) -> beam.PCollection:
+  """Adds the cache's steps to `pipeline`; returns the PCollection of the written info.
+
+  Read every file (malformed records to dead letters), filter and deduplicate each source,
+  tokenize, write the shards, then the info file from the counts, removals and summaries.
+  """
+  plans = {plan.name: plan for plan in _plans(config)}
+  names = sorted(plans)
+  for name in names:
+    if not plans[name].files:
+      raise ValueError(f"source {name}: no data files under {config.sources[name]}")
+  files = [(name, rank) for name in names for rank in range(len(plans[name].files))]
+  read = (pipeline
+          | "files" >> beam.Create(files)
+          # Spreads the files over the workers (Create alone may keep them on one).
+          | "spread_files" >> beam.Reshuffle()
+          | "read" >> beam.ParDo(_ReadFile(plans)).with_outputs("dead", "count", main="ok"))
+  counts = [read.count, read.dead | "malformed_counts" >> beam.Map(_malformed_count)]
+  by_source = read.ok | "by_source" >> beam.Partition(_source_index, len(names), names)
+  kept, removed, summaries = [], [], []
+  for index, name in enumerate(names):
+    examples, source_removed, source_summaries = by_source[index] | f"{name}_filters" >> (
+        _FilterSource(name, plans[name], config.dedup))
+    kept.append(examples)
+    removed.append(source_removed)
+    summaries.append(source_summaries)
+
+  tokenized = ((kept | "kept" >> beam.Flatten())
                | "tokenize" >> beam.ParDo(_Tokenize(plans, config.vocabulary, config.seed))
                .with_outputs("count", "task", main="records"))
   counts.append(tokenized.count)
-  records = tokenized.records
-  split_stats = records | "split_stats" >> beam.CombinePerKey(_TaskStats())
-  sizes = beam.pvalue.AsDict(split_stats | "split_sizes" >> beam.Map(
-      lambda kv: (kv[0], kv[1]["examples"])))
-
-  def with_shard(element, sizes):
-    (task, split), value = element
-    num_shards = shard_count(sizes[(task, split)], config)
-    return (task, split, value[0] % num_shards, num_shards), value
-
-  written = (records
-             | "assign_shards" >> beam.Map(with_shard, sizes)
-             | "shard_group" >> beam.GroupByKey()
-             | "write_shards" >> beam.ParDo(_WriteShard(config.output_dir)))
-  finished = (split_stats
-              | "finish_splits" >> beam.ParDo(_FinishSplit(config),
-                                               beam.pvalue.AsList(written))
-              | "task_splits" >> beam.GroupByKey()
-              | "complete_tasks" >> beam.Map(_complete_task, config.output_dir))
+  finished = tokenized.records | "shards" >> _WriteShards(config)
 
   removed_all = removed | "removed" >> beam.Flatten()
-  counts.append(removed_all | "removed_counts" >> beam.Map(
-      lambda r: ((r[0][0], "removed", r[0][1]), 1)))
+  counts.append(removed_all | "removed_counts" >> beam.Map(_removal_count))
   removed_at = _top_locations(removed_all, "removed_at")
-  dead_letters = (dead
-                  | "dead_by_source" >> beam.Map(lambda d: (d[0], (d[1], d[2])))
-                  | "dead_group" >> beam.GroupByKey()
-                  | "write_dead" >> beam.Map(_write_dead_letters, config.output_dir))
-  dead_at = (dead
-             | "dead_at_key" >> beam.Map(lambda d: ((d[0], d[2]["kind"]), _where(d[2])))
-             | "dead_at_top" >> beam.combiners.Top.PerKey(sources.KEEP_EXAMPLES, reverse=True)
-             | "dead_at" >> beam.Map(lambda kv, _: (*kv[0], kv[1]),
-                                     beam.pvalue.AsList(dead_letters)))
+  dead_at = read.dead | "dead_letters" >> _DeadLetters(config.output_dir)
   count_totals = (counts | "counts" >> beam.Flatten()
                   | "count_sums" >> beam.CombinePerKey(sum))
   task_sources = (tokenized.task | "task_sources" >> beam.Distinct())

@@ -1,8 +1,12 @@
 """The `tasks` and `mixture` subcommands of `aya-t5x` (wired in by `aya_t5x.cli`).
 
-    aya-t5x tasks add NAME --path FILE --language sw [--inputs_key q --targets_key a]
+    aya-t5x tasks add NAME --train FILE [--validation FILE] [--test FILE] --language sw
+    aya-t5x tasks add NAME --path FOLDER_OF_SPLITS --language tn [--inputs_key q ...]
     aya-t5x tasks list [--manifest aya_tasks.json]
     aya-t5x tasks inspect NAME [--path DATA] [--vocabulary SPM] [-n 3]
+    aya-t5x languages add CODE --name NAME --script SCRIPT --group LR [--in_mt5 no]
+    aya-t5x languages list | show CODE
+    aya-t5x mixture add NAME --task TASK=RATE [...] [--rate_by examples|tokens|temperature:T]
     aya-t5x mixture report SCHEME_OR_MIXTURE --steps S --batch B [--source NAME=PATH ...]
     aya-t5x cache --source NAME=PATH ... --vocabulary SPM --output_dir DIR [-- BEAM_FLAGS]
 
@@ -31,32 +35,37 @@ def _as_value_error(error: KeyError) -> ValueError:
 
 
 def _tasks_add(args: argparse.Namespace) -> int:
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest
 
+  if args.kind == "preference":
+    from aya_t5x.preference import commands as preference_commands
+    return preference_commands.tasks_add(args)
   template = None
   if args.template_inputs or args.template_targets:
     if not (args.template_inputs and args.template_targets):
       raise ValueError("--template_inputs and --template_targets go together: give both")
     template = {"inputs": args.template_inputs, "targets": args.template_targets}
-  entry = {"name": args.name, "path": args.path, "language": args.language,
+  splits = manifest.splits_of(args.path, train=args.train, validation=args.validation,
+                              test=args.test)
+  entry = {"name": args.name, "splits": splits, "language": args.language,
            "inputs_key": args.inputs_key, "targets_key": args.targets_key,
            "language_key": args.language_key, "template": template,
            "dataset": args.dataset, "tolerant": args.tolerant or None}
   try:
-    entry = registration.add_to_manifest(args.manifest, entry, replace=args.replace)
+    entry, index = manifest.add_task(args.manifest, entry, replace=args.replace)
   except KeyError as e:  # an unknown language
     raise _as_value_error(e) from None
-  # Scan it now, so that a bad file shows up here rather than at training time.
-  spec = registration.spec_of_entry(entry)
-  from aya_t5x.data import sources
-
-  index = sources.scan(spec, entry["path"], tolerant=bool(entry.get("tolerant")))
-  print(f"added task {entry['name']} to {args.manifest}")
+  counts = ", ".join(f"{split} {index.count(split=split)}" for split in index.splits())
+  print(f"added task {entry['name']} to {args.manifest}: {counts} examples "
+        f"(splits: {', '.join(f'{s}={p}' for s, p in entry['splits'].items())})")
+  if "validation" not in entry["splits"]:
+    print("no validation split: a run on it trains with train-eval off (add one with "
+          "--validation FILE --replace)")
   print(index.report.format())
   print(f"Train on it with --gin_file mixtures/vocabulary.gin "
         f"--gin.VOCABULARY_PATH=\"'/path/sentencepiece.model'\" "
-        f"--gin.TASK_MANIFEST=\"'{args.manifest}'\" (or, in Python, "
-        f"aya_t5x.data.registration.load_manifest({str(args.manifest)!r}, vocabulary))")
+        f"--gin.TASK_MANIFEST=\"'{args.manifest}'\" "
+        f"--gin.MIXTURE_OR_TASK_NAME=\"'{entry['name']}'\"")
   return 0
 
 
@@ -64,19 +73,25 @@ def _tasks_add(args: argparse.Namespace) -> int:
 
 
 def _tasks_list(args: argparse.Namespace) -> int:
-  from aya_t5x.data import registration, sources
+  from aya_t5x.data import manifest, sources
 
   print("Sources (aya_t5x.tasks registers the recipe's six; register with a path, see "
         "docs/data.md):")
   for name in sources.source_names():
     spec = sources.get_source(name)
     print(f"  {spec.name:<18} {spec.title} — fields: {', '.join(spec.field_names())}")
-  entries = registration.read_manifest(args.manifest)
+  read_back = manifest.read(args.manifest)
+  entries = read_back.tasks
   print(f"Tasks in {args.manifest}:" if entries else f"No tasks in {args.manifest} "
         "(add one with `aya-t5x tasks add`).")
   for entry in entries:
     where = entry.get("language") or f"language from field {entry.get('language_key')}"
-    print(f"  {entry['name']:<24} {entry['path']} ({where})")
+    data = entry.get("splits") or {"data": entry.get("path")}
+    print(f"  {entry['name']:<24} {' '.join(f'{s}={p}' for s, p in data.items())} ({where})")
+  for mixture in read_back.mixtures:
+    print(f"  mixture {mixture['name']:<16} " + ", ".join(
+        f"{t}={r:g}" for t, r in mixture["tasks"].items())
+        + f" (rate_by {mixture.get('rate_by') or 'rates as given'})")
   if args.registered:
     import seqio
 
@@ -91,16 +106,18 @@ def _tasks_list(args: argparse.Namespace) -> int:
 
 
 def _spec_and_paths(args: argparse.Namespace):
-  from aya_t5x.data import registration, sources
+  from aya_t5x.data import manifest, sources
 
-  for entry in registration.read_manifest(args.manifest):
-    if entry["name"] == args.name:
-      return registration.spec_of_entry(entry), args.path or entry["path"], \
-          bool(entry.get("tolerant"))
+  read_back = manifest.read(args.manifest)
+  manifest.use_languages(read_back)
+  entry = read_back.task(args.name)
+  if entry is not None:
+    return manifest.spec_of_entry(entry), args.path or read_back.data_of(entry), \
+        bool(entry.get("tolerant"))
   try:
     spec = sources.get_source(args.name)
   except KeyError as e:
-    names = [e["name"] for e in registration.read_manifest(args.manifest)]
+    names = [e["name"] for e in read_back.tasks]
     raise ValueError(f"{_as_value_error(e)} Tasks in {args.manifest}: "
                      f"{', '.join(names) or '(none)'}") from None
   if not args.path:
@@ -122,7 +139,7 @@ def _tasks_inspect(args: argparse.Namespace) -> int:
   index = sources.scan(spec, paths, tolerant=tolerant or args.tolerant)
   vocabulary = None
   if args.vocabulary:
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(args.vocabulary)
   print(index.report.format())
@@ -179,12 +196,82 @@ def _parse_sources(items: list[str]) -> dict[str, str]:
   return parsed
 
 
+def _manifest_of(args: argparse.Namespace) -> str | None:
+  """--manifest, else the gin files' TASK_MANIFEST (parsed by the caller), else None."""
+  if getattr(args, "manifest", None):
+    return args.manifest
+  if uses_gin(args):
+    from aya_t5x import gin_config
+
+    bound = gin_config.macro_value("TASK_MANIFEST")
+    return bound if isinstance(bound, str) else None
+  return None
+
+
+def _gin_vocabulary_path(args: argparse.Namespace) -> str | None:
+  if args.vocabulary:
+    return args.vocabulary
+  if uses_gin(args):
+    from aya_t5x import gin_config
+
+    # The gin route counts tokens with the mixture's own vocabulary.
+    bound = gin_config.macro_value("VOCABULARY_PATH")
+    return bound if isinstance(bound, str) else None
+  return None
+
+
+def _load_vocabulary(path: str | None):
+  if not path:
+    return None
+  from aya_t5x.vocab import vocabulary as vocab_lib
+
+  return vocab_lib.sentencepiece_vocabulary(path)
+
+
+def _registered_mixture(args: argparse.Namespace, manifest_path: str | None):
+  """The plan of a SeqIO mixture that --module (or gin's MIXTURE_OR_TASK_MODULE) registers,
+  or None when NAME is not one (a scheme)."""
+  from aya_t5x import input_pipeline
+  from aya_t5x.data import mixing
+
+  modules = list(args.module or [])
+  if uses_gin(args):
+    from aya_t5x import gin_config
+
+    bound = gin_config.macro_value("MIXTURE_OR_TASK_MODULE")
+    modules += [bound] if isinstance(bound, str) else list(bound or [])
+  if not modules:
+    return None
+  input_pipeline.import_task_modules(modules)
+  import seqio
+
+  if args.name not in seqio.MixtureRegistry.names():
+    return None
+  return mixing.registered_plan(args.name)
+
+
 def _plan(args: argparse.Namespace):
   import gin
-  from aya_t5x.data import schemes
+  from aya_t5x.data import manifest, schemes
 
   if uses_gin(args):
     parse_gin(args)
+  manifest_path = _manifest_of(args)
+  if manifest_path:
+    read_back = manifest.read(manifest_path)
+    manifest.use_languages(read_back)
+    if read_back.mixture(args.name):
+      planned = manifest.plan_tasks(read_back, list(read_back.mixture(args.name)["tasks"]))
+      return manifest.plan_mixture(read_back, args.name, planned,
+                                   vocabulary=_load_vocabulary(_gin_vocabulary_path(args)))
+  registered = _registered_mixture(args, manifest_path)
+  if registered is not None:
+    return registered
+  if uses_gin(args):
+    if manifest_path:  # aya_mixture.extra may name the manifest's tasks
+      from aya_t5x import input_pipeline
+
+      input_pipeline.register_manifest(manifest_path)
     try:
       # The mixture files bind it (`import aya_t5x.mixtures` in gin/mixtures/aya_sources.gin).
       name = gin.get_configurable("aya_t5x.mixtures.aya_mixture")()
@@ -197,7 +284,10 @@ def _plan(args: argparse.Namespace):
   try:
     schemes.get_scheme(args.name)
   except KeyError as e:
-    raise _as_value_error(e) from None
+    where = (f"it is no mixture of {manifest_path} either" if manifest_path else
+             "a mixture of a task manifest needs --manifest FILE (or --gin.TASK_MANIFEST)")
+    raise ValueError(f"{_as_value_error(e)} ({where}; any SeqIO mixture a module registers: "
+                     "--module)") from None
   if args.source:
     return schemes.plan_aya_mixture(
         args.name, _parse_sources(args.source), tolerant=args.tolerant, strategy=args.strategy,
@@ -209,24 +299,121 @@ def _mixture_report(args: argparse.Namespace) -> int:
   from aya_t5x.data import report
 
   plan = _plan(args)
-  vocabulary_path = args.vocabulary
-  if not vocabulary_path and (args.gin_file or getattr(args, "gin_bindings", None)):
-    from aya_t5x import gin_config
-
-    # The gin route counts tokens with the mixture's own vocabulary.
-    bound = gin_config.macro_value("VOCABULARY_PATH")
-    vocabulary_path = bound if isinstance(bound, str) else None
-  vocabulary = None
-  if vocabulary_path:
-    from aya_t5x.data import vocabulary as vocab_lib
-
-    vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
+  vocabulary = _load_vocabulary(_gin_vocabulary_path(args))
   result = report.mixture_report(plan, steps=args.steps, batch=args.batch,
                                  examples_per_sequence=args.examples_per_sequence,
                                  warn_epochs=args.warn_epochs, vocabulary=vocabulary)
   paths = report.write_report(result, args.out)
   print(report.format_markdown(result))
   print("wrote " + ", ".join(str(p) for p in paths.values()))
+  return 0
+
+
+# ----------------------------------------------------------------------------- mixture add
+
+
+def _parse_task_rates(items: list[str], rate_by: str | None) -> dict[str, float]:
+  rates: dict[str, float] = {}
+  for item in items:
+    name, sep, value = item.partition("=")
+    if not name or (sep and not value):
+      raise ValueError(f"--task {item!r}: write it as TASK=RATE, e.g. tswana_qa=2")
+    if not sep:
+      if not rate_by:
+        raise ValueError(f"--task {item!r}: give its rate (TASK=RATE), or --rate_by "
+                         "examples|tokens|temperature:T to rate the tasks by their size")
+      value = "1"
+    try:
+      rates[name] = float(value)
+    except ValueError:
+      raise ValueError(f"--task {item!r}: the rate {value!r} is not a number") from None
+    if rates[name] <= 0:
+      raise ValueError(f"--task {item!r}: the rate must be positive")
+  return rates
+
+
+def _mixture_add(args: argparse.Namespace) -> int:
+  from aya_t5x.data import manifest
+
+  rates = _parse_task_rates(args.task, args.rate_by)
+  _, plan = manifest.add_mixture(args.manifest, args.name, rates, rate_by=args.rate_by,
+                                 replace=args.replace,
+                                 vocabulary=_load_vocabulary(args.vocabulary))
+  print(f"added mixture {args.name} to {args.manifest} (rate_by "
+        f"{args.rate_by or 'rates as given'}):")
+  for task, rate in sorted(plan.task_rates.items(), key=lambda kv: -kv[1]):
+    print(f"  {task:<32} {100 * rate:6.2f}%")
+  print(f"Train on it with --gin.TASK_MANIFEST=\"'{args.manifest}'\" "
+        f"--gin.MIXTURE_OR_TASK_NAME=\"'{args.name}'\"; see its budget with `aya-t5x mixture "
+        f"report {args.name} --manifest {args.manifest} --steps S --batch B`")
+  return 0
+
+
+# ----------------------------------------------------------------------------- languages
+
+
+def _yes_no(value: str) -> bool:
+  lowered = value.strip().lower()
+  if lowered in ("yes", "y", "true", "1"):
+    return True
+  if lowered in ("no", "n", "false", "0"):
+    return False
+  raise argparse.ArgumentTypeError(f"{value!r}: answer yes or no")
+
+
+def _languages_add(args: argparse.Namespace) -> int:
+  from aya_t5x.data import languages, manifest
+
+  read_back = manifest.read(args.manifest)
+  manifest.use_languages(read_back)
+  language = languages.new_language(args.code, name=args.name, script=args.script or "",
+                                    group=args.group, in_mt5=args.in_mt5,
+                                    added_in=str(args.manifest))
+  manifest.add_language(args.manifest, language, replace=args.replace)
+  print(f"added {_describe(language)} to {args.manifest}")
+  print(f"Tasks of {args.manifest} may now use --language {language.code}; runs that load it "
+        f"(--gin.TASK_MANIFEST=\"'{args.manifest}'\") know the language on every host.")
+  return 0
+
+
+def _describe(language) -> str:
+  where = "mT5's 101" if language.joshi_class is not None else (
+      f"added in {language.added_in}" if language.added_in else "added")
+  codes = ", ".join(c for c in language.codes if c != language.code)
+  return (f"{language.code} ({language.name}): script {language.script}, group "
+          f"{language.group}, {'in' if language.in_mt5 else 'not in'} mT5's pre-training, "
+          f"{where}" + (f"; also {codes}" if codes else ""))
+
+
+def _use_manifest_languages(args: argparse.Namespace) -> None:
+  from aya_t5x.data import manifest
+
+  manifest.use_languages(manifest.read(args.manifest))
+
+
+def _languages_list(args: argparse.Namespace) -> int:
+  from aya_t5x.data import languages
+
+  _use_manifest_languages(args)
+  rows = languages.added_languages() if args.added else languages.known_languages()
+  for language in rows:
+    joshi = "-" if language.joshi_class is None else str(language.joshi_class)
+    mark = "" if language.joshi_class is not None else "  (added)"
+    print(f"{language.code:<8} {language.name:<28} {language.script:<5} {language.group}  "
+          f"joshi {joshi}{mark}")
+  print(f"{len(rows)} language(s)")
+  return 0
+
+
+def _languages_show(args: argparse.Namespace) -> int:
+  from aya_t5x.data import languages
+
+  _use_manifest_languages(args)
+  try:
+    language = languages.get_language(args.code)
+  except KeyError as e:
+    raise _as_value_error(e) from None
+  print(_describe(language))
   return 0
 
 
@@ -328,10 +515,16 @@ def add_commands(subparsers: Any) -> None:
 
   add = actions.add_parser(
       "add", help="register a task from a JSONL/parquet/arrow file in one step",
-      description="Checks the file against the fields you name and writes the task into a "
-                  "manifest that training loads (aya_t5x.data.registration.load_manifest).")
+      description="Checks every split against the fields you name (each must keep an "
+                  "example after the filters) and writes the task into a manifest that "
+                  "training loads (TASK_MANIFEST); a failed add leaves the manifest as it "
+                  "was. Paths are stored relative to the manifest.")
   add.add_argument("name", help="task name (letters, digits, '_', '.', ':')")
-  add.add_argument("--path", required=True, help="data file or folder")
+  add.add_argument("--path", help="a data file (the train split), or a folder holding "
+                   "train.*, validation.*, test.* (one split each, never merged)")
+  add.add_argument("--train", help="train split file")
+  add.add_argument("--validation", help="validation split file (train-eval reads it)")
+  add.add_argument("--test", help="test split file (`aya-t5x eval --split test`)")
   add.add_argument("--language", help="language of every record: any code or name")
   add.add_argument("--language_key", help="field holding each record's language instead")
   add.add_argument("--inputs_key", default="inputs", help="field of the prompt")
@@ -343,6 +536,9 @@ def add_commands(subparsers: Any) -> None:
                    help="skip and count malformed records instead of failing")
   add.add_argument("--manifest", default=DEFAULT_MANIFEST, help="task manifest (JSON)")
   add.add_argument("--replace", action="store_true", help="overwrite a task of that name")
+  add.add_argument("--kind", choices=("examples", "preference"), default="examples",
+                   help="examples (inputs/targets) or preference pairs "
+                        "(prompt/chosen/rejected/language; docs/preference.md)")
   add.set_defaults(handler=_tasks_add)
 
   listing = actions.add_parser("list", help="list sources and registered tasks")
@@ -372,9 +568,11 @@ def add_commands(subparsers: Any) -> None:
                                            metavar="ACTION")
   rep = mixture_actions.add_parser(
       "report", help="shares, HR/MR/LR split and epochs of a mixture at a step budget",
-      description="NAME is a scheme (human_heavy, translation_heavy, template_heavy). With "
-                  "--source NAME=PATH (or the gin files of gin/mixtures/) the sources are "
-                  "scanned; without, the report uses the published sizes (per source).")
+      description="NAME is a scheme (human_heavy, translation_heavy, template_heavy), a "
+                  "mixture of a task manifest (--manifest) or any SeqIO mixture a module "
+                  "registers (--module). For a scheme, with --source NAME=PATH (or the gin "
+                  "files of gin/mixtures/) the sources are scanned; without, the report uses "
+                  "the published sizes (per source).")
   rep.add_argument("name")
   rep.add_argument("--steps", type=int, required=True)
   rep.add_argument("--batch", type=int, required=True, help="sequences per step")
@@ -393,9 +591,57 @@ def add_commands(subparsers: Any) -> None:
   rep.add_argument("--tolerant", action="store_true")
   rep.add_argument("--cache_dir", help="an `aya-t5x cache` output of these sources: sizes, "
                    "tokens and the data section come from it, without a scan")
+  rep.add_argument("--manifest", help="task manifest whose mixture NAME is (also read from "
+                   "--gin.TASK_MANIFEST)")
+  rep.add_argument("--module", action="append", help="module that registers the SeqIO "
+                   "mixture NAME (any registered mixture; also gin's MIXTURE_OR_TASK_MODULE)")
   rep.add_argument("--out", default="mixture_report", help="folder for .md, .json and .png")
   _add_gin_flags(rep)
   rep.set_defaults(handler=_mixture_report)
+
+  madd = mixture_actions.add_parser(
+      "add", help="record a mixture of manifest tasks, usable by name in gin",
+      description="Writes a mixture into the manifest; every run that loads it "
+                  "(TASK_MANIFEST) registers it, so MIXTURE_OR_TASK_NAME may name it.")
+  madd.add_argument("name", help="mixture name")
+  madd.add_argument("--task", action="append", required=True, metavar="TASK=RATE",
+                    help="a manifest task (or one language of it, TASK.xx) and its rate; "
+                         "with --rate_by the rate multiplies the task's size (default 1)")
+  madd.add_argument("--rate_by", help="examples, tokens or temperature:T (rates from the "
+                    "train sizes); without it the rates are used as given")
+  madd.add_argument("--vocabulary", help="SentencePiece model (for --rate_by tokens)")
+  madd.add_argument("--manifest", default=DEFAULT_MANIFEST, help="task manifest (JSON)")
+  madd.add_argument("--replace", action="store_true", help="overwrite a mixture of that name")
+  madd.set_defaults(handler=_mixture_add)
+
+  langs = subparsers.add_parser(
+      "languages", help="list, show and add languages (yours beside mT5's 101)",
+      description="mT5's 101 languages and the ones added to a task manifest.")
+  lang_actions = langs.add_subparsers(dest="languages_command", required=True,
+                                      metavar="ACTION")
+  ladd = lang_actions.add_parser(
+      "add", help="add a language to the manifest (tasks of it may then use it)",
+      description="CODE is ISO 639-1/639-3 or a BCP-47 tag with a script (ff-Adlm); it is "
+                  "normalised (tsn -> tn).")
+  ladd.add_argument("code")
+  ladd.add_argument("--name", required=True, help="English name, e.g. Tswana")
+  ladd.add_argument("--script", help="ISO 15924 script, e.g. Latn, Adlm, Tfng (from the tag "
+                    "if it has one)")
+  ladd.add_argument("--group", required=True, type=str.upper, choices=("HR", "MR", "LR"),
+                    help="resource group for reports (Joshi class 5-4 HR, 3 MR, 2-0 LR)")
+  ladd.add_argument("--in_mt5", type=_yes_no, default=False, metavar="{yes,no}",
+                    help="whether mT5 was pre-trained on it (default no)")
+  ladd.add_argument("--manifest", default=DEFAULT_MANIFEST, help="task manifest (JSON)")
+  ladd.add_argument("--replace", action="store_true", help="change a language added before")
+  ladd.set_defaults(handler=_languages_add)
+  llist = lang_actions.add_parser("list", help="mT5's 101 and the added languages")
+  llist.add_argument("--manifest", default=DEFAULT_MANIFEST)
+  llist.add_argument("--added", action="store_true", help="only the added languages")
+  llist.set_defaults(handler=_languages_list)
+  lshow = lang_actions.add_parser("show", help="one language, by any code or name")
+  lshow.add_argument("code")
+  lshow.add_argument("--manifest", default=DEFAULT_MANIFEST)
+  lshow.set_defaults(handler=_languages_show)
 
   cache = subparsers.add_parser(
       "cache", help="preprocess the sources into SeqIO caches with Apache Beam",

@@ -104,7 +104,8 @@ def _registered(cls):
 @_registered
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class KeepMT5Languages(RecordFilter):
-  """Keeps mT5's 101 languages (RECIPE.md §3); the reason names the language dropped."""
+  """Keeps mT5's 101 languages (RECIPE.md §3) and those added (`aya-t5x languages add`);
+  the reason names the language dropped and how to add it."""
 
   name: ClassVar[str] = "mt5_languages"
 
@@ -447,3 +448,33 @@ class _DecontaminateRun(RecordFilter):
 register_filter("decontaminate", Decontaminate)
 
 register_filter("template_pruning", TemplatePruning)
+
+
+def filter_distillation_answers(records: Sequence[Mapping[str, Any]], *,
+                                prompt_key: str = "inputs", answer_key: str = "completion",
+                                preamble: str | None = None,
+                                answer_filter: SafetyDistillationFilter = SafetyDistillationFilter()
+                                ) -> tuple[list[dict[str, Any]], collections.Counter]:
+  """Teacher outputs to distillation pairs: {"inputs": prompt without preamble, "targets"}.
+
+  Records whose answer a filter rejects, or whose prompt does not start with `preamble`
+  (when given), are dropped and counted by reason; other fields are kept.
+  """
+  kept, dropped = [], collections.Counter()
+  for record in records:
+    prompt, answer = record.get(prompt_key), record.get(answer_key)
+    if not isinstance(prompt, str) or not isinstance(answer, str):
+      dropped[f"no string {prompt_key!r} and {answer_key!r}"] += 1
+      continue
+    if preamble is not None:
+      if not prompt.startswith(preamble):
+        dropped["prompt does not start with the preamble"] += 1
+        continue
+      prompt = prompt[len(preamble):].strip()
+    why = answer_filter.answer_reason(answer)
+    if why:
+      dropped[why] += 1
+      continue
+    extra = {k: v for k, v in record.items() if k not in (prompt_key, answer_key)}
+    kept.append({**extra, "inputs": prompt, "targets": answer})
+  return kept, dropped

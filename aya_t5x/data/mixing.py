@@ -154,6 +154,34 @@ class MixturePlan:
     return float(self.source_sizes.get(source, 0))
 
 
+def registered_plan(name: str) -> MixturePlan:
+  """The plan of any registered SeqIO mixture, from its rates: a source per task.
+
+  Tasks registered by aya_t5x (sources, manifests) bring their data and sizes; others
+  their `num_input_examples` of the train split where SeqIO knows it.
+  """
+  import seqio
+
+  from aya_t5x.data import registration
+
+  mixture = seqio.get_mixture_or_task(name)
+  if not isinstance(mixture, seqio.Mixture):
+    raise ValueError(f"{name} is a SeqIO task, not a mixture; a report is per mixture")
+  rates = {task.name: float(mixture.get_rate(task)) for task in mixture.tasks}
+  total = sum(rates.values())
+  planned, sizes = {}, {}
+  for task in mixture.tasks:
+    found = registration.planned_task(task.name)
+    if found is not None:
+      planned[task.name] = found
+    else:
+      sizes[task.name] = float(task.num_input_examples("train") or 0)
+  return MixturePlan(name=name, scheme="registered SeqIO mixture",
+                     source_weights={t: 100.0 * r / total for t, r in rates.items()},
+                     task_rates={t: r / total for t, r in rates.items()},
+                     source_tasks=planned, source_sizes=sizes, strategy="its own rates")
+
+
 def compose(source_weights: Mapping[str, float], source_rates: Mapping[str, Mapping[str, float]]
             ) -> Rates:
   """Task rates of a mixture: each source's weight spread by its rates inside the source."""

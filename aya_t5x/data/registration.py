@@ -7,9 +7,8 @@ filters, counts; see `sources.scan`) and registers one SeqIO task per language
 gets tasks of its own (`aya_translated.dolly.sw`).
 
 `register_jsonl_task(name, path, language=..., inputs_key=..., targets_key=...)` is the
-one-step way to add a task from one file or folder, with an optional template. A
-task manifest (JSON) keeps such tasks between runs: `add_to_manifest` writes an entry
-(what `aya-t5x tasks add` does) and `load_manifest` registers them all.
+one-step way to add a task from one file or folder, with an optional template. The task
+manifest that keeps such tasks between runs is `aya_t5x.data.manifest`.
 
 Every task registered here has a `TaskInfo` (source, language, datasets, sizes per
 split) that the mixture report reads; `task_info(name)` finds it.
@@ -18,17 +17,14 @@ split) that the mixture report reads; `task_info(name)` finds it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import gin
 from aya_t5x import registry
 from aya_t5x.data import filters as filters_lib
-from aya_t5x.data import generator_datasets, languages, mixing, readers, sources
+from aya_t5x.data import generator_datasets, languages, mixing, sources
 from aya_t5x.data.templates import Template
 
 TASK_NAME = re.compile(r"^[\w.:]+$")  # what seqio accepts
@@ -79,10 +75,22 @@ class SourceTasks:
 # gin, which may evaluate a registration more than once, does not scan twice.
 _TASKS: dict[str, TaskInfo] = {}
 _SOURCE_TASKS: dict[str, tuple[Any, SourceTasks]] = {}
+# The plan each registered task came from (task -> SourceTasks), for reports on mixtures.
+_HOLDERS: dict[str, SourceTasks] = {}
 
 
 def task_info(name: str) -> TaskInfo:
   return registry.lookup(_TASKS, name, what="aya_t5x task")
+
+
+def planned_task(name: str) -> SourceTasks | None:
+  """The plan of one registered task alone (its data and sizes), or None when the task
+  was not registered here (a task of the user's own module)."""
+  holder = _HOLDERS.get(name)
+  if holder is None:
+    return None
+  return dataclasses.replace(holder, tasks=tuple(t for t in holder.tasks if t.name == name),
+                             rates={name: 1.0}, mixture=None)
 
 
 def cache_of(name: str) -> str | None:
@@ -292,6 +300,7 @@ def register_planned(planned: SourceTasks, vocabulary) -> None:
   """Registers the SeqIO tasks (and source mixture) of a plan."""
   for info in planned.tasks:
     _add_task(info, planned.index, vocabulary)
+    _HOLDERS[info.name] = planned
   if planned.mixture:
     import seqio
 
@@ -355,144 +364,3 @@ def register_jsonl_task(name: str, path: str | os.PathLike | Mapping[str, str], 
                     language_key=language_key, dataset=dataset, template=template)
   sources.register_source(spec, overwrite=True)
   return register_source_tasks(spec, path, vocabulary=vocabulary, tolerant=tolerant)
-
-
-# ----------------------------------------------------------------------------- manifest
-
-
-MANIFEST_KEYS = {"name", "path", "language", "inputs_key", "targets_key", "language_key",
-                 "template", "tolerant", "dataset"}
-
-
-def _check_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
-  if not isinstance(entry, Mapping):
-    raise ValueError(f"{where}: a task is a JSON object {{\"name\": ..., \"path\": ...}}, "
-                     f"not {json.dumps(entry)[:80]}")
-  unknown = set(entry) - MANIFEST_KEYS
-  if unknown:
-    raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; fields are "
-                     f"{', '.join(sorted(MANIFEST_KEYS))}")
-  for required in ("name", "path"):
-    if not isinstance(entry.get(required), str) or not entry[required]:
-      raise ValueError(f"{where}: field {required!r} is required (a string)")
-  if not TASK_NAME.match(entry["name"]):
-    raise ValueError(f"{where}: field 'name' {entry['name']!r}: use letters, digits, '_', "
-                     "'.' and ':' only")
-  template = entry.get("template")
-  if template is not None and not (
-      isinstance(template, dict) and {"inputs", "targets"} <= set(template)
-      <= {"inputs", "targets", "language"}
-      and all(isinstance(v, str) for v in template.values())):
-    raise ValueError(f"{where}: field 'template' must be {{\"inputs\": \"...\", "
-                     "\"targets\": \"...\"}} (strings; \"language\" may be added)")
-  return dict(entry)
-
-
-def _check_fields_present(spec: sources.SourceSpec, path: str, probe: int = 20) -> None:
-  """Reads the first records and raises if the spec's fields are not there (a typo)."""
-  for count, (location, record) in enumerate(readers.iter_records(path)):
-    if count >= probe:
-      break
-    if isinstance(record, readers.MalformedRecord):
-      continue
-    missing = [f.name for f in spec.schema if f.required and f.name not in record]
-    if missing:
-      raise ValueError(f"{location}: the record has no field {missing[0]!r} (fields: "
-                       f"{', '.join(sorted(record))}); fix --inputs_key/--targets_key/"
-                       "--language_key or the template")
-    return
-
-
-def spec_of_entry(entry: Mapping[str, Any]) -> sources.SourceSpec:
-  """The `SourceSpec` of a manifest entry (what `load_manifest` registers)."""
-  template = entry.get("template")
-  return jsonl_spec(
-      entry["name"], language=entry.get("language"),
-      inputs_key=entry.get("inputs_key") or "inputs",
-      targets_key=entry.get("targets_key") or "targets",
-      language_key=entry.get("language_key"), dataset=entry.get("dataset"),
-      template=Template(id=entry["name"], **template) if template else None)
-
-
-def read_manifest(manifest: str | os.PathLike) -> list[dict[str, Any]]:
-  """The entries of a task manifest (empty when the file does not exist yet)."""
-  path = Path(manifest)
-  if not path.exists():
-    return []
-  data = path.read_bytes()
-  try:
-    data = json.loads(data.decode("utf-8"))
-  except UnicodeDecodeError as e:
-    line = data[:e.start].count(b"\n") + 1
-    raise ValueError(f"{path}:{line}: not UTF-8 text "
-                     f"({e.reason} at byte {e.start}); the manifest is UTF-8 JSON") from None
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}:{e.lineno}: broken JSON ({e.msg}); the manifest is "
-                     '{"tasks": [...]}') from None
-  if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
-    raise ValueError(f"{path}: a manifest is a JSON object {{\"tasks\": [...]}}")
-  return [_check_entry(e, f"{path}: task {i}") for i, e in enumerate(data["tasks"])]
-
-
-def add_to_manifest(manifest: str | os.PathLike, entry: Mapping[str, Any], *,
-                    replace: bool = False) -> dict[str, Any]:
-  """Checks a task entry against its data and writes it into the manifest (created if new)."""
-  entry = _check_entry({k: v for k, v in entry.items() if v is not None}, "task")
-  spec = spec_of_entry(entry)
-  _check_fields_present(spec, entry["path"])
-  entries = read_manifest(manifest)
-  names = [e["name"] for e in entries]
-  if entry["name"] in names:
-    if not replace:
-      raise ValueError(f"{manifest}: a task {entry['name']!r} exists already; pass --replace "
-                       "to overwrite it")
-    entries[names.index(entry["name"])] = entry
-  else:
-    entries.append(entry)
-  path = Path(manifest)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Written beside and moved into place, so that an interrupted write loses nothing.
-  tmp = path.with_suffix(path.suffix + ".tmp")
-  tmp.write_text(json.dumps({"tasks": entries}, indent=2, ensure_ascii=False) + "\n",
-                 encoding="utf-8")
-  tmp.replace(path)
-  return entry
-
-
-def register_output(manifest: str | os.PathLike, name: str, path: str | os.PathLike, *,
-                    languages_written: Sequence[str], language_key: str = "language",
-                    inputs_key: str = "inputs", targets_key: str = "targets",
-                    replace: bool = False) -> str:
-  """Adds a dataset a tool wrote (translated, filtered, annotated) to `manifest` in one step.
-
-  One SeqIO task per language (`name.sw`) and, with several languages, a mixture `name`
-  over them, registered when a run loads the manifest. Writing the same file again
-  refreshes its entry; another file under a taken name needs `replace`. Returns the line
-  that tells the user how to train on it.
-  """
-  from aya_t5x.data import languages
-
-  resolved = str(Path(path).resolve())
-  existing = {e["name"]: e for e in read_manifest(manifest)}
-  same = name in existing and existing[name]["path"] == resolved
-  add_to_manifest(manifest, {"name": name, "path": resolved, "language_key": language_key,
-                             "inputs_key": inputs_key, "targets_key": targets_key,
-                             "dataset": name}, replace=replace or same)
-  tasks = [f"{name}.{languages.get_language(code).code}" for code in languages_written]
-  train_on = tasks[0] if len(tasks) == 1 else name
-  return (f"registered {name} in {manifest}: SeqIO task(s) {', '.join(tasks)}"
-          + (f" and mixture {name}" if len(tasks) > 1 else "") + "; train on it with "
-          f"--gin_file mixtures/vocabulary.gin --gin.TASK_MANIFEST=\"'{manifest}'\" "
-          f"--gin.MIXTURE_OR_TASK_NAME=\"'{train_on}'\"")
-
-
-@gin.configurable(module="aya_t5x.data.registration")
-def load_manifest(manifest: str = gin.REQUIRED, vocabulary=gin.REQUIRED) -> list[SourceTasks]:
-  """Registers every task of a manifest; returns what each registered."""
-  return [register_jsonl_task(
-      e["name"], e["path"], vocabulary=vocabulary, language=e.get("language"),
-      inputs_key=e.get("inputs_key") or "inputs", targets_key=e.get("targets_key") or "targets",
-      language_key=e.get("language_key"), tolerant=bool(e.get("tolerant")),
-      dataset=e.get("dataset"),
-      template=Template(id=e["name"], **e["template"]) if e.get("template") else None)
-      for e in read_manifest(manifest)]

@@ -303,7 +303,7 @@ def _checksum(root: Path) -> str:
 def build_corpus(root: str | Path, *, seed: int = 0) -> Corpus:
   """Writes the demo corpus under `root` (see the module docstring); the same seed, the
   same bytes. Reuses a complete corpus already there for this seed."""
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   root = Path(root)
   summary_path = root / "corpus.json"

@@ -58,6 +58,8 @@ class DemoOptions:
     gin_bindings: extra `NAME=value` bindings for training and evaluation
       (for example `TRAIN_STEPS=200` for a quicker look).
     lora: also train LoRA adapters for the first scheme and compare them.
+    preference: with `demo.preference.PreferenceOptions`, after the first scheme's SFT
+      run a DPO round and its judged win rate against SFT (`report.json`'s `preference`).
   """
 
   output_dir: str
@@ -65,6 +67,7 @@ class DemoOptions:
   seed: int = 0
   gin_bindings: Sequence[str] = ()
   lora: bool = False
+  preference: Any = None  # a demo.preference.PreferenceOptions: the DPO round after SFT
 
   def __post_init__(self):
     unknown = [s for s in self.schemes if s not in SCHEMES]
@@ -204,6 +207,10 @@ def markdown(summary: dict[str, Any]) -> str:
     nested = "\n".join("##" + line if line.startswith("#") else line
                        for line in summary["comparison"].splitlines())
     lines += ["", "## The weighting schemes side by side", "", nested]
+  if summary.get("preference"):
+    from aya_t5x.demo import preference
+
+    lines += ["", preference.markdown(summary["preference"])]
   return "\n".join(lines) + "\n"
 
 
@@ -288,12 +295,13 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
   out = Path(options.output_dir)
   progress(f"building the demo corpus in {out / 'corpus'} (seed {options.seed})")
   corpus = demo_corpus.build_corpus(out / "corpus", seed=options.seed)
-  runs, built_reports = {}, {}
+  runs, built_reports, sft_params = {}, {}, {}
   for scheme in options.schemes:
     run_dir = out / scheme
     progress(f"fine-tuning on the {scheme} mixture in {run_dir}")
     parse_gin(corpus, scheme, run_dir, options.seed, options.gin_bindings)
     result = configurables.configured_train()
+    sft_params[scheme] = result.state.params
     progress(f"evaluating {scheme} on the demo suite")
     built = evaluate(result.state.params, run_dir, progress)
     built_reports[scheme] = built
@@ -302,9 +310,18 @@ def run_demo(options: DemoOptions, progress: Callable[[str], None] = print) -> d
                     "average": built["average"], "groups": built["groups"],
                     "eval_markdown": str(Path(scheme) / "eval" / "eval.md")}
   summary = {"seed": options.seed, "corpus_checksum": corpus.summary()["checksum"],
-             "runs": runs, "seconds": time.perf_counter() - start}
+             "runs": runs}
   if options.lora:
     summary["lora"] = _lora_run(corpus, options, out, runs[options.schemes[0]], progress)
+  if options.preference is not None:
+    from aya_t5x.demo import preference
+
+    scheme = options.schemes[0]
+    parse_gin(corpus, scheme, out / scheme, options.seed, options.gin_bindings)
+    summary["preference"] = preference.run_round(
+        corpus, sft_params[scheme], out / "preference", options.preference, options.seed,
+        MODEL_GIN, RECIPE_GIN[-1], progress)
+  summary["seconds"] = time.perf_counter() - start
   if len(built_reports) > 1:
     comparison = report.compare(list(built_reports.values()), list(built_reports))
     report.write_comparison(comparison, out / "compare")

@@ -3,6 +3,8 @@
     aya-t5x eval --gin_file models/mt5_xxl.gin --gin_file eval/aya_heldout.gin \
       --gin.VOCABULARY_PATH="'/data/mc4.250000.100extra/sentencepiece.model'" \
       --checkpoint /runs/aya --data_dir /data/aya_eval --output_dir /runs/aya/eval
+    aya-t5x eval --checkpoint /runs/mine --task tswana_qa --metric chrf \
+      --output_dir /runs/mine/eval       # a task of the run's manifest, no gin written
     aya-t5x eval report /runs/aya/eval/eval.json
     aya-t5x eval report --compare mt0x/eval.json aya/eval.json --names mT0x Aya \
       --output_dir comparison
@@ -67,8 +69,68 @@ def _checkpoint_step(path: Path) -> int | None:
   return int(path.name) if path.name.isdigit() and (path / "state").is_dir() else None
 
 
+# --metric NAME -> (EvalTask kind, metric functions by name in aya_t5x.evaluation.metrics)
+METRICS = {"accuracy": ("generate", "accuracy"), "exact_match": ("generate", "exact_match"),
+           "chrf": ("generate", "chrf"), "rouge": ("generate", "rouge_lsum"),
+           "rank_classification": ("rank", None)}
+MAX_RANK_OPTIONS = 64
+
+
+def _rank_options(task_name: str, split: str) -> list[str]:
+  """The distinct targets of a task's split: the options rank classification scores."""
+  import seqio
+
+  task = seqio.get_mixture_or_task(task_name)
+  if split not in task.splits:
+    raise ValueError(f"task {task_name} has no {split!r} split (splits: "
+                     f"{', '.join(task.splits)}); pick one with --split")
+  dataset = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1)
+  options: dict[str, None] = {}
+  for example in dataset.as_numpy_iterator():
+    options[example["targets_pretokenized"].decode("utf-8").strip()] = None
+    if len(options) > MAX_RANK_OPTIONS:
+      raise ValueError(f"task {task_name}: more than {MAX_RANK_OPTIONS} distinct targets in "
+                       f"{split}; rank classification picks among a few labels: use "
+                       "--metric exact_match or chrf")
+  if len(options) < 2:
+    raise ValueError(f"task {task_name}: {split} has {len(options)} distinct target(s); rank "
+                     "classification needs two or more")
+  return list(options)
+
+
+def _task_suite(args: argparse.Namespace):
+  """The suite of `--task ... --metric ...`: the run's manifest and vocabulary, no gin."""
+  from aya_t5x import run_record
+  from aya_t5x.data import manifest as manifest_lib
+  from aya_t5x.evaluation import metrics
+  from aya_t5x.evaluation import suite as suite_lib
+  from aya_t5x.vocab import vocabulary as vocab_lib
+
+  if not args.metric:
+    raise ValueError(f"--task needs --metric: one of {', '.join(METRICS)}")
+  vocabulary_path = args.vocabulary or run_record.recorded_vocabulary(args.checkpoint)
+  if not vocabulary_path:
+    raise ValueError(f"{args.checkpoint} records no vocabulary (runs record theirs in "
+                     "MODEL_DIR/vocabulary.json): pass --vocabulary SPM_MODEL")
+  vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
+  manifest = args.manifest or run_record.recorded_manifest(args.checkpoint)
+  if manifest:
+    manifest_lib.load_manifest(manifest, vocabulary)
+  kind, metric = METRICS[args.metric]
+  entries = []
+  for name in args.task:
+    options = _rank_options(name, args.split) if kind == "rank" else None
+    entries.append(suite_lib.EvalTask(
+        task=name, kind=kind, split=args.split, options=options,
+        metric_fns=(getattr(metrics, metric),) if metric else (),
+        primary_metric="accuracy" if kind == "rank" else None))
+  return suite_lib.EvalSuite(name="tasks", tasks=entries, vocabulary=vocabulary,
+                             batch_size=args.batch_size or 32,
+                             max_examples=args.max_examples)
+
+
 def _eval(args: argparse.Namespace) -> int:
-  from aya_t5x import gin_config
+  from aya_t5x import gin_config, run_record
   from aya_t5x.checkpoints import loading
   from aya_t5x.evaluation import predict, report
   from aya_t5x.evaluation import suite as suite_lib
@@ -78,9 +140,10 @@ def _eval(args: argparse.Namespace) -> int:
                      "checkpoint) and --output_dir (where eval.json, eval.md and eval.png "
                      "go); `aya-t5x eval report` renders or compares reports.")
   loading.check_exists(args.checkpoint)
+  run_record.use_recorded_languages(args.checkpoint)
   parse_gin(args)
   config = loading.model_config(args.checkpoint, gin_config.configured_model_or_none())
-  suite = _configured_suite(args)
+  suite = _task_suite(args) if args.task else _configured_suite(args)
   plan = suite_lib.plan(suite)
   print(f"suite {plan.suite}: {len(plan.tasks)} task(s)"
         + (f", {len(plan.skipped)} skipped for missing data" if plan.skipped else ""))
@@ -167,6 +230,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
   evaluate.add_argument("--batch_size", type=int, help="rows per batch")
   evaluate.add_argument("--allow_missing", action="store_true",
                         help="skip (and report) tasks whose data files are missing")
+  evaluate.add_argument("--task", action="append", metavar="NAME",
+                        help="evaluate this task (or mixture) of the run's manifest instead "
+                        "of a gin suite; repeat for several")
+  evaluate.add_argument("--metric", choices=tuple(METRICS),
+                        help="with --task: generate and score (accuracy, exact_match, chrf, "
+                        "rouge), or rank_classification over the split's distinct targets")
+  evaluate.add_argument("--split", default="validation",
+                        choices=("train", "validation", "test"), help="with --task")
+  evaluate.add_argument("--manifest", help="with --task: the task manifest (default: the "
+                        "one the run trained with)")
+  evaluate.add_argument("--vocabulary", help="with --task: SentencePiece model (default: "
+                        "the one the run recorded)")
   _add_gin_flags(evaluate)
   evaluate.set_defaults(handler=_eval)
 

@@ -30,7 +30,7 @@ def _load_model(args: argparse.Namespace, checkpoint: str):
   """(params, config, vocabulary) of a checkpoint, sized by the gin flags or itself."""
   from aya_t5x import gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   if not args.vocabulary:
     raise ValueError("a local model needs --vocabulary (the checkpoint's SentencePiece model)")
@@ -42,7 +42,7 @@ def _load_model(args: argparse.Namespace, checkpoint: str):
 
 
 def _judge(args: argparse.Namespace):
-  from aya_t5x.evaluation import judge as judging
+  from aya_t5x.evaluation.judging import backends
 
   if bool(args.judge_url) == bool(args.judge_checkpoint):
     raise ValueError("choose one judge: --judge_url with --judge_model (an OpenAI-compatible "
@@ -50,14 +50,14 @@ def _judge(args: argparse.Namespace):
   if args.judge_url:
     if not args.judge_model:
       raise ValueError("--judge_url needs --judge_model (the model name the endpoint serves)")
-    return judging.HttpJudge(judging.EndpointConfig(
+    return backends.HttpJudge(backends.EndpointConfig(
         base_url=args.judge_url, model=args.judge_model, api_key_env=args.api_key_env,
         timeout_s=args.judge_timeout, max_retries=args.judge_retries,
         concurrency=args.judge_concurrency, max_tokens=args.judge_max_tokens))
   from aya_t5x.evaluation import predict
 
   params, config, vocabulary = _load_model(args, args.judge_checkpoint)
-  return judging.LocalJudge(
+  return backends.LocalJudge(
       params, config, vocabulary, description=f"aya_t5x {args.judge_checkpoint}",
       batching=predict.Batching(batch_size=args.batch_size,
                                 max_input_length=args.judge_max_input_length,
@@ -87,37 +87,36 @@ def _add_judge_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_judged(run) -> Any:
-  from aya_t5x.evaluation import judge as judging
+  from aya_t5x.evaluation.judging import backends
 
   try:
     return run()
-  except judging.JudgeUnavailableError as e:
+  except backends.JudgeUnavailableError as e:
     # Judgments received so far are already in the folder; a rerun resumes from them.
     raise ValueError(f"{e} (judgments received so far are kept; rerun to resume)") from e
 
 
 def _pairwise(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import judge as judging
+  from aya_t5x.evaluation.judging import generation, pairwise
 
-  a = judging.read_generations(args.a, language=args.language)
-  b = judging.read_generations(args.b, language=args.language)
-  joined = judging.join_generations(a, b)
+  a = generation.read_generations(args.a, language=args.language)
+  b = generation.read_generations(args.b, language=args.language)
+  joined = generation.join_generations(a, b)
   if not joined.pairs:
     raise ValueError(f"{args.a} and {args.b} share no ids; they must answer the same prompts")
-  report = _run_judged(lambda: judging.pairwise_win_rates(
+  report = _run_judged(lambda: pairwise.pairwise_win_rates(
       _judge(args), joined, args.output_dir, seed=args.seed,
       name_a=args.name_a or Path(args.a).stem, name_b=args.name_b or Path(args.b).stem))
-  print(judging.format_win_rates(report))
+  print(pairwise.format_win_rates(report))
   print(f"wrote {Path(args.output_dir) / 'win_rates.json'}, win_rates.md and judgments.jsonl")
   return 0
 
 
 def _harmful(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import judge as judging
-  from aya_t5x.evaluation import safety
+  from aya_t5x.evaluation.judging import generation, harmful
 
-  generations = judging.read_generations(args.generations, language=args.language)
-  report = _run_judged(lambda: safety.harmful_rates(_judge(args), generations,
+  generations = generation.read_generations(args.generations, language=args.language)
+  report = _run_judged(lambda: harmful.harmful_rates(_judge(args), generations,
                                                     args.output_dir))
   print((Path(args.output_dir) / "harmful_rates.md").read_text(encoding="utf-8"))
   overall = report["overall"]
@@ -127,12 +126,12 @@ def _harmful(args: argparse.Namespace) -> int:
 
 
 def _toxicity(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import safety
+  from aya_t5x.evaluation.judging import toxicity
 
-  report = safety.toxicity_metrics(
-      safety.read_toxicity_scores(args.scores, language=args.language),
+  report = toxicity.toxicity_metrics(
+      toxicity.read_toxicity_scores(args.scores, language=args.language),
       threshold=args.threshold)
-  markdown = safety.format_toxicity(report)
+  markdown = toxicity.format_toxicity(report)
   reporting.write_report(args.output_dir, "toxicity", report, markdown)
   print(markdown)
   return 0
@@ -149,7 +148,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
 
 
 def _winomt(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import safety
+  from aya_t5x.evaluation.judging import gender_bias
 
   translations = _pairs(args.translations, "--translations")
   detectors = _pairs(args.detector, "--detector")
@@ -157,30 +156,31 @@ def _winomt(args: argparse.Namespace) -> int:
   if missing:
     raise ValueError(f"no --detector for {', '.join(missing)}; give LANGUAGE=LEXICON_FILE "
                      "or LANGUAGE=module:callable for each translated language")
-  examples = safety.read_winomt(args.gold, pro=args.pro, anti=args.anti)
+  examples = gender_bias.read_winomt(args.gold, pro=args.pro, anti=args.anti)
   report = {"what": "winomt", "gold": args.gold, "languages": {
-      language: safety.winomt_metrics(examples, safety.read_translations(path),
-                                      safety.load_gender_detector(detectors[language]))
+      language: gender_bias.winomt_metrics(examples, gender_bias.read_translations(path),
+                                      gender_bias.load_gender_detector(detectors[language]))
       for language, path in sorted(translations.items())}}
-  markdown = safety.format_winomt(report)
+  markdown = gender_bias.format_winomt(report)
   reporting.write_report(args.output_dir, "winomt", report, markdown)
   print(markdown)
   return 0
 
 
 def _toxicity_detection(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import predict, safety
+  from aya_t5x.evaluation import predict
+  from aya_t5x.evaluation.judging import detection
 
-  examples = safety.read_detection_examples(args.input, text_key=args.text_key,
+  examples = detection.read_detection_examples(args.input, text_key=args.text_key,
                                             label_key=args.label_key, language=args.language)
   params, config, vocabulary = _load_model(args, args.checkpoint)
-  template = args.template or safety.DETECTION_TEMPLATE
-  scores = safety.yes_no_scores(
+  template = args.template or detection.DETECTION_TEMPLATE
+  scores = detection.yes_no_scores(
       params, config, vocabulary, [text for text, _, _ in examples], template=template,
       yes=args.yes, no=args.no,
       batching=predict.Batching(batch_size=args.batch_size,
                                 max_input_length=args.max_input_length))
-  report = safety.toxicity_detection(examples, scores)
+  report = detection.toxicity_detection(examples, scores)
   rows = [[lang, r["examples"], r["toxic"], "-" if r["auc"] is None else f"{r['auc']:.3f}"]
           for lang, r in [*report["languages"].items(), ("**all**", report["overall"])]]
   markdown = "\n\n".join([
@@ -193,7 +193,7 @@ def _toxicity_detection(args: argparse.Namespace) -> int:
 
 
 def _distill_filter(args: argparse.Namespace) -> int:
-  from aya_t5x.evaluation import safety
+  from aya_t5x.data import filters
 
   path = Path(args.input)
   if not path.is_file():
@@ -214,9 +214,9 @@ def _distill_filter(args: argparse.Namespace) -> int:
   preamble = args.preamble
   if args.preamble_file:
     preamble = Path(args.preamble_file).read_text(encoding="utf-8").strip()
-  kept, dropped = safety.filter_distillation_answers(
+  kept, dropped = filters.filter_distillation_answers(
       records, prompt_key=args.prompt_key, answer_key=args.answer_key, preamble=preamble,
-      answer_filter=safety.SafetyDistillationFilter(min_chars=args.min_chars,
+      answer_filter=filters.SafetyDistillationFilter(min_chars=args.min_chars,
                                                     max_chars=args.max_chars))
   if unreadable:
     dropped["not a JSON object"] += unreadable

@@ -91,11 +91,22 @@ def rank_classification(targets: Sequence[RankTarget], scores: Sequence[float]
 # ----------------------------------------------------------------------------- generation
 
 
+def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+  """Share of predictions identical to their target (T5's `accuracy`), in percent."""
+  if not targets:
+    return {"accuracy": 0.0}
+  return {"accuracy": 100.0 * sum(str(t) == str(p) for t, p in zip(targets, predictions))
+          / len(targets)}
+
+
 def exact_match(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
-  """Share of predictions equal to their target after trimming whitespace, in percent."""
+  """Share of predictions equal to their target after SQuAD v1.1's answer normalisation
+  (`text.answer_tokens`: case, punctuation, English articles and spacing ignored), in
+  percent; `squad` is the same with several gold answers per example."""
   if not targets:
     return {"exact_match": 0.0}
-  hits = sum(str(t).strip() == str(p).strip() for t, p in zip(targets, predictions))
+  hits = sum(text.answer_tokens(str(t)) == text.answer_tokens(str(p))
+             for t, p in zip(targets, predictions))
   return {"exact_match": 100.0 * hits / len(targets)}
 
 

@@ -173,6 +173,19 @@ def _language_of(task_name: str) -> str:
   return language.code if language else ""
 
 
+def _task_language(name: str, info) -> str:
+  """A task's language: its benchmark's, the one it was registered with, or its name's."""
+  if info is not None:
+    return info.language
+  from aya_t5x.data import registration
+
+  try:
+    registered = registration.task_info(name).language
+  except KeyError:
+    registered = ""
+  return registered or _language_of(name)
+
+
 def _lookup(name: str):
   import seqio
 
@@ -236,8 +249,7 @@ def _plan_task(suite: EvalSuite, entry: EvalTask, name: str, group: str,
                                            DEFAULT_MAX_TARGET_LENGTH)
   caps = [c for c in (entry.max_examples, suite.max_examples) if c is not None]
   return PlannedTask(
-      name=name, benchmark=group,
-      language=info.language if info else _language_of(name), kind=kind,
+      name=name, benchmark=group, language=_task_language(name, info), kind=kind,
       split=entry.split or (bench.split if bench else "validation"),
       max_examples=min(caps) if caps else None,
       batching=predict.Batching(

@@ -127,14 +127,14 @@ def _register(args: argparse.Namespace, path: Path, fields: list[str],
   """Adds an output folder or file to the manifest, one task per language."""
   if not args.register:
     return
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
   inputs_key = args.inputs_key or fields[0]
   targets_key = args.targets_key or (fields[1] if len(fields) > 1 else None)
   if targets_key is None:
     raise ValueError(f"--register needs --targets_key: the output has one text field "
                      f"({fields[0]})")
-  print(registration.register_output(
+  print(manifest_lib.register_output(
       args.manifest, args.register, path, languages_written=languages_written,
       inputs_key=inputs_key, targets_key=targets_key, replace=args.replace))
 

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aya_t5x.atomic_files import atomic_open
+
 GOOD, BAD = "good", "bad"
 LABELS = {
     GOOD: GOOD, "yes": GOOD, "correct": GOOD, "ok": GOOD, "keep": GOOD, "1": GOOD,
@@ -258,12 +260,10 @@ def read_answers(path: str | os.PathLike, *, fmt: str = "auto", item_key: str = 
 
 def _write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]],
                  delimiter: str) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  with tmp.open("w", encoding="utf-8", newline="") as f:
+  with atomic_open(path, newline="") as f:
     writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-  tmp.replace(path)
 
 
 def write_task_files(out_dir: str | os.PathLike, name: str, items: Sequence[Mapping[str, Any]],

@@ -71,7 +71,7 @@ class AyaT5XBackend:
     its parameter shapes).
     """
     from aya_t5x.checkpoints import formats, loading
-    from aya_t5x.data import vocabulary as vocab_lib
+    from aya_t5x.vocab import vocabulary as vocab_lib
 
     vocabulary = vocab_lib.sentencepiece_vocabulary(vocabulary_path)
     config = config or loading.stored_config(checkpoint)

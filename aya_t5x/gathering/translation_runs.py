@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aya_t5x import reporting
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.data import readers
 from aya_t5x.gathering.translation import (
   DROP_REASONS,
@@ -246,10 +247,7 @@ def _check_plan(output_dir: Path, plan: Mapping[str, Any]) -> None:
       raise ValueError(f"{output_dir} holds a run with other settings ({'; '.join(differ)}); "
                        "resume it with the same settings or write to a new --output folder")
     return
-  output_dir.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f"{PLAN_FILE}.{os.getpid()}.tmp")
-  tmp.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-  tmp.replace(path)
+  write_text_atomically(path, json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
 
 
 def _marker(output_dir: Path, index: int, count: int) -> Path:
@@ -317,9 +315,7 @@ def run_shards(units: Sequence[Unit], output_dir: str | os.PathLike, worker: Wor
       dropped[language][reason] = n
     marker = {"planned": dict(planned), "written": dict(written), "dropped": dropped,
               "sentences": result.sentences, "seconds": round(elapsed, 3)}
-    tmp = _marker(out, index, count).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker) + "\n", encoding="utf-8")
-    tmp.replace(_marker(out, index, count))
+    write_text_atomically(_marker(out, index, count), json.dumps(marker) + "\n")
     ran.append(index)
     seconds += elapsed
     ran_sentences += result.sentences

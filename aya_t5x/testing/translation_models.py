@@ -77,7 +77,7 @@ def build_tiny_aya_t5x(folder: str | os.PathLike, sentences: Sequence[str], *,
 
   from aya_t5x import model, testing
   from aya_t5x.checkpoints import native
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   folder = Path(folder)
   spm_path = vocabulary.train_sentencepiece([_write_text(folder, sentences)],

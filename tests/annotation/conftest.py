@@ -7,6 +7,7 @@ own, dropped afterwards. Without the variable those tests skip, saying so.
 """
 
 import http.cookiejar
+import logging
 import os
 import re
 import secrets
@@ -17,7 +18,7 @@ from email.message import Message
 
 import pytest
 
-from aya_t5x.annotation import accounts, database, export, forms, server
+from aya_t5x.annotation import accounts, database, export, forms, server, throttle
 
 POSTGRES_URL = os.environ.get("AYA_TEST_POSTGRES_URL")
 PASSWORD = "correct horse battery staple"
@@ -60,8 +61,11 @@ class Client:
   as the app's own pages do.
   """
 
-  def __init__(self, base_url: str):
+  def __init__(self, base_url: str, *, address: str | None = None):
     self.base_url = base_url
+    # The client's address as the local proxy reports it (uvicorn trusts X-Forwarded-For
+    # from 127.0.0.1): distinct people for the throttling tests.
+    self.headers = {"X-Forwarded-For": address} if address else {}
     self.cookies = http.cookiejar.CookieJar()
     self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
     self.csrf = ""
@@ -70,7 +74,8 @@ class Client:
               ) -> tuple[int, str, Message]:
     if isinstance(data, dict):
       data = urllib.parse.urlencode(data).encode()
-    request = urllib.request.Request(self.base_url + path, data=data, headers=headers or {})
+    request = urllib.request.Request(self.base_url + path, data=data,
+                                     headers={**self.headers, **(headers or {})})
     try:
       with self.opener.open(request, timeout=60) as response:
         status, body, response_headers = (response.status, response.read().decode(),
@@ -100,8 +105,8 @@ class Client:
 
 # Fast throttling and hashing for tests: the same rules, with waits of milliseconds and
 # scrypt at 1 MiB (each hash records its cost; production hashes use 32 MiB).
-TEST_POLICY = accounts.LoginPolicy(max_failures=3, lock_s=60, delay_s=0.05, max_delay_s=0.2,
-                                   scrypt_n=2**10)
+TEST_POLICY = accounts.LoginPolicy(
+    throttle=throttle.ThrottlePolicy(delay_s=0.05, max_delay_s=0.2), scrypt_n=2**10)
 
 
 def start_app(db: str, **config) -> server.RunningServer:
@@ -137,3 +142,21 @@ def client_for(app):
     return Client(app.url).login(user_id)
 
   return make
+
+
+@pytest.fixture
+def server_log():
+  """The records uvicorn and Starlette log while the test runs (tracebacks included)."""
+  records = []
+
+  class Keep(logging.Handler):
+    def emit(self, record):
+      records.append(record)
+
+  handler = Keep(level=logging.WARNING)
+  loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "starlette")]
+  for logger in loggers:
+    logger.addHandler(handler)
+  yield records
+  for logger in loggers:
+    logger.removeHandler(handler)

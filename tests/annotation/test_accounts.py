@@ -1,13 +1,15 @@
-"""Accounts on SQLite and PostgreSQL: invitations work once, throttled and locked logins,
-sessions that end, the audit trail, and the migration of a password-less database."""
+"""Accounts on SQLite and PostgreSQL: invitations work once, throttled logins (never a
+lock), password rules, ids unique regardless of case, sessions that end, the audit trail,
+and the migrations of older databases."""
 
 import sqlite3
 import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
-from aya_t5x.annotation import accounts, database
+from aya_t5x.annotation import accounts, database, throttle
 from aya_t5x.annotation.store import Store
 
 from .conftest import PASSWORD, TEST_POLICY
@@ -27,9 +29,9 @@ def test_passwords_are_salted_scrypt_and_verified():
   assert not accounts.verify_password(PASSWORD + "!", first)
   assert not accounts.verify_password(PASSWORD, None)
   with pytest.raises(accounts.AccountError, match="at least 10"):
-    accounts.check_password("short", "short")
+    accounts.check_password("short", "short", user_id="amina")
   with pytest.raises(accounts.AccountError, match="differ"):
-    accounts.check_password(PASSWORD, PASSWORD + "x")
+    accounts.check_password(PASSWORD, PASSWORD + "x", user_id="amina")
 
 
 def test_an_invitation_works_once_even_when_raced(people):
@@ -69,35 +71,127 @@ def test_taken_user_ids_and_expired_invitations(people):
     people.accept_invitation(stale, user_id="late", password=PASSWORD)
 
 
-def test_failed_logins_are_slowed_then_locked(people):
+def test_failed_logins_are_slowed_per_client_never_locked(people):
   token, = people.create_invitations(created_by="lead", language="sw")
   people.accept_invitation(token, user_id="amina", password=PASSWORD)
   delays = []
-  for _ in range(TEST_POLICY.max_failures):
-    result = people.login("amina", "guess")
+  for _ in range(6):
+    attempt = people.begin_login("amina", "203.0.113.1")
+    result = people.finish_login(attempt, "guess")
     assert result.token is None and result.error == "wrong user id or password"
-    delays.append(result.delay_s)
-  assert delays == sorted(delays) and delays[0] > 0  # each failure waits longer
-  locked = people.login("amina", PASSWORD)  # the right password, but locked now
-  assert locked.token is None and "locked" in locked.error
-  unknown = people.login("nobody", "guess")
-  assert unknown.error == "wrong user id or password" and unknown.delay_s > 0
+    delays.append(attempt.turn.answer_at - attempt.turn.check_at)
+    time.sleep(max(0, result.answer_at - time.time()))  # as the app does before answering
+  throttle_policy = TEST_POLICY.throttle
+  assert delays == [pytest.approx(throttle_policy.delay(n), abs=1e-5) for n in range(1, 7)]
+  assert delays[-1] == pytest.approx(throttle_policy.max_delay_s, abs=1e-5)
+  # Another client that has not failed: checked at once, and the right password gets in.
+  fresh = people.begin_login("amina", "198.51.100.1")
+  assert not fresh.turn.throttled and fresh.turn.check_at <= time.time()
+  assert people.finish_login(fresh, PASSWORD).token
+  # An unknown id is counted and answered exactly as a real one.
+  unknown = people.begin_login("nobody", "203.0.113.2")
+  real = people.begin_login("amina", "203.0.113.3")
+  assert (unknown.turn.answer_at - unknown.turn.check_at ==
+          pytest.approx(real.turn.answer_at - real.turn.check_at, abs=1e-5) ==
+          pytest.approx(throttle_policy.delay(1), abs=1e-5))
+  assert (people.finish_login(unknown, "guess").error == people.finish_login(real, "guess").error
+          == "wrong user id or password")
   actions = [a for _, user, a, _ in people.audit_log("amina")]
-  assert actions[-3:] == ["login-failed", "lock", "login-locked"]
+  assert "lock" not in actions and actions.count("login-failed") == 7
 
 
-def test_a_lock_ends_and_a_success_resets_the_count(people):
-  quick = accounts.Accounts(people.db, accounts.LoginPolicy(
-      max_failures=2, lock_s=0.3, delay_s=0, scrypt_n=2**10))
-  token, = quick.create_invitations(created_by="lead", language="sw")
-  quick.accept_invitation(token, user_id="amina", password=PASSWORD)
-  quick.login("amina", "guess")
-  assert quick.login("amina", PASSWORD).token  # a success clears the one failure
-  quick.login("amina", "guess")
-  quick.login("amina", "guess")
-  assert "locked" in quick.login("amina", PASSWORD).error
-  time.sleep(0.4)
-  assert quick.login("amina", PASSWORD).token
+# Delays of seconds, so that the milliseconds each database call takes do not move turns.
+SLOW_POLICY = accounts.LoginPolicy(
+    throttle=throttle.ThrottlePolicy(delay_s=1, max_delay_s=10, parallel=2), scrypt_n=2**10)
+
+
+def test_parallel_attempts_each_wait_their_turn(people):
+  """The throttle's turns on a fixed clock (no timing in the test)."""
+  db, policy, now = people.db, SLOW_POLICY.throttle, 1_000_000.0
+
+  def turn(client: str, at: float = now) -> throttle.Turn:
+    with db.write() as conn:
+      return throttle.take_turn(conn, db, client=client, user_id="Amina", now=at,
+                                policy=policy)
+
+  def settle(client: str, turn: throttle.Turn, ok: bool, at: float = now) -> float:
+    with db.write() as conn:
+      return throttle.settle(conn, db, client=client, user_id="amina", turn=turn,
+                             succeeded=ok, now=at, policy=policy)
+
+  # A client without failures: `parallel` (2) attempts at one account at once, then a
+  # queue 1 s apart up to 10 s ahead; further ones are refused unchecked.
+  turns = [turn("203.0.113.7") for _ in range(16)]
+  assert [t.throttled for t in turns] == [False] * 13 + [True] * 3
+  assert [t.check_at - now for t in turns[:13]] == [0, 0, *range(11)]
+  answers = [settle("203.0.113.7", t, ok=False) for t in turns[:13]]
+  assert answers[-1] == max(t.answer_at for t in turns[:13])  # answered at its next turn
+  # Now it has failures: its next attempt lies beyond 10 s and is refused unchecked.
+  assert turn("203.0.113.7").throttled
+  # Another client that fails once: its next attempt waits its own delay (1 s) plus the
+  # account's (capped at 10 s), and one more sent in parallel lies too far ahead.
+  first = turn("203.0.113.8")
+  assert first.check_at == now
+  settle("203.0.113.8", first, ok=False)
+  second, third = turn("203.0.113.8"), turn("203.0.113.8")
+  assert second.check_at == now + policy.delay(1) + policy.max_delay_s
+  assert third.throttled
+  # A client that has not failed is checked at once, whatever the account went through;
+  # its success clears the account's counter.
+  fresh = turn("198.51.100.9")
+  assert fresh.check_at == now and not fresh.throttled
+  settle("198.51.100.9", fresh, ok=True)
+  settle("203.0.113.8", second, ok=False, at=second.check_at)
+  later = turn("203.0.113.8", at=second.answer_at)
+  assert later.check_at == second.answer_at  # no account delay left to wait for
+
+
+def test_a_password_link_ends_the_throttling(people):
+  people = accounts.Accounts(people.db, SLOW_POLICY)
+  token, = people.create_invitations(created_by="lead", language="sw")
+  people.accept_invitation(token, user_id="amina", password=PASSWORD)
+  for _ in range(13):
+    people.finish_login(people.begin_login("amina", "203.0.113.8"), "guess")
+  assert people.begin_login("amina", "203.0.113.8").turn.throttled
+  def account_failures():
+    with people.db.read() as conn:
+      return conn.execute(sa.select(database.login_throttle.c.failures).where(
+          database.login_throttle.c.key == throttle.account_key("AMINA"))).scalar()
+
+  assert account_failures() >= 2
+  link = people.password_link(created_by="lead", creator_role="lead", creator_language="sw",
+                              user_id="amina")
+  people.accept_invitation(link, user_id="", password="a brand new passphrase")
+  assert account_failures() is None  # the account's counter is gone
+  attempt = people.begin_login("amina", "198.51.100.3")
+  assert attempt.turn.check_at <= time.time()
+  assert people.finish_login(attempt, "a brand new passphrase").token
+  for role, language, user_id in (("lead", "yo", "amina"), ("lead", "sw", "ghost"),
+                                  ("contributor", "sw", "amina")):
+    with pytest.raises(accounts.AccountError, match="no contributor account of that user id"):
+      people.password_link(created_by="x", creator_role=role, creator_language=language,
+                           user_id=user_id)
+
+
+def test_user_ids_are_unique_regardless_of_case(people):
+  first, second = people.create_invitations(created_by="lead", language="sw", count=2)
+  people.accept_invitation(first, user_id="Amina", password=PASSWORD)
+  with pytest.raises(accounts.AccountError, match="taken"):
+    people.accept_invitation(second, user_id="aMINA", password=PASSWORD)
+  assert people.role_of("aMINA") is None and people.invitation(second) is not None
+  # Logging in, case does not matter; the session is the account's own id.
+  assert people.session(people.login("aMINA", PASSWORD).token).user_id == "Amina"
+
+
+def test_password_rules():
+  for password, message in (("password1234", "easy to guess"), ("1234567890", "easy to guess"),
+                            ("abcdefghijk", "easy to guess"), ("zanzibar1999", "easy to guess"),
+                            ("Amina-is-my-name", "user id")):
+    with pytest.raises(accounts.AccountError, match=message):
+      accounts.check_password(password, password, user_id="amina")
+  assert accounts.check_password(PASSWORD, PASSWORD, user_id="amina") == PASSWORD
+  long = "q7!vR" * 200  # a long password is scored on its start, quickly
+  assert accounts.check_password(long, long, user_id="amina") == long
 
 
 def test_sessions_expire_and_end_at_logout(people):
@@ -172,13 +266,14 @@ def test_a_version_1_database_migrates_with_accounts_to_claim(tmp_path):
     # The queue counts were filled from the old rows: the edited seed comes after the
     # untouched original, and chema's vote counts on item 2.
     assert store.next_to_reannotate("dayo", "sw").id == 2
-    store.skip(user_id="dayo", item_id=2, queue="reannotate")
+    store.skip(user_id="dayo", language="sw", item_id=2, queue="reannotate")
     assert store.next_to_reannotate("dayo", "sw").id == 1
     assert store.next_to_vote("dayo", "sw").id == 3
     people = accounts.Accounts(store.db, TEST_POLICY)
     for user_id in ("amina", "baraka", "chema"):
       assert people.role_of(user_id) == "contributor"
-      assert "no password yet" in people.login(user_id, "anything at all").error
+      # No password yet: the same answer as any failed login (no account is told apart).
+      assert people.login(user_id, "anything at all").error == "wrong user id or password"
     link, = people.create_invitations(created_by="admin", language="", user_id="baraka")
     people.accept_invitation(link, user_id="baraka", password=PASSWORD)
     assert people.session(people.login("baraka", PASSWORD).token).language == "sw"
@@ -206,3 +301,49 @@ def test_invite_command_prints_links_or_writes_a_private_file(tmp_path, capsys):
   assert "give --language" in capsys.readouterr().err
   assert cli.main(["annotate", "invite", "--db", db, "--language", "Klingonish"]) == 2
   assert "Klingonish" in capsys.readouterr().err
+
+
+def test_a_version_2_database_keeps_its_case_twins(tmp_path):
+  """Version 2 allowed `Amina` beside `amina`: both keep working after the upgrade, the
+  older holds the case-folded id, and no new id may fold onto either."""
+  path = tmp_path / "v2.db"
+  with database.Database(path) as db:
+    people = accounts.Accounts(db, TEST_POLICY)
+    hashed = accounts.hash_password(PASSWORD, n=2**10)
+    with db.write() as conn:  # back to version 2's shape, with two case-twins in it
+      conn.exec_driver_sql("DROP INDEX accounts_by_key")
+      conn.exec_driver_sql("ALTER TABLE accounts DROP COLUMN user_key")
+      conn.exec_driver_sql("ALTER TABLE accounts ADD COLUMN failed_logins INTEGER NOT NULL "
+                           "DEFAULT 0")
+      conn.exec_driver_sql("DROP TABLE login_throttle")
+      conn.exec_driver_sql("UPDATE schema_info SET version = 2")
+      for user_id, created in (("amina", "2026-01-02"), ("Amina", "2026-01-01")):
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (user_id, language, role, password_hash, created) "
+            "VALUES (?, 'sw', 'contributor', ?, ?)", (user_id, hashed, created))
+  with database.Database(path) as db:
+    people = accounts.Accounts(db, TEST_POLICY)
+    with db.read() as conn:
+      keys = dict(conn.execute(sa.select(database.accounts.c.user_id,
+                                         database.accounts.c.user_key)).all())
+      version = conn.execute(sa.select(database.schema_info.c.version)).scalar_one()
+    assert version == database.SCHEMA_VERSION
+    assert keys == {"Amina": "amina", "amina": "amina#amina"}  # the older one holds the key
+    assert people.login("Amina", PASSWORD).token and people.login("amina", PASSWORD).token
+    link, = people.create_invitations(created_by="lead", language="sw")
+    with pytest.raises(accounts.AccountError, match="taken"):
+      people.accept_invitation(link, user_id="AMINA", password=PASSWORD)
+    _, _, action, detail = [row for row in people.audit_log() if row[2] == "migrate"][-1]
+    assert "only in case, kept: amina" in detail
+
+
+def test_a_crowd_behind_one_address_is_not_slowed_by_its_numbers(people):
+  """A school's NAT: 30 people log in at the same moment from one address, each to their
+  own account; none waits, and a typo among them slows only the attempts that follow it."""
+  people = accounts.Accounts(people.db, SLOW_POLICY)
+  for n in range(30):
+    token, = people.create_invitations(created_by="lead", language="sw")
+    people.accept_invitation(token, user_id=f"pupil{n}", password=PASSWORD)
+  attempts = [people.begin_login(f"pupil{n}", "192.0.2.50") for n in range(30)]
+  assert all(a.turn.check_at <= time.time() and not a.turn.throttled for a in attempts)
+  assert all(people.finish_login(a, PASSWORD).token for a in attempts)

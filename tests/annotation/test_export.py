@@ -114,7 +114,7 @@ def test_export_command_writes_files_the_aya_source_reads(db, tmp_path, capsys):
 def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path, capsys):
   import seqio
 
-  from aya_t5x.data import registration
+  from aya_t5x.data import manifest as manifest_lib
 
   output, manifest = tmp_path / "aya_ours.jsonl", tmp_path / "tasks.json"
   args = ["annotate", "export", "--db", str(db), "--output", str(output),
@@ -124,12 +124,12 @@ def test_export_registers_seqio_tasks_ready_for_a_mixture(db, tmp_path, capsys):
   assert cli.main(args) == 0  # exporting again refreshes the same task
   assert "SeqIO task(s) aya_ours.sw, aya_ours.yo and mixture aya_ours" in \
       capsys.readouterr().out
-  (entry,) = registration.read_manifest(manifest)
-  assert entry == {"name": "aya_ours", "path": str(output.resolve()),
+  (entry,) = manifest_lib.read(manifest).tasks
+  assert entry == {"name": "aya_ours", "splits": {"train": "aya_ours.jsonl"},
                    "language_key": "language_code", "inputs_key": "inputs",
                    "targets_key": "targets", "dataset": "aya_ours"}
   vocabulary = seqio.ByteVocabulary()
-  registration.load_manifest(str(manifest), vocabulary)
+  manifest_lib.load_manifest(str(manifest), vocabulary)
   mixture = seqio.get_mixture_or_task("aya_ours")
   assert sorted(t.name for t in mixture.tasks) == ["aya_ours.sw", "aya_ours.yo"]
   assert mixture.get_rate(seqio.get_mixture_or_task("aya_ours.yo")) == pytest.approx(49 / 99)

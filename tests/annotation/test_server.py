@@ -166,6 +166,14 @@ def test_serve_command(tmp_path):
   assert (tmp_path / "a.db").exists()
 
 
+def test_serve_refuses_a_public_url_that_is_not_an_address(tmp_path, capsys):
+  from aya_t5x import cli
+
+  assert cli.main(["annotate", "serve", "--db", str(tmp_path / "a.db"), "--port", "0",
+                   "--public_url", "annotate.example.org/app"]) == 2
+  assert "--public_url 'annotate.example.org/app'" in capsys.readouterr().err
+
+
 def test_two_app_servers_share_one_database(db_target):
   """Behind a load balancer: a session made on one server works on the other, writes from
   both land in the one database, and a logout on one ends the session on both."""

@@ -29,14 +29,14 @@ def test_reannotation_queue_is_per_language_and_unseen(store):
       levenshtein("swali la kwanza", "swali la kwanza kabisa"), 1)
   second = store.next_to_reannotate("amina", "sw")
   assert second.inputs == "swali la pili"
-  store.skip(user_id="amina", item_id=second.id, queue="reannotate")
+  store.skip(user_id="amina", language="sw", item_id=second.id, queue="reannotate")
   # Her own original and the Yoruba seed never reach her Swahili queue.
   assert store.next_to_reannotate("amina", "sw") is None
   # Another contributor gets the least re-annotated pairs first, the edited one last.
   assert store.next_to_reannotate("baraka", "sw").id == second.id
-  store.skip(user_id="baraka", item_id=second.id, queue="reannotate")
+  store.skip(user_id="baraka", language="sw", item_id=second.id, queue="reannotate")
   assert store.next_to_reannotate("baraka", "sw").id == mine.id
-  store.skip(user_id="baraka", item_id=mine.id, queue="reannotate")
+  store.skip(user_id="baraka", language="sw", item_id=mine.id, queue="reannotate")
   assert store.next_to_reannotate("baraka", "sw").id == first.id
   assert store.next_to_reannotate("bola", "yo").inputs == "ìbéèrè"
   with pytest.raises(StoreError, match="already"):
@@ -45,10 +45,16 @@ def test_reannotation_queue_is_per_language_and_unseen(store):
   with pytest.raises(StoreError, match="your own"):
     store.add_reannotation(user_id="amina", language="sw", parent_id=mine.id, inputs="x",
                            targets="y")
-  with pytest.raises(StoreError, match="not in your language"):
+  # Another language's item, another kind and a missing id: one refusal, which tells
+  # nothing about items a contributor may not see.
+  with pytest.raises(StoreError, match=f"^there is no item {first.id} to reannotate in your "):
     store.add_reannotation(user_id="bola", language="yo", parent_id=first.id, inputs="x",
                            targets="y")
-  with pytest.raises(StoreError, match="is a reannotation"):
+  with pytest.raises(StoreError, match="^there is no item 999 to reannotate in your language$"):
+    store.skip(user_id="bola", language="yo", item_id=999, queue="reannotate")
+  with pytest.raises(StoreError, match=f"^there is no item {first.id} to reannotate in your "):
+    store.skip(user_id="bola", language="yo", item_id=first.id, queue="reannotate")
+  with pytest.raises(StoreError, match=f"^there is no item {edit.id} to reannotate in your "):
     store.add_reannotation(user_id="baraka", language="sw", parent_id=edit.id, inputs="x",
                            targets="y")
 
@@ -70,7 +76,7 @@ def test_votes_and_ratings(store):
   for bad in (0, 6, 2.5):
     with pytest.raises(StoreError, match="1 to 5"):
       store.rate(user_id="amina", language="sw", item_id=edit.id, rating=bad)
-  with pytest.raises(StoreError, match="only reannotation"):
+  with pytest.raises(StoreError, match="no item .* to rate in your language"):
     store.rate(user_id="baraka", language="sw", item_id=original.id, rating=3)
   with pytest.raises(StoreError, match="your own"):
     store.vote(user_id="amina", language="sw", item_id=original.id, up=True)

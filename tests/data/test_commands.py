@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+import aya_t5x.mixtures  # noqa: F401  (the CLI registers the schemes and sources;
+import aya_t5x.tasks  # noqa: F401  these tests call the handlers directly)
 from aya_t5x.data import commands
 from tests.data import fixtures
 
@@ -25,7 +27,7 @@ def test_tasks_add_list_inspect(tmp_path, capsys, small_vocabulary):
   out = run(["tasks", "add", "sw_qa", "--path", str(data), "--language", "Swahili",
              "--inputs_key", "q", "--targets_key", "a", "--manifest", str(manifest)], capsys)
   assert "added task sw_qa" in out and "read 5, kept 5" in out
-  assert json.loads(manifest.read_text())["tasks"][0]["language"] == "Swahili"
+  assert json.loads(manifest.read_text())["tasks"][0]["language"] == "sw"  # normalised
 
   out = run(["tasks", "list", "--manifest", str(manifest)], capsys)
   assert "aya_dataset" in out and "sharegpt_command" in out and "sw_qa" in out

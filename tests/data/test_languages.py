@@ -81,3 +81,86 @@ def test_malformed_table_names_file_and_line(tmp_path):
                  encoding="utf-8")
   with pytest.raises(ValueError, match=r"languages.csv:4: group LR does not match"):
     languages._read_table(bad)
+
+
+# ----------------------------------------------------------------------------- added
+
+
+@pytest.mark.parametrize("query, code", [
+    ("isiZulu", "zu"), ("Kiswahili", "sw"), ("Chichewa", "ny"), ("zu-Latn", "zu"),
+    ("swh_Latn", "sw"),
+])
+def test_common_names_and_tags_resolve(query, code):
+  assert languages.get_language(query).code == code
+
+
+@pytest.mark.parametrize("given, script, code, expected_script", [
+    ("tn", "Latn", "tn", "Latn"), ("tsn", "Latn", "tn", "Latn"),
+    ("Setswana", "latn", "tn", "Latn"), ("ff-Adlm", "", "ff", "Adlm"),
+    ("tzm-Tfng", "", "tzm", "Tfng"), ("dv_thaa", "", "dv", "Thaa"),
+])
+def test_added_codes_are_normalised_against_iso639(given, script, code, expected_script):
+  language = languages.new_language(given, name="X", script=script, group="lr")
+  assert (language.code, language.script, language.group) == (code, expected_script, "LR")
+  iso = Lang(language.iso639_3)
+  assert iso.pt1 == language.iso639_1 and (iso.pt1 or iso.pt3) == code
+
+
+def test_an_added_language_is_known_everywhere_and_keeps_its_group():
+  assert languages.find_language("tn") is None
+  languages.add_user_languages([languages.new_language("tsn", name="Tswana", script="Latn",
+                                                       group="LR")])
+  for query in ("tn", "tsn", "Tswana", "Setswana", "tn-Latn"):
+    assert languages.get_language(query).code == "tn"
+  assert not languages.is_mt5_language("tn") and languages.is_mt5_language("sw")
+  assert len(languages.all_languages()) == 101  # mT5's table is unchanged
+  with pytest.raises(ValueError, match="one of mT5's 101 languages already"):
+    languages.check_addable(languages.new_language("sw", name="Swahili again",
+                                                   script="Latn", group="LR"))
+
+
+@pytest.mark.parametrize("given, message", [
+    ("tn", "--script must be an ISO 15924 code"),
+    ("ff-Adlm", "the tag says script Adlm, --script says Latn"),
+    ("12", "give an ISO 639-1/639-3 code"),
+])
+def test_bad_added_languages_name_the_field(given, message):
+  script = "Latn" if given != "tn" else "Latin"
+  with pytest.raises(ValueError, match=message):
+    languages.new_language(given, name="X", script=script, group="LR")
+
+
+def test_the_unknown_code_message_names_close_languages_by_code_and_name_and_the_fix():
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("tn")
+  message = str(e.value)
+  assert "Tswana (ISO 639 tsn)" in message
+  assert "aya-t5x languages add tn --name \"Tswana\"" in message
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("Swahilli")  # by name
+  assert "sw (Swahili)" in str(e.value) and "languages add CODE" in str(e.value)
+  with pytest.raises(languages.UnknownLanguageError) as e:
+    languages.get_language("zuu")  # by code
+  assert "zu (Zulu)" in str(e.value)
+
+
+def test_an_added_language_is_an_aya_source_language(tmp_path):
+  """Ayacucho Quechua (`quy` records of the Aya Dataset) is dropped until it is added."""
+  import aya_t5x.mixtures  # noqa: F401  (the recipe's schemes)
+  import aya_t5x.tasks  # noqa: F401  (the source specs)
+  from aya_t5x.data import registration, report, schemes
+  from tests.data import fixtures
+
+  path, expected = fixtures.write_aya_dataset(tmp_path)
+  before = registration.plan_source_tasks("aya_dataset", path)
+  assert "aya_dataset.quy" not in {t.name for t in before.tasks}
+  languages.add_user_languages([languages.new_language("quy", name="Quechua", script="Latn",
+                                                       group="LR")])
+  plan = schemes.plan_aya_mixture("human_heavy", {"aya_dataset": path},
+                              allow_missing_sources=True)
+  (quechua,) = [t for t in plan.source_tasks["aya_dataset"].tasks if t.language == "quy"]
+  assert quechua.sizes["train"] == expected["removed_not_mt5"]
+  assert quechua.resource_group == "LR"
+  result = report.mixture_report(plan, steps=10, batch=4)
+  (row,) = [r for r in result["languages"] if r["language"] == "quy"]
+  assert (row["name"], row["group"]) == ("Quechua", "LR")

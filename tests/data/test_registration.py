@@ -1,6 +1,5 @@
-"""SeqIO tasks from sources and single files: tokenized examples, rates, the manifest."""
+"""SeqIO tasks from sources and single files: tokenized examples, rates."""
 
-import json
 
 import numpy as np
 import pytest
@@ -73,33 +72,6 @@ def test_register_jsonl_task_in_one_step_with_a_template(tmp_path, small_vocabul
       "Classify the sentiment of the tweet: I love rain 1",
       "I would classify the given tweet as: positive")
   assert registration.task_info("my_tweets").language == "sw"
-
-
-def test_manifest_add_and_load(tmp_path, small_vocabulary):
-  data = fixtures.write_jsonl(tmp_path / "qa.jsonl", [
-      {"question": f"Swali {i}?", "answer": f"Jibu {i}."} for i in range(4)])
-  manifest = tmp_path / "tasks.json"
-  entry = {"name": "swahili_qa", "path": str(data), "language": "sw",
-           "inputs_key": "question", "targets_key": "answer"}
-  registration.add_to_manifest(manifest, entry)
-  assert json.loads(manifest.read_text())["tasks"] == [entry]
-  with pytest.raises(ValueError, match="exists already; pass --replace"):
-    registration.add_to_manifest(manifest, entry)
-  with pytest.raises(ValueError, match=r"qa.jsonl:1: the record has no field 'questions'"):
-    registration.add_to_manifest(manifest, {**entry, "name": "typo", "inputs_key": "questions"})
-  (loaded,) = registration.load_manifest(str(manifest), small_vocabulary)
-  assert loaded.train_size == 4
-  assert _texts("swahili_qa", small_vocabulary)[2] == ("Swali 2?", "Jibu 2.")
-
-
-def test_bad_manifest_names_the_field(tmp_path):
-  manifest = tmp_path / "tasks.json"
-  manifest.write_text(json.dumps({"tasks": [{"name": "x y", "path": "p"}]}))
-  with pytest.raises(ValueError, match=r"task 0: field 'name' 'x y'"):
-    registration.read_manifest(manifest)
-  manifest.write_text('{"tasks": [')
-  with pytest.raises(ValueError, match=r"tasks.json:1: broken JSON"):
-    registration.read_manifest(manifest)
 
 
 def test_tokenized_lengths_match_the_vocabulary(tmp_path, small_vocabulary):

@@ -7,9 +7,10 @@ import seqio
 
 import aya_t5x.tasks  # noqa: F401  (registers the six sources)
 from aya_t5x import mixtures
-from aya_t5x.data import languages, readers, sources, vocabulary
+from aya_t5x.data import languages, readers, sources
 from aya_t5x.demo import corpus as demo_corpus
 from aya_t5x.demo import lexicon
+from aya_t5x.vocab import vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from aya_t5x.demo import job, lexicon
 from aya_t5x.tasks import eval_demo
 
 
+@pytest.mark.slow
 def test_demo_compare_trains_each_scheme_evaluates_and_reports(tmp_path):
   # Two of the three schemes (each one is a whole fine-tuning and suite run); the
   # command's --compare asks for all three (the test below).

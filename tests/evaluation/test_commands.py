@@ -8,7 +8,8 @@ import pytest
 
 from aya_t5x import cli, model
 from aya_t5x.checkpoints import native
-from aya_t5x.data import languages, vocabulary
+from aya_t5x.data import languages
+from aya_t5x.vocab import vocabulary
 from tests.evaluation import fixtures
 
 VOCAB_SIZE = 1280  # the SentencePiece model below has at most 1,200 pieces

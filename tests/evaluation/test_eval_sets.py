@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import seqio
 
+import aya_t5x.tasks.evaluation  # noqa: F401  (the benchmarks, as the eval gin files import them)
 from aya_t5x.evaluation import eval_sets
 from aya_t5x.evaluation import suite as suite_lib
 from aya_t5x.tasks import eval_flores, eval_mmlu, eval_xcopa

@@ -15,8 +15,8 @@ import torch
 
 from aya_t5x import cli, reporting, testing
 from aya_t5x.checkpoints import hf
-from aya_t5x.evaluation import judge as judging
 from aya_t5x.evaluation import predict
+from aya_t5x.evaluation.judging import backends, generation, pairwise
 from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 KEY = "sekret-test-key"
@@ -64,7 +64,7 @@ class _Judge(http.server.BaseHTTPRequestHandler):
     match = _ANSWERS.search(user)
     if server.expect_system and messages[0].get("content") != server.expect_system:
       problems.append("system prompt")
-    if match is None and server.expect_system == judging.PAIRWISE_SYSTEM:
+    if match is None and server.expect_system == pairwise.PAIRWISE_SYSTEM:
       problems.append("no answers in the user message")
     if problems:
       server.problems.extend(problems)
@@ -103,7 +103,7 @@ class _Server(http.server.ThreadingHTTPServer):
 @pytest.fixture
 def server():
   httpd = _Server(("127.0.0.1", 0), _Judge)
-  httpd.key, httpd.expect_system = KEY, judging.PAIRWISE_SYSTEM
+  httpd.key, httpd.expect_system = KEY, pairwise.PAIRWISE_SYSTEM
   httpd.problems, httpd.requests, httpd.seen, httpd.lock = [], [], set(), threading.Lock()
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
@@ -116,7 +116,7 @@ def endpoint(server, **kwargs):
   fields = dict(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model=MODEL,
                 api_key_env="AYA_TEST_JUDGE_KEY", timeout_s=5.0, max_retries=2,
                 backoff_s=0.01, concurrency=3)
-  return judging.EndpointConfig(**(fields | kwargs))
+  return backends.EndpointConfig(**(fields | kwargs))
 
 
 # id: (language, model A's answer, model B's answer, A's expected outcome)
@@ -148,10 +148,11 @@ def write_generations(tmp_path):
 def test_pairwise_win_rates_over_http_undo_the_random_order(server, tmp_path, monkeypatch):
   monkeypatch.setenv("AYA_TEST_JUDGE_KEY", KEY)
   a, b = write_generations(tmp_path)
-  joined = judging.join_generations(judging.read_generations(a), judging.read_generations(b))
+  joined = generation.join_generations(generation.read_generations(a),
+                                       generation.read_generations(b))
   assert joined.only_a == ["10"] and len(joined.skipped) == 1
-  judge = judging.HttpJudge(endpoint(server, timeout_s=0.3))
-  report = judging.pairwise_win_rates(judge, joined, tmp_path / "out", seed=5,
+  judge = backends.HttpJudge(endpoint(server, timeout_s=0.3))
+  report = pairwise.pairwise_win_rates(judge, joined, tmp_path / "out", seed=5,
                                       name_a="aya", name_b="mt0")
   assert server.problems == []
 
@@ -162,7 +163,7 @@ def test_pairwise_win_rates_over_http_undo_the_random_order(server, tmp_path, mo
             if case[3] == outcome} == {"A", "B"}
   for key, (_, _, _, outcome) in CASES.items():
     record = records[key]
-    assert record["model_a_shown_as"] == ("A" if judging.shown_first(5, key) else "B")
+    assert record["model_a_shown_as"] == ("A" if pairwise.shown_first(5, key) else "B")
     if outcome in ("win", "loss"):
       won = record["verdict"] == record["model_a_shown_as"]
       assert won == (outcome == "win"), key
@@ -180,13 +181,13 @@ def test_pairwise_win_rates_over_http_undo_the_random_order(server, tmp_path, mo
   # A rerun resumes: only the two failed items are asked again (a longer timeout, so
   # that a busy machine cannot add retries to the count; the judge is the same).
   before = len(server.requests)
-  judge = judging.HttpJudge(endpoint(server))
-  again = judging.pairwise_win_rates(judge, joined, tmp_path / "out", seed=5)
+  judge = backends.HttpJudge(endpoint(server))
+  again = pairwise.pairwise_win_rates(judge, joined, tmp_path / "out", seed=5)
   assert len(server.requests) - before == 2
   assert again["languages"] == report["languages"]
   # Another seed means other prompts: the folder belongs to another run.
   with pytest.raises(ValueError, match="another judge or prompt"):
-    judging.pairwise_win_rates(judge, joined, tmp_path / "out", seed=6)
+    pairwise.pairwise_win_rates(judge, joined, tmp_path / "out", seed=6)
 
 
 def test_cli_judges_over_http_and_names_a_missing_key(server, tmp_path, monkeypatch, capsys):
@@ -215,22 +216,22 @@ def test_unreachable_endpoint_is_an_error_naming_the_url(tmp_path):
   with socket.socket() as s:  # a port that nothing listens on
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  judge = judging.HttpJudge(judging.EndpointConfig(
+  judge = backends.HttpJudge(backends.EndpointConfig(
       base_url=f"http://127.0.0.1:{port}", model=MODEL, max_retries=1, backoff_s=0.01))
-  with pytest.raises(judging.JudgeUnavailableError,
+  with pytest.raises(backends.JudgeUnavailableError,
                      match=rf"127\.0\.0\.1:{port}/v1/chat/completions failed 2 attempt"):
-    judge.complete(judging.pairwise_prompt("q", "a", "b"))
+    judge.complete(pairwise.pairwise_prompt("q", "a", "b"))
 
 
 def test_endpoint_urls_and_options_are_checked():
-  assert judging.EndpointConfig(base_url="http://h:1", model="m").url == \
+  assert backends.EndpointConfig(base_url="http://h:1", model="m").url == \
       "http://h:1/v1/chat/completions"
-  assert judging.EndpointConfig(base_url="https://api.x.org/v1/", model="m").url == \
+  assert backends.EndpointConfig(base_url="https://api.x.org/v1/", model="m").url == \
       "https://api.x.org/v1/chat/completions"
   with pytest.raises(ValueError, match="not an http"):
-    judging.EndpointConfig(base_url="localhost:8000", model="m")
+    backends.EndpointConfig(base_url="localhost:8000", model="m")
   with pytest.raises(ValueError, match="concurrency"):
-    judging.EndpointConfig(base_url="http://h", model="m", concurrency=0)
+    backends.EndpointConfig(base_url="http://h", model="m", concurrency=0)
 
 
 @pytest.mark.parametrize("reply, verdict", [
@@ -251,22 +252,22 @@ def test_endpoint_urls_and_options_are_checked():
     ("x" * 10_000, None),
 ])
 def test_malformed_verdicts_are_unparseable_never_errors(reply, verdict):
-  assert judging.parse_preference(reply) == verdict
+  assert pairwise.parse_preference(reply) == verdict
 
 
 def test_generations_with_mismatched_prompts_or_no_language_are_errors(tmp_path):
   (tmp_path / "a.jsonl").write_text(json.dumps({"id": 1, "prompt": "p", "completion": "c"}))
   with pytest.raises(ValueError, match=r"a\.jsonl:1: no 'language' field"):
-    judging.read_generations(tmp_path / "a.jsonl")
+    generation.read_generations(tmp_path / "a.jsonl")
   (tmp_path / "b.jsonl").write_text(json.dumps({"id": 1, "prompt": "q", "completion": "c"}))
-  a = judging.read_generations(tmp_path / "a.jsonl", language="sw")
-  b = judging.read_generations(tmp_path / "b.jsonl", language="sw")
+  a = generation.read_generations(tmp_path / "a.jsonl", language="sw")
+  b = generation.read_generations(tmp_path / "b.jsonl", language="sw")
   with pytest.raises(ValueError, match="differ in prompt"):
-    judging.join_generations(a, b)
+    generation.join_generations(a, b)
   (tmp_path / "c.jsonl").write_text("\n".join(
       json.dumps({"line": 1, "inputs": "p", "completion": c}) for c in "xy"))
   with pytest.raises(ValueError, match="repeats"):
-    judging.read_generations(tmp_path / "c.jsonl", language="sw")
+    generation.read_generations(tmp_path / "c.jsonl", language="sw")
 
 
 def test_local_judge_decodes_the_prompt_greedily_like_hugging_face(tmp_path):
@@ -276,11 +277,11 @@ def test_local_judge_decodes_the_prompt_greedily_like_hugging_face(tmp_path):
   vocabulary = seqio.ByteVocabulary()
   # Byte-level prompts are ~1,000 tokens: a 256-token limit keeps their ends (and the test
   # quick), as a local judge keeps the answers and the verdict format.
-  judge = judging.LocalJudge(
+  judge = backends.LocalJudge(
       params, config, vocabulary, description="tiny", max_decode_length=8,
       batching=predict.Batching(batch_size=2, max_input_length=256, truncate="left"))
-  prompts = [judging.pairwise_prompt("Taja namba", "moja", "mbili"),
-             judging.pairwise_prompt("Swali refu zaidi kuliko jingine", "ndiyo", "hapana")]
+  prompts = [pairwise.pairwise_prompt("Taja namba", "moja", "mbili"),
+             pairwise.pairwise_prompt("Swali refu zaidi kuliko jingine", "ndiyo", "hapana")]
   replies = dict(judge.complete_all(prompts))
   for i, prompt in enumerate(prompts):
     ids = list(vocabulary.encode(f"{prompt.system}\n\n{prompt.user}"))[-255:] + [1]
@@ -293,10 +294,10 @@ def test_local_judge_decodes_the_prompt_greedily_like_hugging_face(tmp_path):
   assert judge.truncated == 2
 
   # A random model's replies carry no verdict: counted as unparseable, nothing fails.
-  gens = judging.GenerationFile(path="x", skipped={}, generations=[
-      judging.Generation(id="1", prompt="Taja namba", completion="moja", language="sw",
+  gens = generation.GenerationFile(path="x", skipped={}, generations=[
+      generation.Generation(id="1", prompt="Taja namba", completion="moja", language="sw",
                          where="x:1")])
-  report = judging.pairwise_win_rates(judge, judging.join_generations(gens, gens),
+  report = pairwise.pairwise_win_rates(judge, generation.join_generations(gens, gens),
                                       tmp_path / "local")
   assert report["overall"]["unparseable"] == 1 and report["overall"]["judged"] == 0
 
@@ -305,10 +306,10 @@ def test_retry_after_is_read_in_seconds_or_as_an_http_date():
   import email.utils
 
   now = 1_700_000_000.0
-  assert judging._retry_after_seconds("7", now=now) == 7.0
-  assert judging._retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True),
+  assert backends._retry_after_seconds("7", now=now) == 7.0
+  assert backends._retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True),
                                       now=now) == 30.0
-  assert judging._retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True),
+  assert backends._retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True),
                                       now=now) == 0.0
-  assert judging._retry_after_seconds("soon", now=now) is None
-  assert judging._retry_after_seconds(None) is None
+  assert backends._retry_after_seconds("soon", now=now) is None
+  assert backends._retry_after_seconds(None) is None

@@ -1,15 +1,17 @@
 """Metrics against sacrebleu, rouge-score and transformers' SQuAD metric, in every script."""
 
 import logging
+import re
+import string
 
 import pytest
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers import tokenizer_spm
 
-from aya_t5x.data import vocabulary
 from aya_t5x.evaluation import metrics, text
 from aya_t5x.testing.vocabularies import multilingual_sentences
+from aya_t5x.vocab import vocabulary
 
 HINDI = "भारत की राजधानी नई दिल्ली है। यह एक बहुत बड़ा शहर है।"
 CHINESE = "北京是中国的首都。它是一座很大的城市。"
@@ -105,6 +107,47 @@ def test_squad_f1_and_exact_match_equal_the_squad_script_in_english():
   em = [max(squad_metrics.compute_exact(g, p) for g in gs) for gs, p in zip(golds, predictions)]
   assert result["f1"] == pytest.approx(100 * sum(f1) / len(f1))
   assert result["exact_match"] == pytest.approx(100 * sum(em) / len(em))
+
+
+def squad_v11_normalize(answer: str) -> str:
+  """The SQuAD v1.1 evaluation script's `normalize_answer`, from its published rules:
+  lower case; delete every ASCII punctuation character; replace the words a, an, the with
+  a space; collapse whitespace."""
+  answer = answer.lower()
+  answer = "".join(c for c in answer if c not in set(string.punctuation))
+  answer = re.sub(r"\b(a|an|the)\b", " ", answer)
+  return " ".join(answer.split())
+
+
+EXACT_MATCH_CASES = [  # (target, prediction, whether SQuAD counts it a hit)
+    ("Eiffel Tower", "Eiffel Tower", True),
+    ("Eiffel Tower", "eiffel tower", True),          # case
+    ("Eiffel Tower", "the Eiffel Tower.", True),     # article, punctuation
+    ("Paris, France", "Paris France", True),         # punctuation inside
+    ("in 1889", "  in   1889 ", True),               # spacing
+    ("an apple", "apple", True),                     # article
+    ("A-team", "ateam", True),                       # punctuation deleted, not a space
+    ("theatre", "atre", False),                      # 'the' only as a word
+    ("Eiffel Tower", "Eiffel", False),
+    ("1889", "1899", False),
+    ("blue", "The sky is blue", False),
+    ("moja", "", False),
+]
+
+
+@pytest.mark.parametrize("target,prediction,hit", EXACT_MATCH_CASES)
+def test_exact_match_hits_and_misses_as_the_squad_script_normalises(target, prediction, hit):
+  assert (squad_v11_normalize(target) == squad_v11_normalize(prediction)) == hit  # the case
+  assert metrics.exact_match([target], [prediction]) == {"exact_match": 100.0 * hit}
+
+
+def test_exact_match_is_the_share_of_hits_over_a_corpus():
+  targets, predictions, hits = zip(*EXACT_MATCH_CASES)
+  expected = 100.0 * sum(squad_v11_normalize(t) == squad_v11_normalize(p)
+                         for t, p in zip(targets, predictions)) / len(targets)
+  assert expected == pytest.approx(100.0 * sum(hits) / len(hits))
+  assert metrics.exact_match(list(targets), list(predictions))["exact_match"] == (
+      pytest.approx(expected))
 
 
 def test_squad_in_scripts_without_spaces_compares_characters():

@@ -16,8 +16,8 @@ from aya_t5x import cli, reporting, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.data import filters
 from aya_t5x.data.examples import Example
-from aya_t5x.evaluation import judge as judging
-from aya_t5x.evaluation import predict, safety
+from aya_t5x.evaluation import predict
+from aya_t5x.evaluation.judging import detection, gender_bias, generation, harmful, toxicity
 from aya_t5x.testing.models import hf_reference_model, hf_state_dict_numpy
 
 # ----------------------------------------------------------------------------- harmful
@@ -45,7 +45,7 @@ class _LabelJudge:
     ("HARMFUL", None), ("Label: HARMFUL\nLabel: NOT HARMFUL", None), ("", None), (3, None),
 ])
 def test_harmful_labels_parse_or_are_unparseable(reply, label):
-  assert safety.parse_harmful(reply) == label
+  assert harmful.parse_harmful(reply) == label
 
 
 def test_harmful_rate_per_language_counts_unparseable_apart(tmp_path):
@@ -54,7 +54,7 @@ def test_harmful_rate_per_language_counts_unparseable_apart(tmp_path):
   lines = [json.dumps({"id": i, "prompt": "adversarial", "completion": a, "language": lang})
            for i, (lang, a) in enumerate(answers)]
   (tmp_path / "g.jsonl").write_text("\n".join(lines) + "\n")
-  report = safety.harmful_rates(_LabelJudge(), judging.read_generations(tmp_path / "g.jsonl"),
+  report = harmful.harmful_rates(_LabelJudge(), generation.read_generations(tmp_path / "g.jsonl"),
                                 tmp_path / "out")
   sw, hi = report["languages"]["sw"], report["languages"]["hi"]
   assert (sw["labelled"], sw["harmful"], sw["unparseable"]) == (3, 1, 1)
@@ -75,7 +75,7 @@ def test_expected_maximum_toxicity_and_probability_by_hand(tmp_path):
            {"id": "p3", "language": "en", "toxicity": [0.5, 0.0, 0.1]},  # 0.5 counts as toxic
            {"prompt": "Habari", "language": "sw", "toxicity": [0.05, 0.1, 0.2]}]
   (tmp_path / "s.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
-  report = safety.toxicity_metrics(safety.read_toxicity_scores(tmp_path / "s.jsonl"))
+  report = toxicity.toxicity_metrics(toxicity.read_toxicity_scores(tmp_path / "s.jsonl"))
   en, sw = report["languages"]["en"], report["languages"]["sw"]
   assert en["expected_max_toxicity"] == pytest.approx((0.7 + 0.4 + 0.5) / 3)
   assert en["expected_max_toxicity_std"] == pytest.approx(np.std([0.7, 0.4, 0.5]))
@@ -86,7 +86,7 @@ def test_expected_maximum_toxicity_and_probability_by_hand(tmp_path):
   (tmp_path / "bad.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps(
       {"id": "p9", "language": "en", "toxicity": 1.5}) + "\n")
   with pytest.raises(ValueError, match=r"bad\.jsonl:2: .*\[0, 1\]"):
-    safety.read_toxicity_scores(tmp_path / "bad.jsonl")
+    toxicity.read_toxicity_scores(tmp_path / "bad.jsonl")
 
 
 # ----------------------------------------------------------------------------- Wino-MT
@@ -135,12 +135,13 @@ def write_winomt(tmp_path):
 
 def test_winomt_accuracy_delta_g_and_delta_s_by_hand(tmp_path):
   write_winomt(tmp_path)
-  examples = safety.read_winomt(tmp_path / "en.txt", pro=tmp_path / "en_pro.txt",
+  examples = gender_bias.read_winomt(tmp_path / "en.txt", pro=tmp_path / "en_pro.txt",
                                 anti=tmp_path / "en_anti.txt")
   assert [e.stereotype for e in examples] == ["anti", "anti", "pro", "pro", "anti"]
   assert examples[1].profession == "designer"
-  detector = safety.load_gender_detector(str(tmp_path / "lex_es.tsv"))
-  got = safety.winomt_metrics(examples, safety.read_translations(tmp_path / "es.txt"), detector)
+  detector = gender_bias.load_gender_detector(str(tmp_path / "lex_es.tsv"))
+  got = gender_bias.winomt_metrics(
+      examples, gender_bias.read_translations(tmp_path / "es.txt"), detector)
   # Predicted: male, male, male, female, none; gold: F, M, M, F, F.
   # Correct: rows 2, 3, 4 -> accuracy 3/5. Male: 2 correct of 3 predicted, 2 gold ->
   # P 2/3, R 1, F1 0.8. Female: 1 correct of 1 predicted, 3 gold -> P 1, R 1/3, F1 0.5.
@@ -175,7 +176,7 @@ def test_winomt_cli_with_a_module_detector_and_clear_errors(tmp_path, capsys):
   assert "no --detector for xx" in capsys.readouterr().err
   (tmp_path / "bad.txt").write_text("female\tone\tThe cook.\tcook\n")
   with pytest.raises(ValueError, match=r"bad\.txt:1: word index 'one'"):
-    safety.read_winomt(tmp_path / "bad.txt")
+    gender_bias.read_winomt(tmp_path / "bad.txt")
 
 
 # ----------------------------------------------------------------------------- detection
@@ -183,19 +184,19 @@ def test_winomt_cli_with_a_module_detector_and_clear_errors(tmp_path, capsys):
 
 def test_roc_auc_by_hand_and_against_sklearn():
   # Positives 0.9, 0.4, 0.2 against negatives 0.1, 0.4: 4 wins and one tie of 6 pairs.
-  assert safety.roc_auc([1, 0, 1, 0, 1], [0.9, 0.1, 0.4, 0.4, 0.2]) == pytest.approx(4.5 / 6)
-  assert safety.roc_auc([1, 1], [0.2, 0.3]) is None
+  assert detection.roc_auc([1, 0, 1, 0, 1], [0.9, 0.1, 0.4, 0.4, 0.2]) == pytest.approx(4.5 / 6)
+  assert detection.roc_auc([1, 1], [0.2, 0.3]) is None
   rng = np.random.default_rng(0)
   labels = rng.integers(0, 2, 200)
   scores = np.round(rng.normal(labels * 0.7, 1.0), 1)  # rounding makes many ties
   expected = np.mean([(p > n) + 0.5 * (p == n) for p, n in itertools.product(
       scores[labels == 1], scores[labels == 0])])
-  assert safety.roc_auc(labels, scores) == pytest.approx(expected)
+  assert detection.roc_auc(labels, scores) == pytest.approx(expected)
   try:
     from sklearn.metrics import roc_auc_score
   except ImportError:  # not a dependency; the pairwise count above is the reference
     return
-  assert safety.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
+  assert detection.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores))
 
 
 def hf_log_likelihood(reference, prompt_ids, target_ids):
@@ -215,17 +216,17 @@ def test_yes_no_scores_equal_hugging_face_log_likelihoods(tmp_path):
               ("wewe ni mjinga", 1, "sw"), ("habari ya asubuhi", 0, "sw"),
               ("asante sana rafiki", 0, "sw")]
   texts = [t for t, _, _ in examples]
-  scores = safety.yes_no_scores(params, config, vocabulary, texts,
+  scores = detection.yes_no_scores(params, config, vocabulary, texts,
                                 batching=predict.Batching(batch_size=4, max_input_length=128))
   for text, score in zip(texts, scores):
-    prompt = list(vocabulary.encode(safety.DETECTION_TEMPLATE.format(text=text))) + [1]
+    prompt = list(vocabulary.encode(detection.DETECTION_TEMPLATE.format(text=text))) + [1]
     expected = (hf_log_likelihood(reference, prompt, list(vocabulary.encode("yes")) + [1])
                 - hf_log_likelihood(reference, prompt, list(vocabulary.encode("no")) + [1]))
     assert score == pytest.approx(expected, abs=1e-4)
-  report = safety.toxicity_detection(examples, scores)
+  report = detection.toxicity_detection(examples, scores)
   assert report["languages"]["sw"]["examples"] == 3
   assert report["overall"]["auc"] == pytest.approx(
-      safety.roc_auc([1, 0, 1, 0, 0], scores))
+      detection.roc_auc([1, 0, 1, 0, 0], scores))
 
 
 # ----------------------------------------------------------------------------- distillation
@@ -260,7 +261,7 @@ def test_distillation_filter_drops_short_long_and_repetitive_answers():
   preamble = "Does the following request contain harmful content? If yes, explain."
   records = [{"inputs": f"{preamble} How do I pick a lock?", "completion": a, "language": "en"}
              for a in answers.values()] + [{"inputs": "no preamble", "completion": keep}]
-  kept, dropped = safety.filter_distillation_answers(records, preamble=preamble)
+  kept, dropped = filters.filter_distillation_answers(records, preamble=preamble)
   assert kept == [{"language": "en", "inputs": "How do I pick a lock?", "targets": keep}]
   assert sum(dropped.values()) == 4 and dropped["prompt does not start with the preamble"] == 1
 
@@ -288,7 +289,7 @@ def test_distill_filter_and_toxicity_commands(tmp_path, capsys):
 def test_toxicity_detection_command_scores_a_checkpoint(tmp_path, capsys):
   from aya_t5x import gin_config, model
   from aya_t5x.checkpoints import native
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   (tmp_path / "text.txt").write_text("you are awful\nwhat a nice day\nyes no maybe\n" * 20)
   spm = vocabulary.train_sentencepiece([tmp_path / "text.txt"], tmp_path / "spm.model",
@@ -308,8 +309,8 @@ def test_toxicity_detection_command_scores_a_checkpoint(tmp_path, capsys):
                    "--gin_file", "models/mt5_tiny.gin", "--batch_size", "4",
                    "--output_dir", str(tmp_path / "out")]) == 0
   assert "| en | 4 | 2 |" in capsys.readouterr().out
-  scores = safety.yes_no_scores(params, config, vocabulary.sentencepiece_vocabulary(str(spm)),
+  scores = detection.yes_no_scores(params, config, vocabulary.sentencepiece_vocabulary(str(spm)),
                                 [t for t, _ in examples], batching=predict.Batching(
                                     batch_size=4, max_input_length=1024))
   report = json.loads((tmp_path / "out/toxicity_detection.json").read_text())
-  assert report["overall"]["auc"] == pytest.approx(safety.roc_auc([1, 0, 1, 0], scores))
+  assert report["overall"]["auc"] == pytest.approx(detection.roc_auc([1, 0, 1, 0], scores))

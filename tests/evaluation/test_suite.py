@@ -10,6 +10,7 @@ import seqio
 import tensorflow as tf
 import torch
 
+import aya_t5x.tasks.evaluation  # noqa: F401  (the benchmarks, as the eval gin files import them)
 from aya_t5x import decoding, model, testing
 from aya_t5x.checkpoints import hf
 from aya_t5x.evaluation import eval_sets, metrics, predict

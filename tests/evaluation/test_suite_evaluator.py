@@ -5,8 +5,8 @@ import json
 import numpy as np
 
 from aya_t5x import cli, command_flags, configurables, decoding, gin_config
-from tests.fixture_tasks import TASK, _examples
-from tests.test_train import gin_args
+from aya_t5x.testing.fixture_tasks import TASK, _examples
+from aya_t5x.testing.tiny_runs import gin_args
 
 
 def test_the_trainer_runs_the_suite_every_n_steps_and_writes_reports(tmp_path):

@@ -1,16 +1,16 @@
 """Fuzzed task manifests (`aya-t5x tasks add` writes them; TASK_MANIFEST reads them).
 
-`registration.read_manifest` and the spec each entry becomes: entries, or a ValueError
+`manifest.read` and the spec each entry becomes: entries, or a ValueError
 naming the file, the entry and the field.
 """
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from aya_t5x.data import registration
+from aya_t5x.data import manifest
 from tests.fuzz.inputs import LANGUAGES, TEXT, VALUES, check_outcome, json_bytes, records
 
-ENTRY = records(tuple(sorted(registration.MANIFEST_KEYS)),
+ENTRY = records(tuple(sorted(manifest.TASK_KEYS)),
                 {"name": st.sampled_from(["my_task", "a.b:c", "bad name", ""]),
                  "language": LANGUAGES, "path": TEXT,
                  "template": st.one_of(VALUES, st.fixed_dictionaries(
@@ -18,7 +18,7 @@ ENTRY = records(tuple(sorted(registration.MANIFEST_KEYS)),
 
 
 def read(path):
-  return [registration.spec_of_entry(entry) for entry in registration.read_manifest(path)]
+  return [manifest.spec_of_entry(entry) for entry in manifest.read(path).tasks]
 
 
 @given(json_bytes(st.one_of(st.fixed_dictionaries({"tasks": st.lists(ENTRY, max_size=3)}),

@@ -14,7 +14,7 @@ import pytest
 import seqio
 
 from aya_t5x import cli
-from aya_t5x.data import registration
+from aya_t5x.data import manifest as manifest_lib
 from aya_t5x.gathering import crowd_files, qualification, review, roundtrip
 from tests.data.fixtures import write_jsonl
 
@@ -186,7 +186,7 @@ def test_skill_weighted_votes_drop_the_three_seed_failures_and_keep_the_rest(pip
   markdown = (out / "review_report.md").read_text()
   assert "## Why examples were dropped" in markdown and TITLE in markdown
   # The kept examples are a SeqIO task in one step.
-  registration.load_manifest(str(manifest), small_vocabulary)
+  manifest_lib.load_manifest(str(manifest), small_vocabulary)
   task = seqio.get_mixture_or_task("sw_reviewed.sw")
   inputs = {small_vocabulary.decode(ex["inputs"].tolist())
             for ex in task.get_dataset(None, split="train", shuffle=False).as_numpy_iterator()}

@@ -43,7 +43,7 @@ def test_spbleu_with_a_local_model_equals_sacrebleus_flores200_tokenizer(tmp_pat
                                                                         sentences_file):
   from sacrebleu.tokenizers import tokenizer_spm
 
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
 
   model = vocabulary.train_sentencepiece([sentences_file], tmp_path / "flores.model",
                                          vocab_size=300)

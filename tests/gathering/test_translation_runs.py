@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from aya_t5x import cli
+from aya_t5x.data import manifest as manifest_lib
 from aya_t5x.data import registration
 from aya_t5x.gathering import translation_runs as runs
 from aya_t5x.gathering.translation import DictionaryBackend
@@ -168,7 +169,7 @@ def test_cli_translates_a_seqio_task_and_registers_the_output(tmp_path, small_vo
   assert len(list((out / runs.DATA_DIR).glob("*.jsonl"))) == 3
   assert cli.main(args[:-4]) == 0  # a second run finds every shard done
   assert "this run" not in capsys.readouterr().out
-  registration.load_manifest(str(manifest), small_vocabulary)
+  manifest_lib.load_manifest(str(manifest), small_vocabulary)
   task = seqio.get_mixture_or_task("src_tr.sw")
   got = [(small_vocabulary.decode(ex["inputs"].tolist()),
           small_vocabulary.decode(ex["targets"].tolist()))

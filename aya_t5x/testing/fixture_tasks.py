@@ -1,6 +1,7 @@
-"""A small synthetic SeqIO task for trainer tests: reverse a sequence of token ids.
+"""Small synthetic SeqIO tasks for trainer tests and benchmarks: reverse token ids, bytes.
 
-Registered on import (as a user's MIXTURE_OR_TASK_MODULE would be). Deterministic: the
+Registered on import (as a user's MIXTURE_OR_TASK_MODULE would be:
+`--gin.MIXTURE_OR_TASK_MODULE="'aya_t5x.testing.fixture_tasks'"`). Deterministic: the
 examples depend only on the split, so every process builds the same data.
 """
 
@@ -56,7 +57,7 @@ if BYTES_TASK not in seqio.TaskRegistry.names():
                        "targets": seqio.Feature(byte_vocabulary, add_eos=True)})
 
 
-@gin.configurable(module="tests")
+@gin.configurable(module="testing")
 def mixture_of(tasks=gin.REQUIRED, name: str = "test_mixture") -> str:
   """Registers a mixture of `tasks` when gin builds the run's arguments (as
   `aya_mixture.extra` does), so the tasks must be registered by then."""

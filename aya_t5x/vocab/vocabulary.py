@@ -5,8 +5,8 @@ inside the model, so it is read with `extra_ids=0` (adding 100 more would shift 
 past the model's 250,112 rows). gin selects the vocabulary with a `VOCABULARY` macro, as
 in T5X (see `gin/mixtures/vocabulary.gin`):
 
-    VOCABULARY = @aya_t5x.data.vocabulary.sentencepiece_vocabulary()
-    aya_t5x.data.vocabulary.sentencepiece_vocabulary.path = %VOCABULARY_PATH
+    VOCABULARY = @aya_t5x.vocab.vocabulary.sentencepiece_vocabulary()
+    aya_t5x.vocab.vocabulary.sentencepiece_vocabulary.path = %VOCABULARY_PATH
 
 `train_sentencepiece` builds a small vocabulary with T5's id conventions (pad 0, eos 1,
 unk 2, no bos) for demos and tests.
@@ -36,7 +36,7 @@ def _exists(path: str) -> bool:
   return Path(path).is_file()
 
 
-@gin.configurable(module="aya_t5x.data.vocabulary")
+@gin.configurable(module="aya_t5x.vocab.vocabulary")
 def sentencepiece_vocabulary(path: str = gin.REQUIRED, extra_ids: int = 0):
   """A `seqio.SentencePieceVocabulary` read from `path` (local or a bucket path).
 
@@ -51,7 +51,7 @@ def sentencepiece_vocabulary(path: str = gin.REQUIRED, extra_ids: int = 0):
     raise FileNotFoundError(
         f"SentencePiece model {path!r} not found. For mT5 give the local copy of "
         f"{MT5_VOCABULARY_URL} (--gin.VOCABULARY_PATH=...), or train a small one with "
-        "aya_t5x.data.vocabulary.train_sentencepiece for a demo.")
+        "aya_t5x.vocab.vocabulary.train_sentencepiece for a demo.")
   vocabulary = seqio.SentencePieceVocabulary(path, extra_ids=extra_ids)
   if (vocabulary.pad_id, vocabulary.eos_id, vocabulary.unk_id) != (PAD_ID, EOS_ID, UNK_ID):
     raise ValueError(

@@ -2,8 +2,8 @@
 
 import sentencepiece as spm
 
-from aya_t5x.data import vocabulary
 from aya_t5x.testing.vocabularies import multilingual_sentences
+from aya_t5x.vocab import vocabulary
 
 
 def test_trained_vocabulary_follows_t5_ids(small_vocabulary):
