@@ -69,7 +69,7 @@ def _pairs(args: argparse.Namespace) -> int:
 def _reference_logprobs(args: argparse.Namespace) -> int:
   from aya_t5x import gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
   from aya_t5x.preference import reference
 
   loading.check_exists(args.checkpoint)
@@ -96,7 +96,7 @@ def _reference_logprobs(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
   from aya_t5x import decoding, gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.data import vocabulary
+  from aya_t5x.vocab import vocabulary
   from aya_t5x.evaluation import judge_commands
   from aya_t5x.preference import online, rewards
   from aya_t5x.preference import pairs as pairs_lib

@@ -10,7 +10,7 @@ import pytest
 
 from aya_t5x import cli, command_flags, configurables, gin_config, model_config
 from aya_t5x.checkpoints import native
-from aya_t5x.data import vocabulary as vocab_lib
+from aya_t5x.vocab import vocabulary as vocab_lib
 from aya_t5x.model import init_params
 from aya_t5x.preference import reference as reference_lib
 from aya_t5x.preference import tasks
