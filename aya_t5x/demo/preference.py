@@ -123,8 +123,8 @@ def run_round(corpus: demo_corpus.Corpus, sft_params: Any, out: Path, options: P
   """Builds the pairs, trains DPO and judges it against SFT (see the module docstring)."""
   from aya_t5x import configurables, decoding, gin_config
   from aya_t5x.checkpoints import native
-  from aya_t5x.vocab import vocabulary as vocab_lib
   from aya_t5x.preference import online, pairs, rewards, tasks
+  from aya_t5x.vocab import vocabulary as vocab_lib
 
   config = gin_config.configured_model()
   vocabulary = vocab_lib.sentencepiece_vocabulary(str(corpus.vocabulary_path))

@@ -69,8 +69,8 @@ def _pairs(args: argparse.Namespace) -> int:
 def _reference_logprobs(args: argparse.Namespace) -> int:
   from aya_t5x import gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.vocab import vocabulary
   from aya_t5x.preference import reference
+  from aya_t5x.vocab import vocabulary
 
   loading.check_exists(args.checkpoint)
   parse_gin(args)
@@ -96,10 +96,10 @@ def _reference_logprobs(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
   from aya_t5x import decoding, gin_config
   from aya_t5x.checkpoints import loading
-  from aya_t5x.vocab import vocabulary
   from aya_t5x.evaluation import judge_commands
   from aya_t5x.preference import online, rewards
   from aya_t5x.preference import pairs as pairs_lib
+  from aya_t5x.vocab import vocabulary
 
   if args.num_samples < 2:
     raise ValueError(f"--num_samples must be at least 2 (a best and a worst), got "

@@ -10,11 +10,11 @@ import pytest
 
 from aya_t5x import cli, command_flags, configurables, gin_config, model_config
 from aya_t5x.checkpoints import native
-from aya_t5x.vocab import vocabulary as vocab_lib
 from aya_t5x.model import init_params
 from aya_t5x.preference import reference as reference_lib
 from aya_t5x.preference import tasks
 from aya_t5x.testing import vocabularies
+from aya_t5x.vocab import vocabulary as vocab_lib
 
 TINY = model_config.MT5Config(vocab_size=512, d_model=32, num_heads=2, d_kv=8, d_ff=64,
                               num_encoder_layers=1, num_decoder_layers=1)
