@@ -368,6 +368,23 @@ def check_task(manifest: Manifest, entry: Mapping[str, Any]
   return entry, index
 
 
+def _put_task(manifest: Manifest, entry: dict[str, Any], *, replace: bool) -> None:
+  """Writes `entry` into the manifest (a new task, or in place of its namesake)."""
+  tasks = list(manifest.tasks)
+  names = [e["name"] for e in tasks]
+  if manifest.mixture(entry["name"]):
+    raise ValueError(f"{manifest.path}: {entry['name']!r} is a mixture there; choose another "
+                     "task name")
+  if entry["name"] in names:
+    if not replace:
+      raise ValueError(f"{manifest.path}: a task {entry['name']!r} exists already; pass "
+                       "--replace to overwrite it")
+    tasks[names.index(entry["name"])] = entry
+  else:
+    tasks.append(entry)
+  write(dataclasses.replace(manifest, tasks=tuple(tasks)))
+
+
 def add_task(manifest_path: str | os.PathLike, entry: Mapping[str, Any], *,
              replace: bool = False) -> tuple[dict[str, Any], sources.SourceIndex]:
   """Checks a task against its data and writes it into the manifest; all or nothing.
@@ -384,19 +401,7 @@ def add_task(manifest_path: str | os.PathLike, entry: Mapping[str, Any], *,
   elif entry.get("path"):
     entry["path"] = manifest.relative(entry["path"])
   entry, index = check_task(manifest, entry)
-  tasks = list(manifest.tasks)
-  names = [e["name"] for e in tasks]
-  if manifest.mixture(entry["name"]):
-    raise ValueError(f"{manifest.path}: {entry['name']!r} is a mixture there; choose another "
-                     "task name")
-  if entry["name"] in names:
-    if not replace:
-      raise ValueError(f"{manifest.path}: a task {entry['name']!r} exists already; pass "
-                       "--replace to overwrite it")
-    tasks[names.index(entry["name"])] = entry
-  else:
-    tasks.append(entry)
-  write(dataclasses.replace(manifest, tasks=tuple(tasks)))
+  _put_task(manifest, entry, replace=replace)
   return entry, index
 
 
@@ -408,19 +413,7 @@ def add_task_of_kind(manifest_path: str | os.PathLike, entry: Mapping[str, Any],
   _registrar(entry["kind"], f"task {entry.get('name')!r}")
   entry = _check_task({k: v for k, v in entry.items() if v is not None}, "task")
   entry["path"] = manifest.relative(entry["path"])
-  tasks = list(manifest.tasks)
-  names = [e["name"] for e in tasks]
-  if manifest.mixture(entry["name"]):
-    raise ValueError(f"{manifest.path}: {entry['name']!r} is a mixture there; choose another "
-                     "task name")
-  if entry["name"] in names:
-    if not replace:
-      raise ValueError(f"{manifest.path}: a task {entry['name']!r} exists already; pass "
-                       "--replace to overwrite it")
-    tasks[names.index(entry["name"])] = entry
-  else:
-    tasks.append(entry)
-  write(dataclasses.replace(manifest, tasks=tuple(tasks)))
+  _put_task(manifest, entry, replace=replace)
   return entry
 
 
