@@ -107,7 +107,7 @@ def test_reference_never_changes_and_microbatches_add_up():
   batch = jax.tree.map(jnp.asarray, unpacked(_pairs(4)))
   whole = jax.jit(make_train_step(CONFIG, tx, schedule, LossConfig(), seed=0,
                                   objective=objective))
-  extra = (reference,)
+  extra = ({}, reference)  # nothing frozen (every parameter trains), then the reference
   state = _state(params, tx)
   for _ in range(3):
     state, metrics = whole(state, batch, *extra)
