@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.checkpoints.loading import run_dir
 
 CONFIG_FILE = "config.gin"
@@ -59,9 +60,7 @@ def task_vocabulary_file(mixture_or_task_name: str) -> str | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-  tmp.replace(path)
+  write_text_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write(model_dir: str | os.PathLike, mixture_or_task_name: str,
@@ -76,7 +75,7 @@ def write(model_dir: str | os.PathLike, mixture_or_task_name: str,
   run.mkdir(parents=True, exist_ok=True)
   config = gin.operative_config_str()
   if config.strip():
-    (run / CONFIG_FILE).write_text(config, encoding="utf-8")
+    write_text_atomically(run / CONFIG_FILE, config)
   spm = task_vocabulary_file(mixture_or_task_name)
   if spm and "://" not in spm:
     from sentencepiece import SentencePieceProcessor

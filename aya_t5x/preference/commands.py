@@ -20,15 +20,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aya_t5x.atomic_files import write_text_atomically
 from aya_t5x.command_flags import add_gin_flags, parse_gin
 
 
 def _write_report(output: str, report: dict[str, Any]) -> Path:
-  path = Path(str(output) + ".report.json")
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-  tmp.replace(path)
-  return path
+  return write_text_atomically(str(output) + ".report.json",
+                               json.dumps(report, indent=1, ensure_ascii=False) + "\n")
 
 
 def _pairs(args: argparse.Namespace) -> int:

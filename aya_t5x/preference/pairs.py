@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from aya_t5x.atomic_files import atomic_open
 from aya_t5x.data import languages
 
 FIELDS = ("prompt", "chosen", "rejected", "language")
@@ -142,16 +143,12 @@ def read_pairs(path: str | os.PathLike, *, language: str | None = None,
 
 def write_pairs(pairs: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> int:
   """Writes records as JSONL (beside, then moved into place); returns the count."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
   count = 0
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic_open(path) as f:
     for pair in pairs:
       record = pair.record() if isinstance(pair, Pair) else dict(pair)
       f.write(json.dumps(record, ensure_ascii=False) + "\n")
       count += 1
-  tmp.replace(path)
   return count
 
 

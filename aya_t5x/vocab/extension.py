@@ -48,6 +48,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from aya_t5x.atomic_files import write_bytes_atomically
 from aya_t5x.vocab import coverage
 
 _NORMAL = 1  # sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
@@ -235,11 +236,7 @@ def extend_vocabulary(base_path: str | os.PathLike, text_files: Sequence[str | o
     extended.pieces.append(sentencepiece_model_pb2.ModelProto.SentencePiece(
         piece=piece, score=score, type=_NORMAL))
   extended.trainer_spec.vocab_size = len(extended.pieces)
-  out = Path(output)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_bytes(extended.SerializeToString())
-  tmp.replace(out)
+  out = write_bytes_atomically(output, extended.SerializeToString())
   return Extension(path=out, model_type=_MODEL_TYPES[model_type], base_pieces=len(proto.pieces),
                    new_pieces=tuple(piece for piece, _ in selected),
                    new_characters=new_characters)
