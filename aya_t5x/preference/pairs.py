@@ -49,6 +49,11 @@ from aya_t5x.data import languages
 FIELDS = ("prompt", "chosen", "rejected", "language")
 
 
+class ReferenceMismatchError(ValueError):
+  """A reference that cannot serve this policy or these pairs (defined with the pairs, so
+  that reading pair files never imports jax)."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Pair:
   prompt: str

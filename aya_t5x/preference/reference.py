@@ -31,15 +31,12 @@ import numpy as np
 
 from aya_t5x.model_config import MT5Config
 from aya_t5x.preference import pairs as pairs_lib
+from aya_t5x.preference.pairs import ReferenceMismatchError
 
 ARCHITECTURE_FIELDS = ("vocab_size", "d_model", "num_heads", "d_kv", "d_ff",
                        "num_encoder_layers", "num_decoder_layers",
                        "relative_attention_num_buckets", "relative_attention_max_distance")
 _INPUTS = re.compile(r"/inputs=(\d+)$")
-
-
-class ReferenceMismatchError(ValueError):
-  """A reference that cannot serve this policy or these pairs."""
 
 
 def check_same_architecture(policy: MT5Config, reference: MT5Config, source: str) -> None:

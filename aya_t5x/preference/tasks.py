@@ -23,7 +23,7 @@ from typing import Any
 from aya_t5x.data import generator_datasets, languages
 from aya_t5x.data import manifest as manifest_lib
 from aya_t5x.preference import pairs as pairs_lib
-from aya_t5x.preference.reference import ReferenceMismatchError
+from aya_t5x.preference.pairs import ReferenceMismatchError
 
 SIDES = ("chosen", "rejected")
 REFERENCE_FEATURES = tuple(f"{side}_reference_logps" for side in SIDES)
